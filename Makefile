@@ -1,0 +1,162 @@
+# taskring - one GNU Makefile builds the library, the tools, the tests and the benchmarks.
+#
+#   make            libtaskring.a, libtaskring.so.$(MAJOR), taskring.pc, tools
+#   make check      all tests (cmocka), each in its own process with a timeout
+#   make check SANITIZE=address,undefined   (or SANITIZE=thread): the same, instrumented
+#   make demo       build everything (installing packages if needed) and run the demo
+#   make bench      benchmarks; one JSON object per scenario per line
+#   make deps       install the Debian packages the build and the tests need
+#   make install / uninstall   honour PREFIX and DESTDIR
+#   V=1             show the commands
+
+MAJOR := 0
+MINOR := 1
+PATCH := 0
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# A sanitizer build lives in its own directory so it never mixes objects with
+# the normal one.
+ifneq ($(SANITIZE),)
+BUILD ?= build-$(subst $(comma),-,$(SANITIZE))
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -g
+else
+BUILD ?= build
+SAN_FLAGS :=
+endif
+comma := ,
+
+# Required flags; user CFLAGS/LDFLAGS add to them, never replace them.
+REQ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -fPIC -fvisibility=hidden \
+	-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+	-pthread $(SAN_FLAGS)
+OPT_CFLAGS ?= -O2 -g
+REQ_LDFLAGS := -pthread $(SAN_FLAGS)
+LIBS := -lrt
+
+override ALL_CFLAGS = $(REQ_CFLAGS) $(OPT_CFLAGS) $(CFLAGS)
+override ALL_LDFLAGS = $(REQ_LDFLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(wildcard src/*.c)
+LIB_OBJS := $(patsubst src/%.c,$(BUILD)/src/%.o,$(LIB_SRCS))
+LIB_HDRS := include/taskring.h $(wildcard src/*.h)
+
+STATIC := $(BUILD)/libtaskring.a
+SHARED := $(BUILD)/libtaskring.so.$(VERSION)
+SONAME := libtaskring.so.$(MAJOR)
+
+TOOLS := $(BUILD)/taskring
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+
+.PHONY: all lib tools tests benches check demo bench deps install uninstall clean
+.DEFAULT_GOAL := all
+
+all: lib tools $(BUILD)/taskring.pc
+
+lib: $(STATIC) $(SHARED)
+
+$(BUILD)/src/%.o: src/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STATIC): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS) src/taskring.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/taskring.map -Wl,-z,defs \
+		$(ALL_LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
+	$(Q)ln -sf libtaskring.so.$(VERSION) $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(BUILD)/libtaskring.so
+
+$(BUILD)/taskring.pc: taskring.pc.in Makefile
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+tools: $(TOOLS)
+
+$(BUILD)/taskring: tools/taskring.c $(STATIC) include/taskring.h
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(LIBS) -lm
+
+# Tests link the static library (so internal symbols are reachable through
+# src/*.h) and cmocka.
+tests: $(TESTS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC) include/taskring.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(LIBS) -lm
+
+check: all tests
+	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh $(TESTS)
+
+benches: $(BENCHES)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC) include/taskring.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(LIBS) -lm
+
+bench: benches
+	$(Q)BUILD=$(BUILD) bench/run.sh
+
+demo:
+	$(Q)$(MAKE) --no-print-directory deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(BUILD)/taskring demo
+
+# Installs the Debian packages only when one is missing, so it is quick and
+# needs no root on a machine that has them.
+deps:
+	$(Q)missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/taskring.h $(DESTDIR)$(INCLUDEDIR)/taskring.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libtaskring.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libtaskring.so.$(VERSION)
+	ln -sf libtaskring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtaskring.so
+	install -m 644 $(BUILD)/taskring.pc $(DESTDIR)$(PKGCONFIGDIR)/taskring.pc
+	install -m 755 $(BUILD)/taskring $(DESTDIR)$(BINDIR)/taskring
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/taskring.h $(DESTDIR)$(LIBDIR)/libtaskring.a \
+		$(DESTDIR)$(LIBDIR)/libtaskring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libtaskring.so $(DESTDIR)$(PKGCONFIGDIR)/taskring.pc \
+		$(DESTDIR)$(BINDIR)/taskring
+
+clean:
+	rm -rf build build-*

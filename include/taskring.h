@@ -1,0 +1,658 @@
+/*
+ * taskring.h - the public interface of taskring, a job queue for one Linux host.
+ *
+ * Producers and workers, in one process or many, exchange jobs through one
+ * shared-memory store: a slot table, per-queue ready lists and timers, and an
+ * arena for payloads, results and error texts. Idle workers and result waiters
+ * sleep on futexes in the store and are woken by the change they wait for;
+ * nothing polls. The job model is that of the Python task queue taskito: six
+ * states (pending, running, complete, failed, dead, cancelled), retries with
+ * backoff, a dead-letter list, progress, error history and a JSON view.
+ *
+ * This is the only public header. Every function is documented below with
+ * what it does, each parameter, every error it returns and whether it blocks.
+ *
+ * Conventions
+ *   - Every fallible call returns int: >= 0 on success, < 0 on failure. A
+ *     failure is -errno where one fits (-EINVAL, -ENOENT, -EAGAIN, ...) or one
+ *     of the library codes TASKRING_E* below (a band from -1000 down);
+ *     taskring_strerror() describes either. errno is never part of the API.
+ *   - When a call fails, its output parameters are left untouched and the
+ *     store is unchanged.
+ *   - The library never prints, never exits and never aborts on bad input.
+ *   - Durations are int64_t nanoseconds (names end in _ns). Absolute times
+ *     (eta, created_at, ...) are CLOCK_REALTIME nanoseconds since the epoch.
+ *     A timeout of -1 means "wait forever"; 0 means "do not wait".
+ *   - Names (task and queue names) are 1 to 63 bytes of printable ASCII
+ *     (0x21-0x7e) other than '"' and '\\'.
+ *
+ * Caveats (read these first)
+ *   - A store's sizing is fixed when it is created. Reopening with other
+ *     explicit sizes fails with TASKRING_ESIZING; it is never resized.
+ *   - Terminal jobs keep their result and errors until their slot is needed
+ *     again (oldest terminal first) or until result_ttl passes. After that
+ *     every call on the job returns -ENOENT; never another job's data.
+ *   - Handlers run in worker threads. A thread cannot be killed safely, so a
+ *     cancel request on a running job and the per-attempt timeout are
+ *     cooperative in this release: the handler sees the request through its
+ *     context, and an attempt that overran its timeout is recorded as a
+ *     failed attempt when it returns.
+ *   - This release has no log: a store survives the death of any process,
+ *     not a reboot. Delivery is at-least-once per attempt.
+ *   - The store is shared memory: every process attached to it can read and
+ *     write all of it. Only give access to processes you trust with the jobs.
+ *   - The library is not async-signal-safe. Handles (struct taskring_job) are
+ *     plain values: copy them freely, across threads and, for stores named by
+ *     shm name or path, use taskring_job_id()/taskring_job_lookup() to pass a
+ *     job to another process.
+ *
+ * Versions: the library's (TASKRING_VERSION_*, soname on the major), the
+ * shared-region format (checked when a store is opened) and, later, the log
+ * format are three separate numbers.
+ */
+#ifndef TASKRING_H
+#define TASKRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TASKRING_VERSION_MAJOR 0
+#define TASKRING_VERSION_MINOR 1
+#define TASKRING_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define TASKRING_API __attribute__((visibility("default")))
+#define TASKRING_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TASKRING_API
+#define TASKRING_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Library error codes, returned negated like -errno values. The X-macro
+ * generates both this enum and the texts of taskring_strerror().
+ */
+#define TASKRING_ERRNO_MAP(X)                                                  \
+	X(EFORMAT, 1000, "not a taskring store (bad magic)")                   \
+	X(EVERSION, 1001, "store has another region format version")           \
+	X(EBUILD, 1002, "store was made by an incompatible build (layout signature differs)") \
+	X(ESIZING, 1003, "store exists with different sizing")                 \
+	X(ECORRUPT, 1004, "store region is corrupt (a header field or offset is out of bounds)") \
+	X(EOWNER, 1005, "store is owned by another user")                      \
+	X(ENOTASK, 1006, "unknown task name (no worker registered it and it was not declared)") \
+	X(EFAILED, 1007, "job failed permanently (its error message is available)") \
+	X(EDEAD, 1008, "job is dead: retries exhausted (its error message is available)") \
+	X(ESTATE, 1009, "job is not in a state that allows this operation")   \
+	X(EOPTS, 1010, "options struct was not initialised with its _init function") \
+	X(ENOHANDLER, 1011, "no handler registered for this task in this worker")
+
+enum taskring_error {
+#define TASKRING_ERR_ENUM(name, num, text) TASKRING_##name = -(num),
+	TASKRING_ERRNO_MAP(TASKRING_ERR_ENUM)
+#undef TASKRING_ERR_ENUM
+};
+
+/*
+ * taskring_strerror - describe an error code.
+ * @err: a negative value returned by any taskring call (-errno or TASKRING_E*).
+ * Returns a static, NUL-terminated string; never NULL. Thread-safe.
+ */
+TASKRING_API const char *taskring_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Store                                                                     */
+/* ------------------------------------------------------------------------ */
+
+struct taskring_store;
+
+/* Defaults and limits of a store's sizing. */
+#define TASKRING_DEFAULT_SLOTS (1u << 16)
+#define TASKRING_MIN_SLOTS 16u
+#define TASKRING_MAX_SLOTS (1u << 24)
+#define TASKRING_DEFAULT_MAX_PAYLOAD (1u << 20)
+#define TASKRING_MAX_MAX_PAYLOAD (64u << 20)
+#define TASKRING_DEFAULT_QUEUES 16u
+#define TASKRING_MAX_QUEUES 64u
+#define TASKRING_DEFAULT_TASKS 256u
+#define TASKRING_MAX_TASKS 4096u
+#define TASKRING_NAME_MAX 63u
+#define TASKRING_ID_LEN 36u          /* canonical UUID text, without NUL */
+#define TASKRING_ERROR_MAX 1023u     /* error messages are cut to this length */
+#define TASKRING_METADATA_MAX 4096u  /* metadata text, bytes */
+#define TASKRING_MAX_RETRY_DELAYS 32u
+#define TASKRING_MAX_RETRIES_LIMIT 1000
+
+/* Flags for taskring_store_opts.flags. */
+#define TASKRING_STORE_GROUP 0x1u    /* create with mode 0660 instead of 0600 */
+#define TASKRING_STORE_NOCREATE 0x2u /* fail with -ENOENT if it does not exist */
+#define TASKRING_STORE_EXCL 0x4u     /* fail with -EEXIST if it exists */
+
+/*
+ * Sizing of a store. A field left 0 means "the default" when the store is
+ * created and "whatever it has" when an existing store is opened; a field set
+ * to non-zero must equal the existing store's value or the open fails with
+ * TASKRING_ESIZING. A zeroed struct (or NULL) is valid.
+ */
+struct taskring_store_opts {
+	uint32_t slots;        /* job slots; default 65,536; 16 .. 16,777,216 */
+	uint32_t max_payload;  /* largest payload or result, bytes; default 1 MiB */
+	uint64_t arena_bytes;  /* payload/result/error arena; default 64 MiB,
+				  at least 4 * max_payload */
+	uint32_t queues;       /* named queues; default 16, at most 64 */
+	uint32_t tasks;        /* task names; default 256, at most 4096 */
+	uint32_t flags;        /* TASKRING_STORE_* */
+	uint32_t reserved0;
+	uint64_t reserved[4];  /* must be zero */
+};
+
+/*
+ * taskring_store_open - open a store, creating it if it does not exist.
+ * @name: "/name" (one leading slash, no other) is a POSIX shared-memory
+ *        object (/dev/shm/name); any other non-empty string is a path to a
+ *        regular file that is mapped (tmpfs, hugetlbfs or disk); NULL makes an
+ *        anonymous region shared only with children fork()ed after this call.
+ * @opts: sizing and flags, or NULL for defaults.
+ * @storep: OUT: the store, to be closed with taskring_store_close().
+ *
+ * Creation is atomic: the region is built under a temporary name and linked
+ * into place only when fully initialised, so concurrent first openers either
+ * create it or find it ready; none sees a half-built region. A new store has
+ * mode 0600 (0660 with TASKRING_STORE_GROUP). Symbolic links are never
+ * followed. Does not block other than on file-system calls.
+ *
+ * Errors: -EINVAL (bad name, bad sizing, non-zero reserved fields, unknown
+ * flags), -ENAMETOOLONG, -ENOENT (TASKRING_STORE_NOCREATE and absent),
+ * -EEXIST (TASKRING_STORE_EXCL and present), -ELOOP (the name is a symbolic
+ * link), -EACCES/-EPERM (file-system permission), -ENOMEM/-ENOSPC (cannot
+ * size the region), TASKRING_EOWNER (owned by another user, or not a regular
+ * file), TASKRING_EFORMAT (bad magic), TASKRING_EVERSION (other region format),
+ * TASKRING_EBUILD (incompatible build), TASKRING_ESIZING (explicit sizing
+ * differs), TASKRING_ECORRUPT (header fields or offsets out of bounds, or the
+ * file's size disagrees with its header), or another -errno from open/mmap.
+ */
+TASKRING_API int taskring_store_open(const char *name, const struct taskring_store_opts *opts,
+				     struct taskring_store **storep);
+
+/*
+ * taskring_store_close - unmap and free a store handle.
+ * Every worker created on it must have been destroyed first. Jobs handles that
+ * refer to the store become invalid in this process. The store itself (the
+ * shared region) and its jobs remain for other processes and later opens.
+ * Returns 0, or -EINVAL when @store is NULL, -EBUSY when a worker still uses it.
+ */
+TASKRING_API int taskring_store_close(struct taskring_store *store);
+
+/*
+ * taskring_store_unlink - remove a store's name, like shm_unlink()/unlink().
+ * Processes that have it open keep using it; the memory is freed when the
+ * last one closes it. Never follows a symbolic link at the final component.
+ * Errors: -EINVAL (NULL or invalid name), -ENOENT, TASKRING_EOWNER (not ours),
+ * or another -errno from unlink.
+ */
+TASKRING_API int taskring_store_unlink(const char *name);
+
+/* What a store is made of; see taskring_store_info(). */
+struct taskring_store_info {
+	uint32_t slots, max_payload, queues, tasks;
+	uint64_t arena_bytes;
+	uint64_t region_bytes;   /* size of the whole mapping */
+	uint32_t format_version; /* shared-region format */
+	uint32_t build_signature;
+	uint32_t queues_used, tasks_used;
+	uint64_t arena_used;     /* bytes carved from the arena so far */
+	uint64_t reserved[4];
+};
+
+/*
+ * taskring_store_info - describe a store. Non-blocking.
+ * Errors: -EINVAL (NULL argument).
+ */
+TASKRING_API int taskring_store_info(struct taskring_store *store, struct taskring_store_info *out);
+
+/*
+ * taskring_store_set_spin - how long this process spins before sleeping.
+ * @spin_ns: time a result waiter or an idle worker of this process spends
+ *           checking the shared word before it sleeps on its futex; 0
+ *           disables spinning. Default 20,000 ns (on a VM, a blocking
+ *           cross-CPU wake-up costs ~25-30 us, a spinning hand-off ~0.2 us).
+ *           At most 10,000,000 ns.
+ * Process-local: other processes keep their own setting. Workers read it when
+ * they are created. Errors: -EINVAL.
+ */
+TASKRING_API int taskring_store_set_spin(struct taskring_store *store, int64_t spin_ns);
+
+/*
+ * taskring_task_declare - make a task name known to the store.
+ * Enqueueing a task name that no worker has registered and nobody declared
+ * fails with TASKRING_ENOTASK, so that a typo never leaves a job pending
+ * forever. Workers declare their tasks when they register handlers; call this
+ * from a producer that may start before any worker. Idempotent.
+ * Errors: -EINVAL (bad name), -ENAMETOOLONG, -ENOSPC (task table full).
+ */
+TASKRING_API int taskring_task_declare(struct taskring_store *store, const char *task);
+
+/*
+ * taskring_queue_pause / taskring_queue_resume - stop or restart claiming
+ * from a queue. Enqueueing into a paused queue still works; its jobs wait.
+ * Resuming wakes sleeping workers of that queue. Idempotent; the queue is
+ * created if it did not exist.
+ * Errors: -EINVAL (bad name), -ENAMETOOLONG, -ENOSPC (queue table full).
+ */
+TASKRING_API int taskring_queue_pause(struct taskring_store *store, const char *queue);
+TASKRING_API int taskring_queue_resume(struct taskring_store *store, const char *queue);
+
+/* ------------------------------------------------------------------------ */
+/* Jobs                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Job states; the numbers are taskito's. */
+enum taskring_status {
+	TASKRING_PENDING = 0,
+	TASKRING_RUNNING = 1,
+	TASKRING_COMPLETE = 2,
+	TASKRING_FAILED = 3,    /* permanent failure chosen by the handler */
+	TASKRING_DEAD = 4,      /* retries exhausted; on the dead-letter list */
+	TASKRING_CANCELLED = 5,
+};
+#define TASKRING_STATUS_COUNT 6
+
+/* "pending", "running", ...; "unknown" for anything else. */
+TASKRING_API const char *taskring_status_name(int status);
+
+/*
+ * A job handle: a plain value, filled by enqueue or lookup. Treat the fields
+ * as opaque. A handle whose job's slot was recycled is detected by its
+ * generation and every call on it returns -ENOENT.
+ */
+struct taskring_job {
+	struct taskring_store *store;
+	uint32_t slot;
+	uint32_t gen;
+	unsigned char uuid[16];
+};
+
+#define TASKRING_ENQUEUE_OPTS_ABI 0x7e510001u
+
+/* Flags for taskring_enqueue_opts.flags. */
+#define TASKRING_ENQ_BLOCK 0x1u  /* when the store is full, wait up to
+				    block_timeout_ns for a slot instead of
+				    failing with -EAGAIN */
+
+/*
+ * Options of one enqueue. Initialise with taskring_enqueue_opts_init() (or
+ * TASKRING_ENQUEUE_OPTS_INIT) and change what you need: a struct that was not
+ * initialised is refused with TASKRING_EOPTS, because 0 is a meaningful value
+ * for max_retries.
+ */
+struct taskring_enqueue_opts {
+	uint32_t abi;              /* set by the initialiser; do not touch */
+	uint32_t flags;            /* TASKRING_ENQ_* */
+	const char *queue;         /* NULL = "default" */
+	int32_t priority;          /* higher runs first; FIFO among equals; default 0 */
+	int32_t max_retries;       /* attempts after the first; default 3; 0 = run
+				      at most once; 0 .. TASKRING_MAX_RETRIES_LIMIT */
+	int64_t delay_ns;          /* run no earlier than now + delay; default 0 */
+	int64_t eta_ns;            /* or at this absolute time; 0 = none; not
+				      both with delay_ns */
+	int64_t timeout_ns;        /* per-attempt limit; default 300 s; > 0 */
+	int64_t result_ttl_ns;     /* keep a terminal job at most this long;
+				      0 (default) = until its slot is needed */
+	int64_t backoff_base_ns;   /* retry backoff: uniform(0, min(cap, base *
+				      2^retry_count)); default 1 s */
+	int64_t backoff_cap_ns;    /* default 300 s; >= base */
+	const int64_t *retry_delays_ns; /* or exact per-retry delays (the last
+					   repeats); NULL = use backoff */
+	uint32_t n_retry_delays;   /* 1 .. TASKRING_MAX_RETRY_DELAYS when set */
+	uint32_t reserved0;
+	const char *metadata;      /* NUL-terminated text kept with the job (JSON
+				      by convention), up to TASKRING_METADATA_MAX
+				      bytes; NULL = none */
+	int64_t block_timeout_ns;  /* with TASKRING_ENQ_BLOCK: -1 = forever */
+	uint64_t reserved[6];      /* must be zero */
+};
+
+#define TASKRING_ENQUEUE_OPTS_INIT                                                    \
+	{ .abi = TASKRING_ENQUEUE_OPTS_ABI, .max_retries = 3, .timeout_ns = 300000000000LL, \
+	  .backoff_base_ns = 1000000000LL, .backoff_cap_ns = 300000000000LL,            \
+	  .block_timeout_ns = -1 }
+
+/* taskring_enqueue_opts_init - fill @opts with the defaults above. */
+TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts);
+
+/*
+ * taskring_enqueue - add one job.
+ * @task: the registered or declared task name.
+ * @payload, @len: opaque bytes copied into the store (@payload may be NULL
+ *        when @len is 0); at most the store's max_payload.
+ * @opts: options, or NULL for the defaults.
+ * @jobp: OUT (may be NULL): a handle to the new job.
+ *
+ * The job is pending at once; a sleeping worker of its queue is woken only if
+ * one is asleep, so enqueueing makes no system call when workers are busy or
+ * spinning. Does not block unless TASKRING_ENQ_BLOCK is set and the store is
+ * full.
+ *
+ * Errors: -EINVAL (NULL store or task, @payload NULL with @len > 0, a bad
+ * option value: negative delay/eta/ttl/backoff, timeout <= 0, max_retries out
+ * of range, both delay and eta, cap < base, bad retry_delays, bad queue name,
+ * non-zero reserved fields), -ENAMETOOLONG (task or queue name too long),
+ * TASKRING_EOPTS (opts not initialised), TASKRING_ENOTASK, -EMSGSIZE (payload
+ * or metadata too large), -EAGAIN (every slot holds a pending or running job,
+ * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
+ * set and no room appeared in time), -ENOSPC (queue table full).
+ */
+TASKRING_API int taskring_enqueue(struct taskring_store *store, const char *task, const void *payload,
+				  size_t len, const struct taskring_enqueue_opts *opts,
+				  struct taskring_job *jobp);
+
+/* One job of a batch. */
+struct taskring_enqueue_item {
+	const char *task;
+	const void *payload;
+	size_t len;
+	const struct taskring_enqueue_opts *opts; /* NULL = the batch's opts */
+};
+
+/*
+ * taskring_enqueue_batch - add @n jobs in one call, all or none.
+ * Every item is validated before anything changes; then slots for all of
+ * them are taken, so a full store fails the whole batch with -EAGAIN (or
+ * waits, with TASKRING_ENQ_BLOCK in the batch's @opts). Jobs of one queue are
+ * linked under one lock acquisition and sleeping workers are woken once.
+ * @jobs: OUT (may be NULL): @n handles, in item order.
+ * Errors: as taskring_enqueue(), plus -EINVAL for @n == 0 or @items NULL;
+ * -E2BIG when @n exceeds the store's slot count.
+ */
+TASKRING_API int taskring_enqueue_batch(struct taskring_store *store, const struct taskring_enqueue_item *items,
+					size_t n, const struct taskring_enqueue_opts *opts,
+					struct taskring_job *jobs);
+
+/*
+ * taskring_job_lookup - find a job by its id text, from any process.
+ * @id: 36-character canonical UUID text (hex digits in either case).
+ * Errors: -EINVAL (NULL, or malformed text), -ENOENT (no such job in this
+ * store, or it ended and was removed).
+ */
+TASKRING_API int taskring_job_lookup(struct taskring_store *store, const char *id, struct taskring_job *jobp);
+
+/*
+ * taskring_job_id - the job's id as text.
+ * @buf: OUT: at least TASKRING_ID_LEN + 1 bytes; receives the id and a NUL.
+ * The id is a UUIDv7 (RFC 9562): 48 bits of Unix time in ms, then bits
+ * that are random except for the job's slot index, which makes lookup O(1).
+ * Errors: -EINVAL.
+ */
+TASKRING_API int taskring_job_id(const struct taskring_job *job, char *buf);
+
+/*
+ * taskring_job_status - the job's status, read fresh from the store.
+ * Returns a TASKRING_PENDING .. TASKRING_CANCELLED value, or -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_status(const struct taskring_job *job);
+
+/*
+ * taskring_job_progress - the last progress the handler reported, 0..100.
+ * Errors: -ENODATA (none reported yet), -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_progress(const struct taskring_job *job);
+
+/*
+ * taskring_job_error - the newest error message of the job.
+ * Copies the message, cut to @cap - 1 bytes and NUL-terminated, into @buf
+ * (which may be NULL when @cap is 0) and returns its full length, like
+ * snprintf(). Errors: -ENODATA (no failed attempt), -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_error(const struct taskring_job *job, char *buf, size_t cap);
+
+/* One entry of a job's error history: one per failed attempt. */
+struct taskring_error_record {
+	char id[TASKRING_ID_LEN + 1];      /* the error record's own UUIDv7 */
+	char job_id[TASKRING_ID_LEN + 1];
+	uint32_t attempt;                  /* 0-indexed, as taskito */
+	int64_t failed_at_ns;              /* CLOCK_REALTIME */
+	char error[TASKRING_ERROR_MAX + 1];
+};
+
+/*
+ * taskring_job_errors - the job's error history, oldest first.
+ * @out: OUT: room for @max records (may be NULL when @max is 0).
+ * Returns the total number of records (which may exceed @max; only the
+ * oldest @max are written). Errors: -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_errors(const struct taskring_job *job, struct taskring_error_record *out,
+				     size_t max);
+
+/* A consistent snapshot of a job's fields; see taskring_job_info(). */
+struct taskring_job_info {
+	char id[TASKRING_ID_LEN + 1];
+	char task_name[TASKRING_NAME_MAX + 1];
+	char queue[TASKRING_NAME_MAX + 1];
+	int status;
+	int progress;            /* -1 = none */
+	int32_t priority;
+	uint32_t retry_count, max_retries;
+	int cancel_requested;
+	int64_t created_at_ns, scheduled_at_ns, started_at_ns, completed_at_ns; /* 0 = not yet */
+	int64_t timeout_ns, result_ttl_ns;
+	uint32_t payload_len, result_len;
+	uint32_t error_count;
+	uint64_t reserved[4];
+};
+
+/* taskring_job_info - fill @out. Errors: -EINVAL, -ENOENT. Non-blocking. */
+TASKRING_API int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *out);
+
+/*
+ * taskring_job_payload - copy the job's payload.
+ * @buf, @cap: destination; @lenp: OUT: the payload's length.
+ * Errors: -ENOBUFS (@cap too small; *@lenp still receives the length),
+ * -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, size_t *lenp);
+
+/*
+ * taskring_job_to_json - the job as one JSON object.
+ * Keys as taskito's to_dict(): id, queue, task_name, status (text), priority,
+ * progress (null if none), retry_count, max_retries, created_at,
+ * scheduled_at, started_at, completed_at (integers, ms since the epoch, or
+ * null), error (newest message or null), timeout_ms, unique_key (null in this
+ * release), metadata (the text, or null), plus dependencies and dependents
+ * (arrays of ids; empty in this release) and errors (the history).
+ * Writes at most @cap bytes including the NUL and returns the length the
+ * whole text needs, like snprintf(). Errors: -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap);
+
+/*
+ * taskring_job_wait - block until the job is terminal.
+ * Sleeps on the job's state word (a futex in the store), after spinning for
+ * the store's spin time; makes no system call until the job changes state
+ * or the timeout expires. Returns the terminal status (>= 2).
+ * @timeout_ns: -1 = forever, 0 = check once.
+ * Errors: -ETIMEDOUT, -EINVAL, -ENOENT (the job's slot was recycled).
+ */
+TASKRING_API int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns);
+
+/*
+ * taskring_job_result - wait for the job to end and copy its result.
+ * Blocks like taskring_job_wait(). Returns 0 with the result copied to @buf
+ * (which may be NULL when @cap is 0 and the result is empty) and its length
+ * in *@lenp.
+ * Errors: -ETIMEDOUT (not terminal in time), TASKRING_EFAILED (failed
+ * permanently) and TASKRING_EDEAD (retries exhausted), for both of which
+ * taskring_job_error() gives the message; -ECANCELED (cancelled); -ENOBUFS
+ * (@cap too small; *@lenp receives the needed length); -EINVAL; -ENOENT.
+ */
+TASKRING_API int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void *buf, size_t cap,
+				     size_t *lenp);
+
+/*
+ * taskring_job_cancel - cancel a job.
+ * A pending job is cancelled at once (0 is returned) and its waiters woken.
+ * A running job gets a cancel request that its handler sees through
+ * taskring_ctx_cancel_requested(); 1 is returned. The job ends cancelled
+ * when the handler returns anything but success.
+ * Errors: TASKRING_ESTATE (already terminal), -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_cancel(const struct taskring_job *job);
+
+/*
+ * taskring_job_retry_dead - enqueue a dead job again, as taskito's retry_dead:
+ * a new job (new id) with the same task, payload, queue and options and a
+ * fresh retry budget. The dead job stays as it is.
+ * @newjob: OUT (may be NULL).
+ * Errors: TASKRING_ESTATE (not dead), the errors of taskring_enqueue(),
+ * -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob);
+
+/*
+ * taskring_job_next - iterate over the store's jobs (the dead-letter list is
+ * status_mask = 1 << TASKRING_DEAD).
+ * @status_mask: bit (1 << status) for each status wanted; 0 = all.
+ * @queue: only jobs of this queue, or NULL for all.
+ * @cursor: IN/OUT: start at 0; the call advances it. Each slot is visited once
+ *          per pass, so a pass terminates even while the store is busy.
+ * @jobp: OUT: the next matching job.
+ * Returns 1 when a job was found, 0 at the end. Errors: -EINVAL.
+ */
+TASKRING_API int taskring_job_next(struct taskring_store *store, uint32_t status_mask, const char *queue,
+				   uint64_t *cursor, struct taskring_job *jobp);
+
+/* Counts of one queue, or of all queues. */
+struct taskring_queue_stats {
+	uint64_t by_status[TASKRING_STATUS_COUNT]; /* jobs now in each state */
+	uint64_t enqueued, started, completed, failed, dead, cancelled, retried; /* since creation */
+	int paused;
+	uint64_t reserved[4];
+};
+
+/*
+ * taskring_queue_stats - counts per state (a walk of the slot table) and
+ * cumulative counters. @queue NULL = all queues together.
+ * Errors: -EINVAL, -ENOENT (no such queue).
+ */
+TASKRING_API int taskring_queue_stats(struct taskring_store *store, const char *queue,
+				      struct taskring_queue_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Workers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct taskring_worker;
+struct taskring_ctx;
+
+/* What a handler returns. */
+enum taskring_outcome {
+	TASKRING_OK = 0,     /* success; the result set with taskring_ctx_result() */
+	TASKRING_RETRY = 1,  /* retryable failure: retried while retries remain, then dead */
+	TASKRING_FAIL = 2,   /* permanent failure: failed, no retry, no dead letter */
+	TASKRING_CANCEL = 3, /* the handler stopped because cancel was requested */
+};
+
+/*
+ * A handler. Runs in a worker thread with the job's context; returns a
+ * taskring_outcome. Any other return value counts as TASKRING_RETRY with an
+ * error saying so. If a cancel was requested and the handler returns
+ * anything other than TASKRING_OK, the job ends cancelled.
+ */
+typedef int (*taskring_handler_fn)(struct taskring_ctx *ctx, void *arg);
+
+/* The job being run. Valid during the handler. */
+TASKRING_API const struct taskring_job *taskring_ctx_job(struct taskring_ctx *ctx);
+/* The payload (read-only, in the store) and its length in *@lenp. */
+TASKRING_API const void *taskring_ctx_payload(struct taskring_ctx *ctx, size_t *lenp);
+/* This attempt's number: 0 for the first run. */
+TASKRING_API uint32_t taskring_ctx_attempt(struct taskring_ctx *ctx);
+/* CLOCK_MONOTONIC ns at which this attempt's timeout expires. */
+TASKRING_API int64_t taskring_ctx_deadline(struct taskring_ctx *ctx);
+/* Report progress 0..100, visible at once to every process. Errors: -EINVAL. */
+TASKRING_API int taskring_ctx_progress(struct taskring_ctx *ctx, int percent);
+/* 1 if a cancel was requested for this job, else 0. */
+TASKRING_API int taskring_ctx_cancel_requested(struct taskring_ctx *ctx);
+/*
+ * Set the result (copied; the last call wins). Errors: -EMSGSIZE (over the
+ * store's max_payload), -EINVAL.
+ */
+TASKRING_API int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len);
+/* Set the error message for a failing return (cut to TASKRING_ERROR_MAX). */
+TASKRING_API int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...) TASKRING_PRINTF(2, 3);
+
+#define TASKRING_WORKER_OPTS_ABI 0x7e520001u
+
+/* Options of a worker; initialise with taskring_worker_opts_init(). */
+struct taskring_worker_opts {
+	uint32_t abi;                /* set by the initialiser */
+	uint32_t threads;            /* worker threads; default 1; 1 .. 1024 */
+	const char *const *queues;   /* served in this order (strict); NULL =
+					{"default"} */
+	uint32_t nqueues;            /* 1 .. 32 when queues is set */
+	uint32_t reserved0;
+	uint64_t reserved[6];        /* must be zero */
+};
+
+TASKRING_API void taskring_worker_opts_init(struct taskring_worker_opts *opts);
+
+/*
+ * taskring_worker_create - a worker on @store (not started).
+ * Its queues are created in the store if they do not exist. Spinning follows
+ * the store's taskring_store_set_spin() at this moment.
+ * Errors: -EINVAL, TASKRING_EOPTS, -ENAMETOOLONG, -ENOSPC (queue table full),
+ * -ENOMEM.
+ */
+TASKRING_API int taskring_worker_create(struct taskring_store *store, const struct taskring_worker_opts *opts,
+					struct taskring_worker **workerp);
+
+/*
+ * taskring_worker_register - run @fn for jobs of @task (declared in the store
+ * as by taskring_task_declare()). Before taskring_worker_start() only.
+ * A job whose task has no handler in the worker that claims it fails that
+ * attempt (retryable) with an error naming the task and the worker's pid.
+ * Errors: -EINVAL, -ENAMETOOLONG, -EEXIST (already registered here), -EBUSY
+ * (already started), -ENOSPC (task table full).
+ */
+TASKRING_API int taskring_worker_register(struct taskring_worker *worker, const char *task, taskring_handler_fn fn,
+					  void *arg);
+
+/*
+ * taskring_worker_start - start the worker's threads. Returns at once.
+ * Errors: -EBUSY (already started), -EAGAIN/-ENOMEM (thread creation).
+ */
+TASKRING_API int taskring_worker_start(struct taskring_worker *worker);
+
+/*
+ * taskring_worker_run_one - claim one job from the worker's queues and run it
+ * in the calling thread, waiting up to @timeout_ns for one. For custom loops
+ * and tests; may be used whether or not the worker's threads run.
+ * Returns 1 when a job ran, 0 when none came in time (or the worker is
+ * stopping). Errors: -EINVAL.
+ */
+TASKRING_API int taskring_worker_run_one(struct taskring_worker *worker, int64_t timeout_ns);
+
+/*
+ * taskring_worker_stop - graceful stop: stop claiming, let running jobs
+ * finish. Blocks up to @drain_timeout_ns (-1 = forever). When it expires,
+ * jobs still running get a cancel request and -ETIMEDOUT is returned; the
+ * threads end as their handlers return, and taskring_worker_destroy() waits
+ * for them. Errors: -EINVAL, -ETIMEDOUT.
+ */
+TASKRING_API int taskring_worker_stop(struct taskring_worker *worker, int64_t drain_timeout_ns);
+
+/*
+ * taskring_worker_destroy - stop (waiting for running handlers without a
+ * limit) and free the worker. Errors: -EINVAL.
+ */
+TASKRING_API int taskring_worker_destroy(struct taskring_worker *worker);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TASKRING_H */

@@ -1,0 +1,60 @@
+/*
+ * futex.c - the only place that makes futex system calls.
+ *
+ * Futex words live in the shared mapping, so FUTEX_PRIVATE_FLAG is never used
+ * (it would lose wake-ups across processes). Waits take an absolute
+ * CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET), so a retry after EINTR never
+ * stretches the wait. The bitset lets one word serve many queues: an idle
+ * worker waits with the bits of the queues it serves and a producer wakes
+ * with the bit of its queue.
+ *
+ * Each call is counted per process (relaxed atomics, on the slow path only),
+ * so tests can prove that waiting makes no periodic system calls.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static _Atomic uint64_t futex_waits, futex_wakes;
+
+uint64_t tr__futex_wait_calls(void)
+{
+	return atomic_load_explicit(&futex_waits, memory_order_relaxed);
+}
+
+uint64_t tr__futex_wake_calls(void)
+{
+	return atomic_load_explicit(&futex_wakes, memory_order_relaxed);
+}
+
+/*
+ * Sleep while *word == val, until woken or until @deadline_mono (ns on
+ * CLOCK_MONOTONIC; < 0 = no deadline). Returns 0 when woken (or spuriously),
+ * -EAGAIN when *word already differed, -ETIMEDOUT at the deadline, -EINTR.
+ */
+int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset)
+{
+	struct timespec ts, *tsp = NULL;
+
+	if (deadline_mono >= 0) {
+		ts.tv_sec = deadline_mono / 1000000000LL;
+		ts.tv_nsec = deadline_mono % 1000000000LL;
+		tsp = &ts;
+	}
+	atomic_fetch_add_explicit(&futex_waits, 1, memory_order_relaxed);
+	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val, tsp, NULL, bitset);
+	if (rc == 0)
+		return 0;
+	return -errno;
+}
+
+/* Wake up to @n waiters whose bitset intersects @bitset. Returns how many. */
+int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset)
+{
+	atomic_fetch_add_explicit(&futex_wakes, 1, memory_order_relaxed);
+	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET, n, NULL, NULL, bitset);
+	return rc < 0 ? -errno : (int)rc;
+}

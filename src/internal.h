@@ -1,0 +1,318 @@
+/*
+ * internal.h - the shared-region layout and the internal interfaces.
+ *
+ * Internal non-static functions carry the prefix tr__; shared-memory struct
+ * fields carry a per-struct prefix (h_ header, q_ queue, s_ slot, b_ band) so
+ * that a grep finds every access to shared state.
+ *
+ * THE SHARED REGION (format version TR_FORMAT_VERSION)
+ *
+ * One mapping per store. Every reference inside it is an offset from the
+ * start of the mapping or an index, never a pointer. All integers are in the
+ * host's byte order (the region never leaves the host). Layout, in order,
+ * each part starting on a 4096-byte boundary:
+ *
+ *   offset 0       struct tr_hdr (one page): magic "TASKRING" (8 bytes),
+ *                  format version (u32), build signature (u32), init word,
+ *                  region size, sizing, the offsets below, the store lock,
+ *                  and the hot shared words, each on its own cache line.
+ *   h_off_queues   h_queues x struct tr_queue (640 bytes each).
+ *   h_off_tasks    h_tasks x 64-byte task names (NUL-terminated).
+ *   h_off_slots    h_slots x struct tr_slot (256 bytes, 4 cache lines).
+ *   h_off_ring     the recycle ring: h_ring_mask + 1 cells of u64.
+ *   h_off_heaps    h_queues x h_slots x u32: each queue's timer heap.
+ *   h_off_arena    h_arena_bytes of blocks (payloads, results, errors,
+ *                  metadata, retry-delay lists).
+ *
+ * A region is valid only when the magic, format version and build signature
+ * match this build, h_init is TR_INIT_READY, every offset and size lies
+ * inside the mapping and agrees with the layout computed from the sizing
+ * (tr__layout), and the file's size equals h_region_bytes.
+ *
+ * Invariants
+ *   - Every slot is in exactly one place: the recycle ring (free or
+ *     terminal), a queue's ready list (pending, due), a queue's timer heap
+ *     (pending, not yet due), or held by one process (being written by a
+ *     producer, or running in a worker).
+ *   - s_gen is even while a slot holds a stable job and odd while it is being
+ *     rewritten; a job is (slot, generation, uuid). Readers copy what they
+ *     need and re-check s_gen afterwards (seqlock), so a recycled slot is
+ *     never taken for the old job.
+ *   - s_state is the only word that decides a job's status, and also the
+ *     futex word its result waiters sleep on. It packs the status (bits
+ *     0-2), TR_ST_WAITERS (bit 3: someone sleeps on it), TR_ST_CANCEL (bit
+ *     4: cancel requested), the attempt number (bits 8-19) and a tag of the
+ *     slot's generation (bits 20-31). Every transition is a compare-and-swap
+ *     that names the attempt and the tag, so a late completion of an earlier
+ *     attempt, or a call through a stale handle, can never be accepted.
+ *   - Ready lists, timer heaps and the per-queue band table are changed only
+ *     under the queue's robust mutex; so is a slot's s_state when it moves
+ *     between pending and running or is cancelled while pending.
+ */
+#ifndef TASKRING_INTERNAL_H
+#define TASKRING_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "taskring.h"
+
+#define TR_INTERNAL __attribute__((visibility("hidden")))
+
+#define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
+#define TR_FORMAT_VERSION 1u
+#define TR_INIT_READY 0x52454459u /* "YDER" */
+#define TR_CACHELINE 64
+#define TR_PAGE 4096
+#define TR_NIL 0xffffffffu
+#define TR_BANDS 16
+#define TR_ARENA_CLASSES 28 /* 64 B << 27 = 8 GiB: more than any block */
+#define TR_ARENA_MIN_SHIFT 6
+#define TR_INLINE_PAYLOAD 32
+#define TR_INLINE_RESULT 32
+#define TR_NO_PROGRESS 0xffffffffu
+#define TR_DEFAULT_SPIN_NS 20000
+#define TR_DEFAULT_ARENA (64ull << 20)
+
+/* s_state bits. */
+#define TR_ST_MASK 0x7u
+#define TR_ST_FREE 7u /* not a job (never used, or recycled) */
+#define TR_ST_WAITERS 0x8u
+#define TR_ST_CANCEL 0x10u
+#define TR_ST_FLAGS (TR_ST_WAITERS | TR_ST_CANCEL)
+#define TR_ST_ATTEMPT_SHIFT 8
+#define TR_ST_TAG_SHIFT 20
+#define TR_ATTEMPT_MAX 0xfffu
+#define TR_STATUS(s) ((s) & TR_ST_MASK)
+#define TR_ATTEMPT(s) (((s) >> TR_ST_ATTEMPT_SHIFT) & TR_ATTEMPT_MAX)
+#define TR_TAG(s) ((s) >> TR_ST_TAG_SHIFT)
+/* The tag is the low 12 bits of the slot's generation / 2, so a compare-and-
+ * swap on the state word can never hit the next job of the same slot. */
+#define TR_GEN_TAG(gen) (((gen) >> 1) & 0xfffu)
+#define TR_MKSTATE(status, attempt, tag)                                                    \
+	((uint32_t)(status) | ((uint32_t)(attempt) << TR_ST_ATTEMPT_SHIFT) | ((uint32_t)(tag) << TR_ST_TAG_SHIFT))
+#define TR_TERMINAL(st) ((st) >= TASKRING_COMPLETE && (st) <= TASKRING_CANCELLED)
+
+/* s_loc: where a pending slot is linked. */
+#define TR_LOC_NONE 0
+#define TR_LOC_READY 1
+#define TR_LOC_TIMER 2
+
+/* s_flags */
+#define TR_SF_PAYLOAD_INLINE 0x1
+#define TR_SF_RESULT_INLINE 0x2
+
+/* Memory-ordering helpers. Each use says what it orders against. */
+#define tr_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define tr_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define tr_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define tr_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+/* Plain (non-_Atomic) fields that another process may rewrite concurrently
+ * are read and written through these, so the compiler neither tears nor
+ * caches them and ThreadSanitizer sees atomic accesses. */
+#define TR_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define TR_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
+struct tr_hdr {
+	/* Identity: written once by the creator before the region is published. */
+	uint64_t h_magic;
+	uint32_t h_format;
+	uint32_t h_build;
+	uint32_t h_init;
+	uint32_t h_slots;
+	uint32_t h_max_payload;
+	uint32_t h_queues;
+	uint32_t h_tasks;
+	uint32_t h_ring_mask;
+	uint64_t h_arena_bytes;
+	uint64_t h_region_bytes;
+	uint64_t h_off_queues, h_off_tasks, h_off_slots, h_off_ring, h_off_heaps, h_off_arena;
+	int64_t h_created_at;
+
+	/* Structural lock: queue and task tables (rare). Robust, process-shared. */
+	_Alignas(TR_CACHELINE) pthread_mutex_t h_lock;
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_queues_used;
+	_Atomic uint32_t h_tasks_used;
+
+	/* The futex idle workers sleep on, with FUTEX_WAIT_BITSET: bit (q % 32)
+	 * for each queue they serve. Bumped before every wake. */
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_wake;
+
+	/* Producers blocked on a full store sleep on h_free_seq. */
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_free_seq;
+	_Atomic uint32_t h_free_waiters;
+
+	/* Recycle ring positions, one line each (producers vs completers). */
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_ring_head;
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_ring_tail;
+
+	/* Arena: bump pointer and per-class free stacks ((tag << 32) | off >> 6). */
+	_Alignas(TR_CACHELINE) _Atomic uint64_t h_arena_bump;
+	_Atomic uint64_t h_arena_free[TR_ARENA_CLASSES];
+};
+
+struct tr_band {
+	int32_t b_prio;
+	uint32_t b_head, b_tail, b_count;
+};
+
+struct tr_queue {
+	/* Line 0: read without the lock by idle and spinning workers. */
+	_Atomic uint32_t q_ready;    /* jobs in the ready bands */
+	_Atomic uint32_t q_paused;
+	_Atomic uint32_t q_sleepers; /* workers asleep (or about to be) on it */
+	_Atomic uint32_t q_timers;   /* jobs in the timer heap */
+	_Atomic int64_t q_next_due;  /* CLOCK_REALTIME ns of the earliest timer */
+	uint8_t q_pad0[TR_CACHELINE - 24];
+	/* Line 1: the name; written once under h_lock before h_queues_used. */
+	char q_name[64];
+	/* Lines 2-3: the lock and what it guards besides the bands. */
+	pthread_mutex_t q_lock;
+	uint32_t q_nbands;
+	uint32_t q_pad1;
+	uint64_t q_link_seq;        /* FIFO order of links, for rebuilds */
+	uint8_t q_pad2[TR_CACHELINE * 2 - sizeof(pthread_mutex_t) - 16];
+	/* Lines 4-7: priority bands, highest first. */
+	struct tr_band q_bands[TR_BANDS];
+	/* Line 8: cumulative counters. */
+	_Atomic uint64_t q_enqueued, q_started, q_completed, q_failed, q_dead, q_cancelled, q_retried;
+	uint8_t q_pad3[TR_CACHELINE - 56];
+	/* Line 9: reserved. */
+	uint8_t q_reserved[TR_CACHELINE];
+};
+
+struct tr_slot {
+	/* Line 0: the state word and what claim and transitions touch. */
+	_Atomic uint32_t s_state;
+	_Atomic uint32_t s_gen;
+	_Atomic uint32_t s_progress;
+	uint32_t s_retry_count;
+	uint16_t s_queue;
+	uint16_t s_task;
+	int32_t s_priority;
+	uint32_t s_max_retries;
+	uint32_t s_prev, s_next;
+	uint32_t s_heap_pos;
+	uint8_t s_loc;
+	uint8_t s_flags;
+	uint16_t s_pad0;
+	uint32_t s_payload_len;
+	uint32_t s_result_len;
+	int32_t s_owner_pid;
+	int64_t s_scheduled_at;
+	/* Line 1: identity and times. */
+	uint8_t s_uuid[16];
+	int64_t s_created_at, s_started_at, s_completed_at;
+	int64_t s_timeout_ns, s_result_ttl_ns;
+	uint64_t s_link_seq;
+	/* Line 2: arena references (offsets of block headers; 0 = none). */
+	uint64_t s_payload_off, s_result_off, s_errors_off, s_meta_off, s_delays_off;
+	int64_t s_backoff_base, s_backoff_cap;
+	uint32_t s_error_count;
+	uint32_t s_pad1;
+	/* Line 3: small payloads and results live here, not in the arena. */
+	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
+	uint8_t s_inline_result[TR_INLINE_RESULT];
+};
+
+/* An arena block: a 16-byte header, then the data. */
+struct tr_block {
+	uint32_t k_magic; /* TR_BLOCK_MAGIC ^ class */
+	uint32_t k_len;   /* bytes of data in use */
+	uint64_t k_next;  /* free-stack link (when free) or list link (errors) */
+};
+#define TR_BLOCK_MAGIC 0x6b6c4200u
+
+/* An error-history entry, stored as an arena block's data. */
+struct tr_error_entry {
+	uint64_t e_failed_at;
+	uint32_t e_attempt;
+	uint32_t e_len;
+	uint8_t e_uuid[16];
+	char e_text[];
+};
+
+/* The process-local handle. Sizing is copied out of the header once, after
+ * validation, so a process that scribbles on the header cannot move our
+ * bounds. */
+struct taskring_store {
+	uint8_t *base;
+	size_t size;
+	int fd;
+	struct tr_hdr *hdr;
+	struct tr_queue *queues;
+	char (*tasks)[64];
+	struct tr_slot *slots;
+	_Atomic uint64_t *ring;
+	uint32_t *heaps;
+	uint8_t *arena;
+	uint32_t nslots, max_payload, nqueues, ntasks, ring_mask;
+	uint64_t arena_bytes;
+	_Atomic int64_t spin_ns;
+	_Atomic int nworkers;
+};
+
+/* layout.c / region.c */
+struct tr_layout {
+	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_arena, total;
+	uint32_t ring_mask;
+};
+TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *out);
+TR_INTERNAL uint32_t tr__build_signature(void);
+TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue);
+TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
+
+/* util.c */
+TR_INTERNAL int64_t tr__now_mono(void);
+TR_INTERNAL int64_t tr__now_real(void);
+TR_INTERNAL int tr__name_check(const char *name);
+TR_INTERNAL uint64_t tr__rand64(void);
+TR_INTERNAL void tr__uuid7(uint8_t out[16], uint32_t slot);
+TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
+TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
+TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);
+TR_INTERNAL void tr__cpu_relax(void);
+
+/* futex.c */
+TR_INTERNAL int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset);
+TR_INTERNAL int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
+/* Per-process counts of futex system calls, for tests that prove nothing polls. */
+TR_INTERNAL uint64_t tr__futex_wait_calls(void);
+TR_INTERNAL uint64_t tr__futex_wake_calls(void);
+
+/* ring.c: the recycle ring of slot indices (free or terminal slots). */
+TR_INTERNAL void tr__ring_init(struct taskring_store *st);
+TR_INTERNAL int tr__ring_push(struct taskring_store *st, uint32_t idx);
+TR_INTERNAL int tr__ring_pop(struct taskring_store *st, uint32_t *idx);
+
+/* arena.c */
+TR_INTERNAL uint64_t tr__arena_alloc(struct taskring_store *st, size_t len);
+TR_INTERNAL void tr__arena_free(struct taskring_store *st, uint64_t off);
+TR_INTERNAL void *tr__arena_data(struct taskring_store *st, uint64_t off, uint32_t *lenp);
+TR_INTERNAL uint64_t tr__arena_put(struct taskring_store *st, const void *data, size_t len);
+
+/* queue.c */
+TR_INTERNAL int tr__queue_find(struct taskring_store *st, const char *name, int create);
+TR_INTERNAL int tr__task_find(struct taskring_store *st, const char *name, int create);
+TR_INTERNAL void tr__queue_link_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx, int64_t now_real);
+TR_INTERNAL void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx);
+TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real);
+TR_INTERNAL void tr__queue_notify(struct taskring_store *st, uint32_t qi, int n);
+TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
+
+/* job.c */
+TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);
+TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
+TR_INTERNAL int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp);
+TR_INTERNAL void tr__slot_finished(struct taskring_store *st, uint32_t idx);
+TR_INTERNAL void tr__reclaim(struct taskring_store *st, uint32_t max);
+TR_INTERNAL void tr__slot_wake(struct tr_slot *s);
+TR_INTERNAL int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
+				 size_t len);
+
+#endif

@@ -1,0 +1,1250 @@
+/*
+ * job.c - jobs: enqueue (single and batch), slot recycling, the job handle's
+ * reads (status, progress, errors, JSON), result waiting, cancel,
+ * retry_dead, iteration and statistics.
+ *
+ * Slot life cycle. A producer pops the oldest free-or-terminal slot from the
+ * recycle ring, makes its generation odd, frees the old job's arena blocks,
+ * writes the new job, makes the generation even again (release) and then
+ * stores the PENDING state (release) before linking the slot into its queue
+ * under the queue lock. Arena blocks for the new job are taken before any
+ * slot, and slots before anything is written, so a failing enqueue (or
+ * batch) changes nothing: popped slots go back to the ring untouched.
+ *
+ * Reading a job (seqlock). Readers load s_gen (acquire), copy what they need
+ * with relaxed loads, then load s_gen again after an acquire fence; if it
+ * moved, the slot was recycled under them and the job is gone (-ENOENT). A
+ * handle is (slot, generation, uuid); lookup by id decodes the slot from the
+ * id and compares the stored uuid.
+ *
+ * Waiting. A result waiter spins on s_state for the store's spin time, then
+ * sets TR_ST_WAITERS with a CAS and sleeps on s_state with an absolute
+ * deadline. Every transition of s_state clears TR_ST_WAITERS and wakes the
+ * sleepers if it was set, so a waiter makes exactly one futex call per state
+ * change it sleeps through, and none when nobody waits.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- handle validation -------------------------------------------------- */
+
+struct tr_slot *tr__job_slot(const struct taskring_job *job)
+{
+	if (!job || !job->store || job->slot >= job->store->nslots || (job->gen & 1))
+		return NULL;
+	return &job->store->slots[job->slot];
+}
+
+/* Is this terminal job past its result_ttl? (Then it reads as gone.) */
+static int ttl_expired(struct tr_slot *s, uint32_t state)
+{
+	int64_t ttl = TR_GET(s->s_result_ttl_ns);
+	if (!TR_TERMINAL(TR_STATUS(state)) || ttl <= 0)
+		return 0;
+	return tr__now_real() > TR_GET(s->s_completed_at) + ttl;
+}
+
+/*
+ * Start a seqlock read of the job: returns the slot and its state, or NULL
+ * with *err set (-EINVAL bad handle, -ENOENT gone).
+ */
+static struct tr_slot *read_begin(const struct taskring_job *job, uint32_t *statep, int *err)
+{
+	struct tr_slot *s = tr__job_slot(job);
+	if (!s) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	/* Acquire: pairs with the producer's release of s_gen, so the job's
+	 * fields written before it are visible. */
+	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_acquire);
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if (g != job->gen || TR_TAG(state) != TR_GEN_TAG(g) || TR_STATUS(state) == TR_ST_FREE ||
+	    ttl_expired(s, state)) {
+		*err = -ENOENT;
+		return NULL;
+	}
+	*statep = state;
+	return s;
+}
+
+/* Finish a seqlock read: 0 if everything read since read_begin is valid. */
+static int read_end(const struct taskring_job *job, struct tr_slot *s)
+{
+	/* Acquire fence: the copies above happen before this re-check. */
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&s->s_gen, memory_order_relaxed) == job->gen ? 0 : -ENOENT;
+}
+
+/* ---- state transitions --------------------------------------------------- */
+
+void tr__slot_wake(struct tr_slot *s)
+{
+	tr__futex_wake(&s->s_state, INT32_MAX, 0xffffffffu);
+}
+
+/*
+ * Move s_state from @expect (status, attempt and tag; flags ignored) to
+ * @next. Clears TR_ST_WAITERS and wakes the sleepers if it was set. Returns
+ * 0, or -ESTALE when the state is no longer @expect. *@oldp gets the old word.
+ */
+int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp)
+{
+	uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+	for (;;) {
+		if ((old & ~TR_ST_FLAGS) != (expect & ~TR_ST_FLAGS))
+			return -ESTALE;
+		/* Acq_rel: release the job's fields written before the
+		 * transition (result, times, errors) to whoever sees the new
+		 * state; acquire so a cancel bit set before is seen. */
+		if (atomic_compare_exchange_weak_explicit(&s->s_state, &old, next, memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
+	if (old & TR_ST_WAITERS)
+		tr__slot_wake(s);
+	if (oldp)
+		*oldp = old;
+	return 0;
+}
+
+/* A slot whose job just became terminal goes to the ring's tail; producers
+ * blocked on a full store are woken only if there are any. */
+void tr__slot_finished(struct taskring_store *st, uint32_t idx)
+{
+	tr__ring_push(st, idx);
+	/* Full fence: the push is visible before we look for blocked
+	 * producers; pairs with their seq_cst increment of h_free_waiters
+	 * before they retry the pop. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&st->hdr->h_free_seq, 1, memory_order_seq_cst);
+		tr__futex_wake(&st->hdr->h_free_seq, INT32_MAX, 0xffffffffu);
+	}
+}
+
+static void free_error_chain(struct taskring_store *st, uint64_t off)
+{
+	for (int i = 0; off && i <= TASKRING_MAX_RETRIES_LIMIT + 8; i++) {
+		uint32_t len;
+		struct tr_block *b = (struct tr_block *)tr__arena_data(st, off, &len);
+		if (!b)
+			return;
+		b--; /* tr__arena_data returns the data after the header */
+		uint64_t next = TR_GET(b->k_next);
+		tr__arena_free(st, off);
+		off = next;
+	}
+}
+
+/* Free the arena blocks of the job in @s (whose generation is odd). */
+static void release_blocks(struct taskring_store *st, struct tr_slot *s)
+{
+	if (!(TR_GET(s->s_flags) & TR_SF_PAYLOAD_INLINE) && TR_GET(s->s_payload_off))
+		tr__arena_free(st, s->s_payload_off);
+	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && TR_GET(s->s_result_off))
+		tr__arena_free(st, s->s_result_off);
+	if (TR_GET(s->s_meta_off))
+		tr__arena_free(st, s->s_meta_off);
+	if (TR_GET(s->s_delays_off))
+		tr__arena_free(st, s->s_delays_off);
+	free_error_chain(st, TR_GET(s->s_errors_off));
+	TR_SET(s->s_payload_off, 0);
+	TR_SET(s->s_result_off, 0);
+	TR_SET(s->s_meta_off, 0);
+	TR_SET(s->s_delays_off, 0);
+	TR_SET(s->s_errors_off, 0);
+	TR_SET(s->s_flags, 0);
+}
+
+/* Make the slot's generation odd: readers of the old job will notice. */
+static uint32_t gen_begin(struct tr_slot *s)
+{
+	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_relaxed) | 1;
+	atomic_store_explicit(&s->s_gen, g, memory_order_relaxed);
+	/* Release fence: the odd generation is visible before any field of
+	 * the slot changes (seqlock writer side). */
+	atomic_thread_fence(memory_order_release);
+	return g;
+}
+
+/*
+ * Free the blocks of up to @max of the oldest terminal jobs, turning their
+ * slots free (their handles read -ENOENT from then on). Used when the arena
+ * is full: terminal results go before new work is refused.
+ */
+void tr__reclaim(struct taskring_store *st, uint32_t max)
+{
+	for (uint32_t n = 0; n < max; n++) {
+		uint32_t idx;
+		if (tr__ring_pop(st, &idx) < 0)
+			return;
+		struct tr_slot *s = &st->slots[idx];
+		if (TR_STATUS(atomic_load_explicit(&s->s_state, memory_order_relaxed)) != TR_ST_FREE) {
+			uint32_t g = gen_begin(s);
+			release_blocks(st, s);
+			atomic_store_explicit(&s->s_gen, g + 1, memory_order_release);
+			atomic_store_explicit(&s->s_state, TR_MKSTATE(TR_ST_FREE, 0, TR_GEN_TAG(g + 1)),
+					      memory_order_release);
+		}
+		tr__ring_push(st, idx);
+	}
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+/*
+ * Add an entry to the slot's error history (newest first). Called only by
+ * the process that owns the running attempt, before its transition.
+ */
+int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg, size_t len)
+{
+	if (len > TASKRING_ERROR_MAX)
+		len = TASKRING_ERROR_MAX;
+	size_t need = sizeof(struct tr_error_entry) + len + 1;
+	uint64_t off = tr__arena_alloc(st, need);
+	if (!off) {
+		tr__reclaim(st, 64);
+		off = tr__arena_alloc(st, need);
+		if (!off)
+			return -ENOSPC;
+	}
+	struct tr_block *b = (struct tr_block *)(st->arena + off);
+	struct tr_error_entry *e = (struct tr_error_entry *)(b + 1);
+	e->e_failed_at = (uint64_t)tr__now_real();
+	e->e_attempt = attempt;
+	e->e_len = (uint32_t)len;
+	tr__uuid7(e->e_uuid, tr__uuid_slot(s->s_uuid));
+	memcpy(e->e_text, msg, len);
+	e->e_text[len] = 0;
+	TR_SET(b->k_next, TR_GET(s->s_errors_off));
+	TR_SET(s->s_errors_off, off);
+	TR_SET(s->s_error_count, TR_GET(s->s_error_count) + 1);
+	return 0;
+}
+
+static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, uint64_t *nextp)
+{
+	uint32_t len;
+	void *d = tr__arena_data(st, off, &len);
+	if (!d || len < sizeof(struct tr_error_entry))
+		return NULL;
+	struct tr_error_entry *e = d;
+	if (e->e_len > len - sizeof(struct tr_error_entry) - 1 || e->e_len > TASKRING_ERROR_MAX)
+		return NULL;
+	*nextp = TR_GET(((struct tr_block *)d - 1)->k_next);
+	return e;
+}
+
+/* ---- enqueue ------------------------------------------------------------ */
+
+/* One job, validated and resolved, with its arena blocks. */
+struct enq_req {
+	uint32_t task, queue;
+	const void *payload;
+	size_t len;
+	int32_t priority;
+	uint32_t max_retries;
+	int64_t delay_ns, eta_ns, timeout_ns, ttl_ns, base_ns, cap_ns;
+	uint64_t payload_off, meta_off, delays_off;
+	const int64_t *delays;
+	uint32_t ndelays;
+	const char *meta;
+	size_t metalen;
+};
+
+void taskring_enqueue_opts_init(struct taskring_enqueue_opts *o)
+{
+	if (o)
+		*o = (struct taskring_enqueue_opts)TASKRING_ENQUEUE_OPTS_INIT;
+}
+
+static int check_opts(const struct taskring_enqueue_opts *o)
+{
+	if (o->abi != TASKRING_ENQUEUE_OPTS_ABI)
+		return TASKRING_EOPTS;
+	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+		if (o->reserved[i])
+			return -EINVAL;
+	if (o->reserved0 || (o->flags & ~TASKRING_ENQ_BLOCK))
+		return -EINVAL;
+	if (o->max_retries < 0 || o->max_retries > TASKRING_MAX_RETRIES_LIMIT)
+		return -EINVAL;
+	if (o->delay_ns < 0 || o->eta_ns < 0 || (o->delay_ns && o->eta_ns) || o->timeout_ns <= 0 ||
+	    o->result_ttl_ns < 0 || o->backoff_base_ns < 0 || o->backoff_cap_ns < o->backoff_base_ns)
+		return -EINVAL;
+	if ((o->flags & TASKRING_ENQ_BLOCK) && o->block_timeout_ns < -1)
+		return -EINVAL;
+	if (o->retry_delays_ns) {
+		if (o->n_retry_delays == 0 || o->n_retry_delays > TASKRING_MAX_RETRY_DELAYS)
+			return -EINVAL;
+		for (uint32_t i = 0; i < o->n_retry_delays; i++)
+			if (o->retry_delays_ns[i] < 0)
+				return -EINVAL;
+	} else if (o->n_retry_delays) {
+		return -EINVAL;
+	}
+	if (o->metadata && strnlen(o->metadata, TASKRING_METADATA_MAX + 1) > TASKRING_METADATA_MAX)
+		return -EMSGSIZE;
+	return 0;
+}
+
+static int resolve_item(struct taskring_store *st, const char *task, const void *payload, size_t len,
+			const struct taskring_enqueue_opts *o, struct enq_req *r)
+{
+	int rc;
+
+	if (!task || (!payload && len))
+		return -EINVAL;
+	rc = check_opts(o);
+	if (rc)
+		return rc;
+	rc = tr__name_check(task);
+	if (rc)
+		return rc;
+	if (o->queue && (rc = tr__name_check(o->queue)) < 0)
+		return rc;
+	if (len > st->max_payload)
+		return -EMSGSIZE;
+	rc = tr__task_find(st, task, 0);
+	if (rc < 0)
+		return rc == -ENOENT ? TASKRING_ENOTASK : rc;
+	memset(r, 0, sizeof(*r));
+	r->task = (uint32_t)rc;
+	rc = tr__queue_find(st, o->queue ? o->queue : "default", 1);
+	if (rc < 0)
+		return rc;
+	r->queue = (uint32_t)rc;
+	r->payload = payload;
+	r->len = len;
+	r->priority = o->priority;
+	r->max_retries = (uint32_t)o->max_retries;
+	r->delay_ns = o->delay_ns;
+	r->eta_ns = o->eta_ns;
+	r->timeout_ns = o->timeout_ns;
+	r->ttl_ns = o->result_ttl_ns;
+	r->base_ns = o->backoff_base_ns;
+	r->cap_ns = o->backoff_cap_ns;
+	r->delays = o->retry_delays_ns;
+	r->ndelays = o->retry_delays_ns ? o->n_retry_delays : 0;
+	r->meta = o->metadata;
+	r->metalen = o->metadata ? strlen(o->metadata) : 0;
+	return 0;
+}
+
+static void free_req_blocks(struct taskring_store *st, struct enq_req *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].payload_off)
+			tr__arena_free(st, r[i].payload_off);
+		if (r[i].meta_off)
+			tr__arena_free(st, r[i].meta_off);
+		if (r[i].delays_off)
+			tr__arena_free(st, r[i].delays_off);
+		r[i].payload_off = r[i].meta_off = r[i].delays_off = 0;
+	}
+}
+
+/* Take the arena blocks every job of the batch needs; all or none. */
+static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t n)
+{
+	for (int round = 0; round < 2; round++) {
+		size_t i;
+		for (i = 0; i < n; i++) {
+			if (r[i].len > TR_INLINE_PAYLOAD && !(r[i].payload_off = tr__arena_put(st, r[i].payload, r[i].len)))
+				break;
+			if (r[i].meta && !(r[i].meta_off = tr__arena_put(st, r[i].meta, r[i].metalen + 1)))
+				break;
+			if (r[i].ndelays &&
+			    !(r[i].delays_off = tr__arena_put(st, r[i].delays, r[i].ndelays * sizeof(int64_t))))
+				break;
+		}
+		if (i == n)
+			return 0;
+		free_req_blocks(st, r, i + 1);
+		if (round == 0)
+			tr__reclaim(st, st->nslots);
+	}
+	return -EAGAIN;
+}
+
+/* Write job @r into slot @idx (popped from the ring, so ours alone). */
+static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_req *r, int64_t now,
+		      struct taskring_job *out)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t g = gen_begin(s);
+
+	release_blocks(st, s);
+	TR_SET(s->s_queue, (uint16_t)r->queue);
+	TR_SET(s->s_task, (uint16_t)r->task);
+	TR_SET(s->s_priority, r->priority);
+	TR_SET(s->s_max_retries, r->max_retries);
+	TR_SET(s->s_retry_count, 0);
+	atomic_store_explicit(&s->s_progress, TR_NO_PROGRESS, memory_order_relaxed);
+	TR_SET(s->s_prev, TR_NIL);
+	TR_SET(s->s_next, TR_NIL);
+	TR_SET(s->s_heap_pos, TR_NIL);
+	TR_SET(s->s_loc, TR_LOC_NONE);
+	TR_SET(s->s_payload_len, (uint32_t)r->len);
+	TR_SET(s->s_result_len, 0);
+	TR_SET(s->s_owner_pid, 0);
+	TR_SET(s->s_created_at, now);
+	TR_SET(s->s_scheduled_at, r->eta_ns ? r->eta_ns : now + r->delay_ns);
+	TR_SET(s->s_started_at, 0);
+	TR_SET(s->s_completed_at, 0);
+	TR_SET(s->s_timeout_ns, r->timeout_ns);
+	TR_SET(s->s_result_ttl_ns, r->ttl_ns);
+	TR_SET(s->s_backoff_base, r->base_ns);
+	TR_SET(s->s_backoff_cap, r->cap_ns);
+	TR_SET(s->s_error_count, 0);
+	if (r->len <= TR_INLINE_PAYLOAD) {
+		TR_SET(s->s_flags, TR_SF_PAYLOAD_INLINE);
+		if (r->len)
+			memcpy(s->s_inline_payload, r->payload, r->len);
+	} else {
+		TR_SET(s->s_payload_off, r->payload_off);
+	}
+	TR_SET(s->s_meta_off, r->meta_off);
+	TR_SET(s->s_delays_off, r->delays_off);
+	tr__uuid7(s->s_uuid, idx);
+	g += 1;
+	/* Release: the job's fields (and its uuid) are visible to any reader
+	 * that sees the even generation. */
+	atomic_store_explicit(&s->s_gen, g, memory_order_release);
+	/* Release: and to any reader of the PENDING state. */
+	atomic_store_explicit(&s->s_state, TR_MKSTATE(TASKRING_PENDING, 0, TR_GEN_TAG(g)), memory_order_release);
+	if (out) {
+		out->store = st;
+		out->slot = idx;
+		out->gen = g;
+		memcpy(out->uuid, s->s_uuid, 16);
+	}
+}
+
+/* Wait for a slot to be freed, until @deadline (mono ns, -1 = none). */
+static int wait_free(struct taskring_store *st, int64_t deadline)
+{
+	struct tr_hdr *h = st->hdr;
+	uint32_t seq;
+	int rc = 0;
+
+	atomic_fetch_add_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
+	seq = atomic_load_explicit(&h->h_free_seq, memory_order_seq_cst);
+	/* Re-check after registering: a slot freed before we registered was
+	 * pushed before the completer's fence, so the ring shows it. */
+	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_seq_cst);
+	uint32_t tail = atomic_load_explicit(&h->h_ring_tail, memory_order_seq_cst);
+	if (head == tail) {
+		if (deadline >= 0 && tr__now_mono() >= deadline)
+			rc = -ETIMEDOUT;
+		else
+			rc = tr__futex_wait(&h->h_free_seq, seq, deadline, 0xffffffffu);
+		if (rc == -EAGAIN || rc == -EINTR)
+			rc = 0;
+	}
+	atomic_fetch_sub_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
+	return rc;
+}
+
+#define BATCH_STACK 64
+
+static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, uint32_t flags, int64_t block_ns,
+			struct taskring_job *jobs)
+{
+	uint32_t stack_idx[BATCH_STACK];
+	uint32_t *idx = n <= BATCH_STACK ? stack_idx : malloc(n * sizeof(uint32_t));
+	int64_t deadline = block_ns < 0 ? -1 : tr__now_mono() + block_ns;
+	int rc;
+
+	if (!idx)
+		return -ENOMEM;
+	for (;;) {
+		size_t got = 0;
+		rc = alloc_req_blocks(st, r, n);
+		if (rc == 0) {
+			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
+				got++;
+			if (got == n)
+				break;
+			/* Not enough room: put the untouched slots back. */
+			for (size_t i = 0; i < got; i++)
+				tr__ring_push(st, idx[i]);
+			free_req_blocks(st, r, n);
+			rc = -EAGAIN;
+		}
+		if (!(flags & TASKRING_ENQ_BLOCK))
+			goto out;
+		rc = wait_free(st, deadline);
+		if (rc)
+			goto out;
+	}
+
+	int64_t now = tr__now_real();
+	for (size_t i = 0; i < n; i++)
+		fill_slot(st, idx[i], &r[i], now, jobs ? &jobs[i] : NULL);
+
+	/* Link, holding each queue's lock across a run of items for it. */
+	for (size_t i = 0; i < n;) {
+		uint32_t qi = r[i].queue;
+		struct tr_queue *q = &st->queues[qi];
+		int linked = 0;
+		rc = tr__lock(&q->q_lock, st, (int)qi);
+		if (rc)
+			goto out; /* ENOTRECOVERABLE: cannot happen with repair */
+		for (; i < n && r[i].queue == qi; i++, linked++)
+			tr__queue_link_locked(st, q, idx[i], now);
+		atomic_fetch_add_explicit(&q->q_enqueued, (uint64_t)linked, memory_order_relaxed);
+		tr__unlock(&q->q_lock);
+		tr__queue_notify(st, qi, linked);
+	}
+	rc = 0;
+out:
+	if (idx != stack_idx)
+		free(idx);
+	return rc;
+}
+
+int taskring_enqueue(struct taskring_store *st, const char *task, const void *payload, size_t len,
+		     const struct taskring_enqueue_opts *opts, struct taskring_job *jobp)
+{
+	static const struct taskring_enqueue_opts defaults = TASKRING_ENQUEUE_OPTS_INIT;
+	struct enq_req r;
+	struct taskring_job job;
+
+	if (!st)
+		return -EINVAL;
+	if (!opts)
+		opts = &defaults;
+	int rc = resolve_item(st, task, payload, len, opts, &r);
+	if (rc)
+		return rc;
+	rc = enqueue_reqs(st, &r, 1, opts->flags, opts->block_timeout_ns, &job);
+	if (rc == 0 && jobp)
+		*jobp = job;
+	return rc;
+}
+
+int taskring_enqueue_batch(struct taskring_store *st, const struct taskring_enqueue_item *items, size_t n,
+			   const struct taskring_enqueue_opts *opts, struct taskring_job *jobs)
+{
+	static const struct taskring_enqueue_opts defaults = TASKRING_ENQUEUE_OPTS_INIT;
+	struct enq_req stack_r[BATCH_STACK];
+	struct enq_req *r;
+	int rc = 0;
+
+	if (!st || !items || n == 0)
+		return -EINVAL;
+	if (n > st->nslots)
+		return -E2BIG;
+	if (!opts)
+		opts = &defaults;
+	else if ((rc = check_opts(opts)) < 0)
+		return rc;
+	r = n <= BATCH_STACK ? stack_r : malloc(n * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = resolve_item(st, items[i].task, items[i].payload, items[i].len,
+				  items[i].opts ? items[i].opts : opts, &r[i]);
+	if (!rc)
+		rc = enqueue_reqs(st, r, n, opts->flags, opts->block_timeout_ns, jobs);
+	if (r != stack_r)
+		free(r);
+	return rc;
+}
+
+/* ---- reads ----------------------------------------------------------------- */
+
+int taskring_job_lookup(struct taskring_store *st, const char *id, struct taskring_job *jobp)
+{
+	uint8_t u[16];
+
+	if (!st || !jobp || tr__uuid_parse(id, u) < 0)
+		return -EINVAL;
+	uint32_t idx = tr__uuid_slot(u);
+	if (idx >= st->nslots)
+		return -ENOENT;
+	struct tr_slot *s = &st->slots[idx];
+	struct taskring_job job = {.store = st, .slot = idx};
+	job.gen = atomic_load_explicit(&s->s_gen, memory_order_acquire);
+	if (job.gen & 1)
+		return -ENOENT;
+	uint8_t stored[16];
+	for (int i = 0; i < 16; i++)
+		stored[i] = TR_GET(s->s_uuid[i]);
+	uint32_t state;
+	int err;
+	if (memcmp(stored, u, 16) || !read_begin(&job, &state, &err) || read_end(&job, s))
+		return -ENOENT;
+	memcpy(job.uuid, u, 16);
+	*jobp = job;
+	return 0;
+}
+
+int taskring_job_id(const struct taskring_job *job, char *buf)
+{
+	if (!job || !buf)
+		return -EINVAL;
+	tr__uuid_format(job->uuid, buf);
+	return 0;
+}
+
+int taskring_job_status(const struct taskring_job *job)
+{
+	uint32_t state;
+	int err;
+	if (!read_begin(job, &state, &err))
+		return err;
+	return (int)TR_STATUS(state);
+}
+
+int taskring_job_progress(const struct taskring_job *job)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	uint32_t p = atomic_load_explicit(&s->s_progress, memory_order_relaxed);
+	if (read_end(job, s))
+		return -ENOENT;
+	return p > 100 ? -ENODATA : (int)p;
+}
+
+/* Copy the newest error text into @buf (cut), returning its full length. */
+static int newest_error(struct taskring_store *st, struct tr_slot *s, char *buf, size_t cap)
+{
+	uint64_t next;
+	struct tr_error_entry *e = error_at(st, TR_GET(s->s_errors_off), &next);
+	if (!e)
+		return -ENODATA;
+	size_t len = e->e_len;
+	if (cap) {
+		size_t n = len < cap - 1 ? len : cap - 1;
+		memcpy(buf, e->e_text, n);
+		buf[n] = 0;
+	}
+	return (int)len;
+}
+
+int taskring_job_error(const struct taskring_job *job, char *buf, size_t cap)
+{
+	uint32_t state;
+	int err;
+	char tmp[TASKRING_ERROR_MAX + 1];
+
+	if (!buf && cap)
+		return -EINVAL;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	int len = newest_error(job->store, s, tmp, sizeof(tmp));
+	if (read_end(job, s))
+		return -ENOENT;
+	if (len >= 0 && cap) {
+		size_t n = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
+		memcpy(buf, tmp, n);
+		buf[n] = 0;
+	}
+	return len;
+}
+
+int taskring_job_errors(const struct taskring_job *job, struct taskring_error_record *out, size_t max)
+{
+	uint32_t state;
+	int err;
+	uint64_t offs[TASKRING_MAX_RETRIES_LIMIT + 8];
+	size_t n = 0;
+
+	if (!out && max)
+		return -EINVAL;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	uint64_t off = TR_GET(s->s_errors_off);
+	while (off && n < sizeof(offs) / sizeof(offs[0])) {
+		uint64_t next;
+		if (!error_at(job->store, off, &next))
+			break;
+		offs[n++] = off;
+		off = next;
+	}
+	/* The list is newest first; records go out oldest first. */
+	struct taskring_error_record *tmp = max ? malloc((n < max ? n : max) * sizeof(*tmp) + 1) : NULL;
+	if (max && !tmp)
+		return -ENOMEM;
+	size_t w = 0;
+	for (size_t i = n; i-- > 0 && w < max;) {
+		uint64_t next;
+		struct tr_error_entry *e = error_at(job->store, offs[i], &next);
+		if (!e)
+			break;
+		struct taskring_error_record *rec = &tmp[w++];
+		memset(rec, 0, sizeof(*rec));
+		tr__uuid_format(e->e_uuid, rec->id);
+		tr__uuid_format(job->uuid, rec->job_id);
+		rec->attempt = e->e_attempt;
+		rec->failed_at_ns = (int64_t)e->e_failed_at;
+		memcpy(rec->error, e->e_text, e->e_len);
+		rec->error[e->e_len] = 0;
+	}
+	if (read_end(job, s)) {
+		free(tmp);
+		return -ENOENT;
+	}
+	if (w)
+		memcpy(out, tmp, w * sizeof(*tmp));
+	free(tmp);
+	return (int)n;
+}
+
+/* Copy a job's name fields, bounds-checked. */
+static void copy_name(char *dst, const char *src)
+{
+	size_t n = strnlen(src, TASKRING_NAME_MAX);
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *out)
+{
+	uint32_t state;
+	int err;
+	struct taskring_job_info i;
+
+	if (!out)
+		return -EINVAL;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	struct taskring_store *st = job->store;
+	memset(&i, 0, sizeof(i));
+	tr__uuid_format(job->uuid, i.id);
+	uint32_t t = TR_GET(s->s_task), q = TR_GET(s->s_queue);
+	copy_name(i.task_name, t < st->ntasks ? st->tasks[t] : "?");
+	copy_name(i.queue, q < st->nqueues ? st->queues[q].q_name : "?");
+	i.status = (int)TR_STATUS(state);
+	uint32_t p = atomic_load_explicit(&s->s_progress, memory_order_relaxed);
+	i.progress = p > 100 ? -1 : (int)p;
+	i.priority = TR_GET(s->s_priority);
+	i.retry_count = TR_GET(s->s_retry_count);
+	i.max_retries = TR_GET(s->s_max_retries);
+	i.cancel_requested = !!(atomic_load_explicit(&s->s_state, memory_order_relaxed) & TR_ST_CANCEL);
+	i.created_at_ns = TR_GET(s->s_created_at);
+	i.scheduled_at_ns = TR_GET(s->s_scheduled_at);
+	i.started_at_ns = TR_GET(s->s_started_at);
+	i.completed_at_ns = TR_GET(s->s_completed_at);
+	i.timeout_ns = TR_GET(s->s_timeout_ns);
+	i.result_ttl_ns = TR_GET(s->s_result_ttl_ns);
+	i.payload_len = TR_GET(s->s_payload_len);
+	i.result_len = TR_STATUS(state) == TASKRING_COMPLETE ? TR_GET(s->s_result_len) : 0;
+	i.error_count = TR_GET(s->s_error_count);
+	if (read_end(job, s))
+		return -ENOENT;
+	*out = i;
+	return 0;
+}
+
+/* Locate a blob stored inline or in the arena; NULL if unsound. */
+static const void *blob(struct taskring_store *st, struct tr_slot *s, int inline_flag, const uint8_t *inl,
+			uint64_t off, uint32_t len)
+{
+	if (TR_GET(s->s_flags) & inline_flag)
+		return len <= TR_INLINE_PAYLOAD ? inl : NULL;
+	if (!len)
+		return inl;
+	uint32_t blen;
+	const void *d = tr__arena_data(st, off, &blen);
+	return d && blen == len ? d : NULL;
+}
+
+int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, size_t *lenp)
+{
+	uint32_t state;
+	int err;
+
+	if ((!buf && cap) || !lenp)
+		return -EINVAL;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	uint32_t len = TR_GET(s->s_payload_len);
+	const void *d = blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_GET(s->s_payload_off), len);
+	if (!d || len > job->store->max_payload)
+		return read_end(job, s) ? -ENOENT : -EIO;
+	if (len > cap) {
+		if (read_end(job, s))
+			return -ENOENT;
+		*lenp = len;
+		return -ENOBUFS;
+	}
+	/* Copy into the caller's buffer; the re-check below decides whether
+	 * it counts. On failure the buffer may hold partial bytes but the
+	 * call reports -ENOENT. */
+	memcpy(buf, d, len);
+	if (read_end(job, s))
+		return -ENOENT;
+	*lenp = len;
+	return 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+struct sbuf {
+	char *p;
+	size_t cap, len;
+};
+
+static void sb_putc(struct sbuf *b, char c)
+{
+	if (b->len + 1 < b->cap)
+		b->p[b->len] = c;
+	b->len++;
+}
+
+static void sb_puts(struct sbuf *b, const char *s)
+{
+	while (*s)
+		sb_putc(b, *s++);
+}
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) TASKRING_PRINTF(2, 3);
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	sb_puts(b, tmp);
+}
+
+static void sb_json_str(struct sbuf *b, const char *s, size_t n)
+{
+	sb_putc(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			sb_putc(b, '\\');
+			sb_putc(b, (char)c);
+		} else if (c == '\n') {
+			sb_puts(b, "\\n");
+		} else if (c == '\t') {
+			sb_puts(b, "\\t");
+		} else if (c == '\r') {
+			sb_puts(b, "\\r");
+		} else if (c < 0x20 || c == 0x7f) {
+			sb_printf(b, "\\u%04x", c);
+		} else if (c >= 0x80) {
+			/* Bytes are not validated as UTF-8: escape them so the
+			 * output is always valid JSON. */
+			sb_printf(b, "\\u%04x", c);
+		} else {
+			sb_putc(b, (char)c);
+		}
+	}
+	sb_putc(b, '"');
+}
+
+static void sb_ms(struct sbuf *b, const char *key, int64_t ns)
+{
+	sb_printf(b, ",\"%s\":", key);
+	if (ns)
+		sb_printf(b, "%lld", (long long)(ns / 1000000));
+	else
+		sb_puts(b, "null");
+}
+
+int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
+{
+	struct taskring_job_info i;
+	uint32_t state;
+	int err;
+
+	if (!buf && cap)
+		return -EINVAL;
+	int rc = taskring_job_info(job, &i);
+	if (rc)
+		return rc;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	/* Rendered straight into the caller's buffer, snprintf-style. */
+	struct sbuf b = {.p = buf, .cap = cap};
+	char id[TASKRING_ID_LEN + 1];
+	sb_puts(&b, "{\"id\":");
+	sb_json_str(&b, i.id, strlen(i.id));
+	sb_puts(&b, ",\"queue\":");
+	sb_json_str(&b, i.queue, strlen(i.queue));
+	sb_puts(&b, ",\"task_name\":");
+	sb_json_str(&b, i.task_name, strlen(i.task_name));
+	sb_printf(&b, ",\"status\":\"%s\"", taskring_status_name(i.status));
+	sb_printf(&b, ",\"priority\":%d", i.priority);
+	if (i.progress >= 0)
+		sb_printf(&b, ",\"progress\":%d", i.progress);
+	else
+		sb_puts(&b, ",\"progress\":null");
+	sb_printf(&b, ",\"retry_count\":%u,\"max_retries\":%u", i.retry_count, i.max_retries);
+	sb_ms(&b, "created_at", i.created_at_ns);
+	sb_ms(&b, "scheduled_at", i.scheduled_at_ns);
+	sb_ms(&b, "started_at", i.started_at_ns);
+	sb_ms(&b, "completed_at", i.completed_at_ns);
+	char err_text[TASKRING_ERROR_MAX + 1];
+	int elen = newest_error(job->store, s, err_text, sizeof(err_text));
+	sb_puts(&b, ",\"error\":");
+	if (elen >= 0)
+		sb_json_str(&b, err_text, strlen(err_text));
+	else
+		sb_puts(&b, "null");
+	sb_printf(&b, ",\"timeout_ms\":%lld", (long long)(i.timeout_ns / 1000000));
+	sb_puts(&b, ",\"unique_key\":null,\"metadata\":");
+	uint32_t mlen;
+	const char *meta = TR_GET(s->s_meta_off) ? tr__arena_data(job->store, TR_GET(s->s_meta_off), &mlen) : NULL;
+	if (meta && mlen > 0)
+		sb_json_str(&b, meta, strnlen(meta, mlen - 1));
+	else
+		sb_puts(&b, "null");
+	sb_puts(&b, ",\"dependencies\":[],\"dependents\":[],\"errors\":[");
+	uint64_t offs[TASKRING_MAX_RETRIES_LIMIT + 8];
+	size_t n = 0;
+	uint64_t off = TR_GET(s->s_errors_off);
+	while (off && n < sizeof(offs) / sizeof(offs[0])) {
+		uint64_t next;
+		if (!error_at(job->store, off, &next))
+			break;
+		offs[n++] = off;
+		off = next;
+	}
+	for (size_t k = n; k-- > 0;) {
+		uint64_t next;
+		struct tr_error_entry *e = error_at(job->store, offs[k], &next);
+		if (!e)
+			break;
+		tr__uuid_format(e->e_uuid, id);
+		sb_puts(&b, k + 1 == n ? "{\"id\":" : ",{\"id\":");
+		sb_json_str(&b, id, strlen(id));
+		sb_puts(&b, ",\"job_id\":");
+		sb_json_str(&b, i.id, strlen(i.id));
+		sb_printf(&b, ",\"attempt\":%u,\"error\":", e->e_attempt);
+		sb_json_str(&b, e->e_text, e->e_len);
+		time_t t = (time_t)(e->e_failed_at / 1000000000ull);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		char iso[96];
+		snprintf(iso, sizeof(iso), "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (unsigned)((e->e_failed_at % 1000000000ull) / 1000));
+		sb_printf(&b, ",\"failed_at\":\"%s\"}", iso);
+	}
+	sb_puts(&b, "]}");
+	if (cap)
+		b.p[b.len < cap - 1 ? b.len : cap - 1] = 0;
+	if (read_end(job, s))
+		return -ENOENT;
+	return b.len > INT32_MAX ? -EOVERFLOW : (int)b.len;
+}
+
+/* ---- waiting ----------------------------------------------------------------- */
+
+int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	if (timeout_ns < -1)
+		return -EINVAL;
+	if (TR_TERMINAL(TR_STATUS(state)))
+		return (int)TR_STATUS(state);
+	int64_t now = tr__now_mono();
+	int64_t deadline = timeout_ns < 0 ? -1 : now + timeout_ns;
+	int64_t spin_until = now + atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed);
+	uint32_t tag = TR_GEN_TAG(job->gen);
+
+	/* Spin: a hand-off between running CPUs costs a fraction of a
+	 * microsecond, a futex sleep and wake tens of microseconds. */
+	if (timeout_ns != 0) {
+		for (int i = 0;; i++) {
+			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+			if (TR_TAG(state) != tag)
+				return -ENOENT;
+			if (TR_TERMINAL(TR_STATUS(state)))
+				return ttl_expired(s, state) ? -ENOENT : (int)TR_STATUS(state);
+			tr__cpu_relax();
+			if ((i & 63) == 63 && tr__now_mono() >= spin_until)
+				break;
+		}
+	}
+	for (;;) {
+		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
+			return -ENOENT;
+		if (TR_TERMINAL(TR_STATUS(state)))
+			return (int)TR_STATUS(state);
+		if (deadline >= 0 && tr__now_mono() >= deadline)
+			return -ETIMEDOUT;
+		if (!(state & TR_ST_WAITERS)) {
+			/* Register as a sleeper; the next transition wakes us. */
+			if (!atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
+								   memory_order_acq_rel, memory_order_relaxed))
+				continue;
+			state |= TR_ST_WAITERS;
+		}
+		int rc = tr__futex_wait(&s->s_state, state, deadline, 0xffffffffu);
+		if (rc == -ETIMEDOUT) {
+			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+			if (TR_TAG(state) == tag && TR_TERMINAL(TR_STATUS(state)))
+				return (int)TR_STATUS(state);
+			return -ETIMEDOUT;
+		}
+	}
+}
+
+int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void *buf, size_t cap, size_t *lenp)
+{
+	if ((!buf && cap) || !lenp)
+		return -EINVAL;
+	int st = taskring_job_wait(job, timeout_ns);
+	if (st < 0)
+		return st;
+	switch (st) {
+	case TASKRING_FAILED:
+		return TASKRING_EFAILED;
+	case TASKRING_DEAD:
+		return TASKRING_EDEAD;
+	case TASKRING_CANCELLED:
+		return -ECANCELED;
+	default:
+		break;
+	}
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+	if (!s)
+		return err;
+	uint32_t len = TR_GET(s->s_result_len);
+	const void *d = blob(job->store, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_GET(s->s_result_off), len);
+	if (!d || len > job->store->max_payload)
+		return read_end(job, s) ? -ENOENT : -EIO;
+	if (len > cap) {
+		if (read_end(job, s))
+			return -ENOENT;
+		*lenp = len;
+		return -ENOBUFS;
+	}
+	if (len)
+		memcpy(buf, d, len);
+	if (read_end(job, s))
+		return -ENOENT;
+	*lenp = len;
+	return 0;
+}
+
+/* ---- operations ---------------------------------------------------------------- */
+
+int taskring_job_cancel(const struct taskring_job *job)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	struct taskring_store *st = job->store;
+	uint32_t tag = TR_GEN_TAG(job->gen);
+	for (;;) {
+		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
+			return -ENOENT;
+		uint32_t status = TR_STATUS(state);
+		if (TR_TERMINAL(status))
+			return TASKRING_ESTATE;
+		if (status == TASKRING_RUNNING) {
+			if (state & TR_ST_CANCEL)
+				return 1;
+			if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
+								  memory_order_acq_rel, memory_order_relaxed))
+				return 1;
+			continue;
+		}
+		/* Pending: under the queue lock nobody can claim it, so it
+		 * cannot end and be recycled while we look. */
+		uint32_t qi = TR_GET(s->s_queue);
+		if (qi >= st->nqueues)
+			return -ENOENT;
+		struct tr_queue *q = &st->queues[qi];
+		int rc = tr__lock(&q->q_lock, st, (int)qi);
+		if (rc)
+			return rc;
+		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TAG(state) != tag || TR_STATUS(state) != TASKRING_PENDING) {
+			tr__unlock(&q->q_lock);
+			continue;
+		}
+		TR_SET(s->s_completed_at, tr__now_real());
+		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag);
+		rc = tr__slot_transition(s, state, next, NULL);
+		if (rc == 0)
+			tr__queue_unlink_locked(st, q, job->slot);
+		tr__unlock(&q->q_lock);
+		if (rc)
+			continue;
+		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		tr__slot_finished(st, job->slot);
+		return 0;
+	}
+}
+
+int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	if (TR_STATUS(state) != TASKRING_DEAD)
+		return TASKRING_ESTATE;
+	struct taskring_store *st = job->store;
+	struct enq_req r;
+	memset(&r, 0, sizeof(r));
+	r.task = TR_GET(s->s_task);
+	r.queue = TR_GET(s->s_queue);
+	r.priority = TR_GET(s->s_priority);
+	r.max_retries = TR_GET(s->s_max_retries);
+	r.timeout_ns = TR_GET(s->s_timeout_ns);
+	r.ttl_ns = TR_GET(s->s_result_ttl_ns);
+	r.base_ns = TR_GET(s->s_backoff_base);
+	r.cap_ns = TR_GET(s->s_backoff_cap);
+	r.len = TR_GET(s->s_payload_len);
+	if (r.task >= st->ntasks || r.queue >= st->nqueues || r.len > st->max_payload)
+		return read_end(job, s) ? -ENOENT : -EIO;
+	/* Copy what lives in the slot or the arena: the dead job's slot may be
+	 * recycled while we enqueue. */
+	void *payload = malloc(r.len ? r.len : 1);
+	char *meta = NULL;
+	int64_t delays[TASKRING_MAX_RETRY_DELAYS];
+	if (!payload)
+		return -ENOMEM;
+	const void *d = blob(st, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_GET(s->s_payload_off), (uint32_t)r.len);
+	int rc = d ? 0 : -EIO;
+	if (d && r.len)
+		memcpy(payload, d, r.len);
+	r.payload = payload;
+	uint32_t blen;
+	const char *m = TR_GET(s->s_meta_off) ? tr__arena_data(st, TR_GET(s->s_meta_off), &blen) : NULL;
+	if (!rc && m && blen > 0) {
+		r.metalen = strnlen(m, blen - 1);
+		meta = malloc(r.metalen + 1);
+		if (!meta)
+			rc = -ENOMEM;
+		else {
+			memcpy(meta, m, r.metalen);
+			meta[r.metalen] = 0;
+			r.meta = meta;
+		}
+	}
+	const int64_t *dl = TR_GET(s->s_delays_off) ? tr__arena_data(st, TR_GET(s->s_delays_off), &blen) : NULL;
+	if (!rc && dl && blen % sizeof(int64_t) == 0 && blen / sizeof(int64_t) <= TASKRING_MAX_RETRY_DELAYS) {
+		r.ndelays = blen / sizeof(int64_t);
+		memcpy(delays, dl, blen);
+		r.delays = delays;
+	}
+	if (read_end(job, s))
+		rc = -ENOENT;
+	if (!rc)
+		rc = enqueue_reqs(st, &r, 1, 0, 0, newjob);
+	free(payload);
+	free(meta);
+	return rc;
+}
+
+/* ---- listing and statistics ------------------------------------------------------ */
+
+int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queue, uint64_t *cursor,
+		      struct taskring_job *jobp)
+{
+	int qi = -1;
+
+	if (!st || !cursor || !jobp || (mask & ~((1u << TASKRING_STATUS_COUNT) - 1)))
+		return -EINVAL;
+	if (queue) {
+		qi = tr__queue_find(st, queue, 0);
+		if (qi == -ENOENT)
+			return 0;
+		if (qi < 0)
+			return qi;
+	}
+	if (!mask)
+		mask = (1u << TASKRING_STATUS_COUNT) - 1;
+	for (uint64_t i = *cursor; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		struct taskring_job job = {.store = st, .slot = (uint32_t)i};
+		job.gen = atomic_load_explicit(&s->s_gen, memory_order_acquire);
+		uint32_t state;
+		int err;
+		if ((job.gen & 1) || !read_begin(&job, &state, &err))
+			continue;
+		if (!(mask & (1u << TR_STATUS(state))) || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi))
+			continue;
+		for (int k = 0; k < 16; k++)
+			job.uuid[k] = TR_GET(s->s_uuid[k]);
+		if (read_end(&job, s))
+			continue;
+		*cursor = i + 1;
+		*jobp = job;
+		return 1;
+	}
+	*cursor = st->nslots;
+	return 0;
+}
+
+int taskring_queue_stats(struct taskring_store *st, const char *queue, struct taskring_queue_stats *out)
+{
+	struct taskring_queue_stats r;
+	int qi = -1;
+
+	if (!st || !out)
+		return -EINVAL;
+	if (queue) {
+		qi = tr__queue_find(st, queue, 0);
+		if (qi < 0)
+			return qi;
+	}
+	memset(&r, 0, sizeof(r));
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		uint32_t status = TR_STATUS(state);
+		if (status >= TASKRING_STATUS_COUNT || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi) ||
+		    ttl_expired(s, state))
+			continue;
+		r.by_status[status]++;
+	}
+	uint32_t used = atomic_load_explicit(&st->hdr->h_queues_used, memory_order_acquire);
+	for (uint32_t q = 0; q < used && q < st->nqueues; q++) {
+		if (qi >= 0 && q != (uint32_t)qi)
+			continue;
+		struct tr_queue *Q = &st->queues[q];
+		r.enqueued += atomic_load_explicit(&Q->q_enqueued, memory_order_relaxed);
+		r.started += atomic_load_explicit(&Q->q_started, memory_order_relaxed);
+		r.completed += atomic_load_explicit(&Q->q_completed, memory_order_relaxed);
+		r.failed += atomic_load_explicit(&Q->q_failed, memory_order_relaxed);
+		r.dead += atomic_load_explicit(&Q->q_dead, memory_order_relaxed);
+		r.cancelled += atomic_load_explicit(&Q->q_cancelled, memory_order_relaxed);
+		r.retried += atomic_load_explicit(&Q->q_retried, memory_order_relaxed);
+		if (qi >= 0)
+			r.paused = (int)atomic_load_explicit(&Q->q_paused, memory_order_relaxed);
+	}
+	*out = r;
+	return 0;
+}

@@ -1,0 +1,564 @@
+/*
+ * region.c - the shared region: layout, creation, validation, attach, close.
+ *
+ * The layout itself is documented byte by byte at the top of internal.h and
+ * computed in one place, tr__layout(), which both the creator and every
+ * validating opener use, so a header whose offsets disagree with its own
+ * sizing is refused.
+ *
+ * Creation is atomic. The creator builds the region in an unnamed file
+ * (O_TMPFILE in the target directory, or a hidden temporary name where that
+ * is not supported), initialises it completely, marks it ready, and only then
+ * links it under the store's name. link() never replaces an existing name, so
+ * of several concurrent first openers exactly one wins; the others discard
+ * their copy and open the winner's. No opener can ever map a half-built
+ * region, so nobody has to wait for one (the header's h_init word is still
+ * checked, as a last guard against a region built some other way).
+ *
+ * Security: files are created 0600 (0660 with TASKRING_STORE_GROUP, set with
+ * fchmod so the umask cannot widen or narrow it), opened with O_NOFOLLOW, and
+ * refused unless they are regular files owned by the caller's effective uid.
+ * Sizing is copied out of the header once, after validation, into the
+ * process-local handle, so later scribbles on the header cannot move this
+ * process's bounds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(struct tr_hdr) <= TR_PAGE, "header fits its page");
+_Static_assert(offsetof(struct tr_hdr, h_format) == 8, "format word at offset 8");
+_Static_assert(offsetof(struct tr_hdr, h_build) == 12, "build signature at offset 12");
+_Static_assert(offsetof(struct tr_hdr, h_lock) % TR_CACHELINE == 0, "store lock on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_wake) % TR_CACHELINE == 0, "wake word on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_ring_head) % TR_CACHELINE == 0, "ring head on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_ring_tail) % TR_CACHELINE == 0, "ring tail on its own line");
+_Static_assert(sizeof(struct tr_slot) == 256, "slot is four cache lines");
+_Static_assert(offsetof(struct tr_slot, s_uuid) == 64, "slot line 1");
+_Static_assert(offsetof(struct tr_slot, s_payload_off) == 128, "slot line 2");
+_Static_assert(offsetof(struct tr_slot, s_inline_payload) == 192, "slot line 3");
+_Static_assert(sizeof(struct tr_queue) == 10 * TR_CACHELINE, "queue is ten cache lines");
+_Static_assert(offsetof(struct tr_queue, q_name) == 64, "queue name on line 1");
+_Static_assert(offsetof(struct tr_queue, q_lock) == 128, "queue lock on line 2");
+_Static_assert(offsetof(struct tr_queue, q_bands) == 256, "bands on line 4");
+_Static_assert(offsetof(struct tr_queue, q_enqueued) == 512, "counters on line 8");
+_Static_assert(sizeof(struct tr_block) == 16, "block header");
+_Static_assert(TASKRING_MAX_SLOTS <= (1u << 24), "slot index fits the 24 bits an id carries");
+_Static_assert(TASKRING_MAX_QUEUES <= 0xffff && TASKRING_MAX_TASKS <= 0xffff, "u16 indices");
+
+static uint64_t page_up(uint64_t x)
+{
+	return (x + TR_PAGE - 1) & ~(uint64_t)(TR_PAGE - 1);
+}
+
+int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *l)
+{
+	uint32_t cap = 1;
+
+	if (slots < TASKRING_MIN_SLOTS || slots > TASKRING_MAX_SLOTS || queues < 1 ||
+	    queues > TASKRING_MAX_QUEUES || tasks < 1 || tasks > TASKRING_MAX_TASKS ||
+	    arena > (1ull << 38) || arena < TR_PAGE)
+		return -EINVAL;
+	while (cap < slots)
+		cap <<= 1;
+	l->ring_mask = cap - 1;
+	l->off_queues = TR_PAGE;
+	l->off_tasks = l->off_queues + page_up((uint64_t)queues * sizeof(struct tr_queue));
+	l->off_slots = l->off_tasks + page_up((uint64_t)tasks * 64);
+	l->off_ring = l->off_slots + page_up((uint64_t)slots * sizeof(struct tr_slot));
+	l->off_heaps = l->off_ring + page_up((uint64_t)cap * 8);
+	l->off_arena = l->off_heaps + page_up((uint64_t)queues * slots * 4);
+	l->total = l->off_arena + page_up(arena);
+	return 0;
+}
+
+/* FNV-1a over the sizes and offsets that two builds must agree on. */
+uint32_t tr__build_signature(void)
+{
+	const uint64_t v[] = {
+		sizeof(struct tr_hdr), sizeof(struct tr_queue), sizeof(struct tr_slot),
+		sizeof(pthread_mutex_t), offsetof(struct tr_hdr, h_wake),
+		offsetof(struct tr_hdr, h_arena_free), offsetof(struct tr_slot, s_state),
+		offsetof(struct tr_slot, s_uuid), offsetof(struct tr_queue, q_lock),
+		sizeof(struct tr_band), sizeof(struct tr_error_entry), TR_BANDS, TR_ARENA_CLASSES,
+		TR_INLINE_PAYLOAD, TR_INLINE_RESULT, sizeof(void *), 0x01020304u,
+	};
+	uint32_t h = 2166136261u;
+	const unsigned char *p = (const unsigned char *)v;
+	for (size_t i = 0; i < sizeof(v); i++) {
+		h ^= p[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static int init_robust(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc = pthread_mutexattr_init(&a);
+	if (rc)
+		return -rc;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return -rc;
+}
+
+/*
+ * Lock a robust mutex of the store. Spins briefly on trylock first: the
+ * critical sections are a few dozen instructions, and sleeping in the kernel
+ * costs tens of microseconds on this class of machine. If the previous owner
+ * died holding it, the protected structure is repaired before use
+ * (@queue >= 0: that queue's lists are rebuilt from the slot table; the store
+ * lock guards only append-only tables that are consistent at every step).
+ */
+int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue)
+{
+	int rc = EBUSY;
+
+	for (int i = 0; i < 64; i++) {
+		rc = pthread_mutex_trylock(m);
+		if (rc != EBUSY)
+			break;
+		tr__cpu_relax();
+	}
+	if (rc == EBUSY)
+		rc = pthread_mutex_lock(m);
+	if (rc == EOWNERDEAD) {
+		if (queue >= 0)
+			tr__queue_repair(st, (uint32_t)queue);
+		rc = pthread_mutex_consistent(m);
+	}
+	return -rc;
+}
+
+void tr__unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
+
+static void set_pointers(struct taskring_store *st)
+{
+	struct tr_hdr *h = st->hdr;
+	st->queues = (struct tr_queue *)(st->base + h->h_off_queues);
+	st->tasks = (char(*)[64])(st->base + h->h_off_tasks);
+	st->slots = (struct tr_slot *)(st->base + h->h_off_slots);
+	st->ring = (_Atomic uint64_t *)(st->base + h->h_off_ring);
+	st->heaps = (uint32_t *)(st->base + h->h_off_heaps);
+	st->arena = st->base + h->h_off_arena;
+	st->nslots = h->h_slots;
+	st->max_payload = h->h_max_payload;
+	st->nqueues = h->h_queues;
+	st->ntasks = h->h_tasks;
+	st->ring_mask = h->h_ring_mask;
+	st->arena_bytes = h->h_arena_bytes;
+}
+
+/* Build a fresh region in memory that nobody else can see yet. */
+static int init_region(struct taskring_store *st, const struct taskring_store_opts *o, const struct tr_layout *l)
+{
+	struct tr_hdr *h = st->hdr;
+	int rc;
+
+	h->h_magic = TR_MAGIC;
+	h->h_format = TR_FORMAT_VERSION;
+	h->h_build = tr__build_signature();
+	h->h_slots = o->slots;
+	h->h_max_payload = o->max_payload;
+	h->h_queues = o->queues;
+	h->h_tasks = o->tasks;
+	h->h_ring_mask = l->ring_mask;
+	h->h_arena_bytes = o->arena_bytes;
+	h->h_region_bytes = l->total;
+	h->h_off_queues = l->off_queues;
+	h->h_off_tasks = l->off_tasks;
+	h->h_off_slots = l->off_slots;
+	h->h_off_ring = l->off_ring;
+	h->h_off_heaps = l->off_heaps;
+	h->h_off_arena = l->off_arena;
+	h->h_created_at = tr__now_real();
+	rc = init_robust(&h->h_lock);
+	if (rc)
+		return rc;
+	atomic_store_explicit(&h->h_arena_bump, TR_CACHELINE, memory_order_relaxed);
+	set_pointers(st);
+	for (uint32_t q = 0; q < st->nqueues; q++) {
+		rc = init_robust(&st->queues[q].q_lock);
+		if (rc)
+			return rc;
+		atomic_store_explicit(&st->queues[q].q_next_due, INT64_MAX, memory_order_relaxed);
+	}
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		atomic_store_explicit(&s->s_state, TR_ST_FREE, memory_order_relaxed);
+		s->s_heap_pos = TR_NIL;
+		s->s_prev = s->s_next = TR_NIL;
+	}
+	tr__ring_init(st);
+	/* Release: everything above is visible before the region is declared
+	 * ready (and, for named stores, before link() publishes it). */
+	atomic_store_explicit((_Atomic uint32_t *)&h->h_init, TR_INIT_READY, memory_order_release);
+	return 0;
+}
+
+/* Fill defaults and check ranges. */
+static int resolve_opts(const struct taskring_store_opts *in, struct taskring_store_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (in) {
+		*o = *in;
+		for (size_t i = 0; i < sizeof(in->reserved) / sizeof(in->reserved[0]); i++)
+			if (in->reserved[i])
+				return -EINVAL;
+		if (in->reserved0 || (in->flags & ~(TASKRING_STORE_GROUP | TASKRING_STORE_NOCREATE | TASKRING_STORE_EXCL)))
+			return -EINVAL;
+		if ((in->flags & TASKRING_STORE_NOCREATE) && (in->flags & TASKRING_STORE_EXCL))
+			return -EINVAL;
+	}
+	if (!o->slots)
+		o->slots = TASKRING_DEFAULT_SLOTS;
+	if (!o->max_payload)
+		o->max_payload = TASKRING_DEFAULT_MAX_PAYLOAD;
+	if (!o->queues)
+		o->queues = TASKRING_DEFAULT_QUEUES;
+	if (!o->tasks)
+		o->tasks = TASKRING_DEFAULT_TASKS;
+	if (!o->arena_bytes) {
+		o->arena_bytes = TR_DEFAULT_ARENA;
+		if (o->arena_bytes < 4ull * o->max_payload)
+			o->arena_bytes = 4ull * o->max_payload;
+	}
+	if (o->slots < TASKRING_MIN_SLOTS || o->slots > TASKRING_MAX_SLOTS || o->max_payload > TASKRING_MAX_MAX_PAYLOAD ||
+	    o->queues > TASKRING_MAX_QUEUES || o->tasks > TASKRING_MAX_TASKS ||
+	    o->arena_bytes < 4ull * o->max_payload || o->arena_bytes > (1ull << 38))
+		return -EINVAL;
+	return 0;
+}
+
+/* Check a mapped header against this build and the file's size. */
+static int validate(const struct tr_hdr *h, uint64_t file_size, const struct taskring_store_opts *want)
+{
+	struct tr_layout l;
+
+	if (h->h_magic != TR_MAGIC)
+		return TASKRING_EFORMAT;
+	if (h->h_format != TR_FORMAT_VERSION)
+		return TASKRING_EVERSION;
+	if (h->h_build != tr__build_signature())
+		return TASKRING_EBUILD;
+	if (atomic_load_explicit((const _Atomic uint32_t *)&h->h_init, memory_order_acquire) != TR_INIT_READY)
+		return TASKRING_ECORRUPT;
+	if (h->h_max_payload > TASKRING_MAX_MAX_PAYLOAD || h->h_arena_bytes < 4ull * h->h_max_payload ||
+	    tr__layout(h->h_slots, h->h_queues, h->h_tasks, h->h_arena_bytes, &l) < 0)
+		return TASKRING_ECORRUPT;
+	if (l.ring_mask != h->h_ring_mask || l.total != h->h_region_bytes || l.off_queues != h->h_off_queues ||
+	    l.off_tasks != h->h_off_tasks || l.off_slots != h->h_off_slots || l.off_ring != h->h_off_ring ||
+	    l.off_heaps != h->h_off_heaps || l.off_arena != h->h_off_arena)
+		return TASKRING_ECORRUPT;
+	if (file_size != h->h_region_bytes)
+		return TASKRING_ECORRUPT;
+	if (want && ((want->slots && want->slots != h->h_slots) ||
+		     (want->max_payload && want->max_payload != h->h_max_payload) ||
+		     (want->queues && want->queues != h->h_queues) ||
+		     (want->tasks && want->tasks != h->h_tasks) ||
+		     (want->arena_bytes && want->arena_bytes != h->h_arena_bytes)))
+		return TASKRING_ESIZING;
+	return 0;
+}
+
+static struct taskring_store *new_handle(void)
+{
+	struct taskring_store *st = calloc(1, sizeof(*st));
+	if (st) {
+		st->fd = -1;
+		atomic_store(&st->spin_ns, TR_DEFAULT_SPIN_NS);
+	}
+	return st;
+}
+
+/* Attach to an existing store file. Consumes nothing on failure. */
+static int attach(int fd, const struct taskring_store_opts *want, struct taskring_store **out)
+{
+	struct stat sb;
+	struct tr_hdr hdr;
+
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid())
+		return TASKRING_EOWNER;
+	/* Read the header with pread first: a short or foreign file is judged
+	 * without mapping it. */
+	memset(&hdr, 0, sizeof(hdr));
+	ssize_t n = pread(fd, &hdr, sizeof(hdr), 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < sizeof(hdr.h_magic) || hdr.h_magic != TR_MAGIC)
+		return TASKRING_EFORMAT;
+	if ((size_t)n < sizeof(hdr))
+		return TASKRING_ECORRUPT;
+	int rc = validate(&hdr, (uint64_t)sb.st_size, want);
+	if (rc)
+		return rc;
+	void *base = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	struct taskring_store *st = new_handle();
+	if (!st) {
+		munmap(base, (size_t)sb.st_size);
+		return -ENOMEM;
+	}
+	st->base = base;
+	st->size = (size_t)sb.st_size;
+	st->hdr = base;
+	/* Validate the mapped copy again: the header could have changed
+	 * between pread and mmap (it cannot legitimately, but a scribbler
+	 * could), and from here on only the mapped values are used. */
+	rc = validate(st->hdr, st->size, want);
+	if (rc) {
+		munmap(base, st->size);
+		free(st);
+		return rc;
+	}
+	set_pointers(st);
+	st->fd = fd;
+	*out = st;
+	return 0;
+}
+
+/*
+ * Split a store name into the file path to open and the directory in which
+ * to build it. "/name" -> "/dev/shm/name".
+ */
+static int resolve_path(const char *name, char *path, size_t cap, char *dir, size_t dcap)
+{
+	size_t len = strlen(name);
+	int n;
+
+	if (!len)
+		return -EINVAL;
+	if (name[0] == '/' && !strchr(name + 1, '/')) {
+		if (len == 1 || len > NAME_MAX)
+			return len == 1 ? -EINVAL : -ENAMETOOLONG;
+		n = snprintf(path, cap, "/dev/shm%s", name);
+	} else {
+		n = snprintf(path, cap, "%s", name);
+	}
+	if (n < 0 || (size_t)n >= cap)
+		return -ENAMETOOLONG;
+	if (name[len - 1] == '/')
+		return -EINVAL;
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	n = snprintf(dir, dcap, "%s", dirname(tmp));
+	if (n < 0 || (size_t)n >= dcap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Create the region in an unnamed file of @dir and try to link it as @path.
+ * Returns 0 with *out set, -EEXIST when someone else's store won the race, or
+ * another error. */
+static int create_and_link(const char *path, const char *dir, const struct taskring_store_opts *o,
+			   struct taskring_store **out)
+{
+	struct tr_layout l;
+	mode_t mode = (o->flags & TASKRING_STORE_GROUP) ? 0660 : 0600;
+	char tmpname[PATH_MAX] = "";
+	int fd, rc;
+
+	rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, &l);
+	if (rc)
+		return rc;
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	if (fd < 0) {
+		snprintf(tmpname, sizeof(tmpname), "%s/.taskring-%d-%llx.tmp", dir, (int)getpid(),
+			 (unsigned long long)tr__rand64());
+		fd = open(tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd < 0)
+			return -errno;
+	}
+	if (fchmod(fd, mode) < 0 || ftruncate(fd, (off_t)l.total) < 0) {
+		rc = -errno;
+		goto fail_fd;
+	}
+	void *base = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		goto fail_fd;
+	}
+	struct taskring_store *st = new_handle();
+	if (!st) {
+		rc = -ENOMEM;
+		goto fail_map;
+	}
+	st->base = base;
+	st->size = l.total;
+	st->hdr = base;
+	rc = init_region(st, o, &l);
+	if (rc)
+		goto fail_st;
+	if (tmpname[0]) {
+		rc = link(tmpname, path) < 0 ? -errno : 0;
+		unlink(tmpname);
+	} else {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		rc = linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	}
+	if (rc)
+		goto fail_st;
+	st->fd = fd;
+	*out = st;
+	return 0;
+fail_st:
+	free(st);
+fail_map:
+	munmap(base, l.total);
+fail_fd:
+	if (tmpname[0])
+		unlink(tmpname);
+	close(fd);
+	return rc;
+}
+
+static int open_anonymous(const struct taskring_store_opts *o, struct taskring_store **out)
+{
+	struct tr_layout l;
+	int rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, &l);
+	if (rc)
+		return rc;
+	void *base = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	struct taskring_store *st = new_handle();
+	if (!st) {
+		munmap(base, l.total);
+		return -ENOMEM;
+	}
+	st->base = base;
+	st->size = l.total;
+	st->hdr = base;
+	rc = init_region(st, o, &l);
+	if (rc) {
+		munmap(base, l.total);
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+int taskring_store_open(const char *name, const struct taskring_store_opts *opts, struct taskring_store **storep)
+{
+	struct taskring_store_opts o;
+	char path[PATH_MAX], dir[PATH_MAX];
+	int rc;
+
+	if (!storep)
+		return -EINVAL;
+	rc = resolve_opts(opts, &o);
+	if (rc)
+		return rc;
+	if (!name)
+		return open_anonymous(&o, storep);
+	rc = resolve_path(name, path, sizeof(path), dir, sizeof(dir));
+	if (rc)
+		return rc;
+	/* A few rounds: a store may be created or unlinked by others between
+	 * our open and our link. */
+	for (int round = 0; round < 8; round++) {
+		int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			if (o.flags & TASKRING_STORE_EXCL) {
+				close(fd);
+				return -EEXIST;
+			}
+			rc = attach(fd, opts, storep);
+			if (rc)
+				close(fd);
+			return rc;
+		}
+		if (errno != ENOENT)
+			return -errno;
+		if (o.flags & TASKRING_STORE_NOCREATE)
+			return -ENOENT;
+		rc = create_and_link(path, dir, &o, storep);
+		if (rc != -EEXIST)
+			return rc;
+		if (o.flags & TASKRING_STORE_EXCL)
+			return -EEXIST;
+	}
+	return -EAGAIN;
+}
+
+int taskring_store_close(struct taskring_store *st)
+{
+	if (!st)
+		return -EINVAL;
+	if (atomic_load(&st->nworkers) > 0)
+		return -EBUSY;
+	munmap(st->base, st->size);
+	if (st->fd >= 0)
+		close(st->fd);
+	free(st);
+	return 0;
+}
+
+int taskring_store_unlink(const char *name)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	struct stat sb;
+	int rc;
+
+	if (!name)
+		return -EINVAL;
+	rc = resolve_path(name, path, sizeof(path), dir, sizeof(dir));
+	if (rc)
+		return rc;
+	if (lstat(path, &sb) < 0)
+		return -errno;
+	if (sb.st_uid != geteuid())
+		return TASKRING_EOWNER;
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+int taskring_store_info(struct taskring_store *st, struct taskring_store_info *out)
+{
+	if (!st || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->slots = st->nslots;
+	out->max_payload = st->max_payload;
+	out->queues = st->nqueues;
+	out->tasks = st->ntasks;
+	out->arena_bytes = st->arena_bytes;
+	out->region_bytes = st->size;
+	out->format_version = TR_FORMAT_VERSION;
+	out->build_signature = tr__build_signature();
+	uint32_t qu = atomic_load_explicit(&st->hdr->h_queues_used, memory_order_relaxed);
+	uint32_t tu = atomic_load_explicit(&st->hdr->h_tasks_used, memory_order_relaxed);
+	out->queues_used = qu < st->nqueues ? qu : st->nqueues;
+	out->tasks_used = tu < st->ntasks ? tu : st->ntasks;
+	uint64_t bump = atomic_load_explicit(&st->hdr->h_arena_bump, memory_order_relaxed);
+	out->arena_used = bump > st->arena_bytes ? st->arena_bytes : bump;
+	return 0;
+}
+
+int taskring_store_set_spin(struct taskring_store *st, int64_t spin_ns)
+{
+	if (!st || spin_ns < 0 || spin_ns > 10000000)
+		return -EINVAL;
+	atomic_store(&st->spin_ns, spin_ns);
+	return 0;
+}

@@ -1,0 +1,99 @@
+/*
+ * ring.c - the recycle ring: a bounded multi-producer multi-consumer ring of
+ * slot indices (Vyukov's design), holding every slot that is free or
+ * terminal, oldest first.
+ *
+ * Producers that need a slot pop the oldest entry; a job that reaches a
+ * terminal state pushes its slot at the tail. So a terminal job keeps its
+ * result until every older free or terminal slot has been reused: "oldest
+ * terminal first", with no scan. Capacity is a power of two >= the slot
+ * count; since each slot is in the ring at most once, a push never finds it
+ * full.
+ *
+ * Each cell is one u64: the high 32 bits are the cell's turn (sequence), the
+ * low 32 bits the index. A producer of position p waits for turn p, claims p
+ * by CAS on the tail and writes (p + 1, idx) with release; a consumer of
+ * position p waits for turn p + 1, claims p by CAS on the head, and writes
+ * turn p + capacity. Positions are 32-bit and compared as signed
+ * differences, which is safe because the capacity is below 2^31.
+ *
+ * Crash note: a process killed between its CAS and its cell store leaves that
+ * cell's turn behind; the ring then reports empty (or full) at that position
+ * until repaired. Only slot reuse stalls, never a job; the repair belongs to
+ * the reaper.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+void tr__ring_init(struct taskring_store *st)
+{
+	uint32_t cap = st->ring_mask + 1, i;
+
+	/* Every slot starts free and in the ring, in index order. */
+	for (i = 0; i < cap; i++) {
+		uint64_t turn = i < st->nslots ? (uint64_t)(i + 1) : (uint64_t)i;
+		uint64_t val = i < st->nslots ? i : 0;
+		atomic_store_explicit(&st->ring[i], (turn << 32) | val, memory_order_relaxed);
+	}
+	atomic_store_explicit(&st->hdr->h_ring_head, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->hdr->h_ring_tail, st->nslots, memory_order_relaxed);
+}
+
+int tr__ring_push(struct taskring_store *st, uint32_t idx)
+{
+	_Atomic uint32_t *tailp = &st->hdr->h_ring_tail;
+	uint32_t pos = atomic_load_explicit(tailp, memory_order_relaxed);
+
+	for (;;) {
+		_Atomic uint64_t *cell = &st->ring[pos & st->ring_mask];
+		/* Acquire: pairs with the consumer's release of this cell's turn,
+		 * so its read of the old value happened before we overwrite it. */
+		uint64_t c = atomic_load_explicit(cell, memory_order_acquire);
+		int32_t dif = (int32_t)((uint32_t)(c >> 32) - pos);
+		if (dif == 0) {
+			if (atomic_compare_exchange_weak_explicit(tailp, &pos, pos + 1, memory_order_relaxed,
+								  memory_order_relaxed)) {
+				/* Release: the slot's terminal state and fields are
+				 * visible to whoever pops this index. */
+				atomic_store_explicit(cell, ((uint64_t)(pos + 1) << 32) | idx, memory_order_release);
+				return 0;
+			}
+		} else if (dif < 0) {
+			return -ENOSPC; /* cannot happen while each slot is in once */
+		} else {
+			pos = atomic_load_explicit(tailp, memory_order_relaxed);
+		}
+	}
+}
+
+int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
+{
+	_Atomic uint32_t *headp = &st->hdr->h_ring_head;
+	uint32_t pos = atomic_load_explicit(headp, memory_order_relaxed);
+
+	for (;;) {
+		_Atomic uint64_t *cell = &st->ring[pos & st->ring_mask];
+		/* Acquire: pairs with the producer's release above. */
+		uint64_t c = atomic_load_explicit(cell, memory_order_acquire);
+		int32_t dif = (int32_t)((uint32_t)(c >> 32) - (pos + 1));
+		if (dif == 0) {
+			if (atomic_compare_exchange_weak_explicit(headp, &pos, pos + 1, memory_order_relaxed,
+								  memory_order_relaxed)) {
+				uint32_t v = (uint32_t)c;
+				/* Release: our read of the value precedes the
+				 * producer that reuses this cell. */
+				atomic_store_explicit(cell, (uint64_t)(pos + st->ring_mask + 1) << 32,
+						      memory_order_release);
+				if (v >= st->nslots)
+					return -EIO; /* scribbled cell: never index with it */
+				*idx = v;
+				return 0;
+			}
+		} else if (dif < 0) {
+			return -EAGAIN; /* empty */
+		} else {
+			pos = atomic_load_explicit(headp, memory_order_relaxed);
+		}
+	}
+}

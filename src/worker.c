@@ -1,0 +1,660 @@
+/*
+ * worker.c - workers: handler registration, worker threads, claiming,
+ * idle sleeping, running a handler and the transitions that end an attempt.
+ *
+ * A worker serves an ordered list of queues: it always claims from the first
+ * queue that has a ready job (strict order, as taskito). An idle worker first
+ * spins for the store's spin time, checking its queues' q_ready words (reads
+ * only, so the cache lines stay shared until a producer writes them), then
+ * registers in each queue's q_sleepers and sleeps on the store's h_wake futex
+ * with FUTEX_WAIT_BITSET, bitset = its queues' bits, until the earliest timer
+ * of its queues (q_next_due) or until woken. See queue.c for the protocol
+ * that makes a producer wake it exactly when it sleeps.
+ *
+ * Ending an attempt. The worker owns a RUNNING slot (nobody else writes its
+ * fields), writes the result or the error entry first, then moves s_state
+ * with one compare-and-swap that names the attempt; a cancel request that
+ * arrives meanwhile makes the CAS fail and the decision is taken again, so a
+ * requested cancel is never lost to a retry. Retries go back to their queue
+ * (ready list or timer heap) under the queue lock in the same step.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_WORKER_QUEUES 32
+#define MAX_WORKER_THREADS 1024
+
+struct handler {
+	taskring_handler_fn fn;
+	void *arg;
+};
+
+struct taskring_ctx {
+	struct taskring_worker *w;
+	struct taskring_job job;
+	struct tr_slot *s;
+	uint32_t attempt;
+	uint32_t state; /* RUNNING word as claimed (flags aside) */
+	int64_t deadline;
+	const void *payload;
+	size_t len;
+	int has_error;
+	size_t errlen;
+	char err[TASKRING_ERROR_MAX + 1];
+};
+
+struct thread_slot {
+	struct taskring_worker *w;
+	pthread_t tid;
+	struct taskring_job current; /* valid while busy */
+	int busy;
+};
+
+struct taskring_worker {
+	struct taskring_store *st;
+	uint32_t nq;
+	uint32_t qidx[MAX_WORKER_QUEUES];
+	uint32_t bits;
+	uint32_t nthreads;
+	int64_t spin_ns;
+	struct handler *handlers; /* indexed by task */
+	struct thread_slot *threads;
+	_Atomic int stopping;
+	int started;
+	int joined;
+	int running;             /* jobs being run, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+void taskring_worker_opts_init(struct taskring_worker_opts *o)
+{
+	if (o) {
+		memset(o, 0, sizeof(*o));
+		o->abi = TASKRING_WORKER_OPTS_ABI;
+		o->threads = 1;
+	}
+}
+
+int taskring_worker_create(struct taskring_store *st, const struct taskring_worker_opts *opts,
+			   struct taskring_worker **out)
+{
+	struct taskring_worker_opts def;
+	static const char *const default_queue[] = {"default"};
+
+	if (!st || !out)
+		return -EINVAL;
+	if (!opts) {
+		taskring_worker_opts_init(&def);
+		opts = &def;
+	}
+	if (opts->abi != TASKRING_WORKER_OPTS_ABI)
+		return TASKRING_EOPTS;
+	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+		if (opts->reserved[i])
+			return -EINVAL;
+	if (opts->reserved0 || opts->threads < 1 || opts->threads > MAX_WORKER_THREADS)
+		return -EINVAL;
+	const char *const *names = opts->queues ? opts->queues : default_queue;
+	uint32_t nq = opts->queues ? opts->nqueues : 1;
+	if (nq < 1 || nq > MAX_WORKER_QUEUES)
+		return -EINVAL;
+	for (uint32_t i = 0; i < nq; i++) {
+		int rc = tr__name_check(names[i]);
+		if (rc)
+			return rc;
+	}
+	struct taskring_worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->handlers = calloc(st->ntasks, sizeof(struct handler));
+	w->threads = calloc(opts->threads, sizeof(struct thread_slot));
+	if (!w->handlers || !w->threads) {
+		free(w->handlers);
+		free(w->threads);
+		free(w);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < nq; i++) {
+		int qi = tr__queue_find(st, names[i], 1);
+		if (qi < 0) {
+			free(w->handlers);
+			free(w->threads);
+			free(w);
+			return qi;
+		}
+		w->qidx[i] = (uint32_t)qi;
+		w->bits |= 1u << (qi % 32);
+	}
+	w->st = st;
+	w->nq = nq;
+	w->nthreads = opts->threads;
+	w->spin_ns = atomic_load(&st->spin_ns);
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	atomic_fetch_add(&st->nworkers, 1);
+	*out = w;
+	return 0;
+}
+
+int taskring_worker_register(struct taskring_worker *w, const char *task, taskring_handler_fn fn, void *arg)
+{
+	if (!w || !fn)
+		return -EINVAL;
+	if (w->started)
+		return -EBUSY;
+	int ti = tr__task_find(w->st, task, 1);
+	if (ti < 0)
+		return ti;
+	if (w->handlers[ti].fn)
+		return -EEXIST;
+	w->handlers[ti] = (struct handler){fn, arg};
+	return 0;
+}
+
+/* ---- the handler's context ------------------------------------------------- */
+
+const struct taskring_job *taskring_ctx_job(struct taskring_ctx *ctx)
+{
+	return ctx ? &ctx->job : NULL;
+}
+
+const void *taskring_ctx_payload(struct taskring_ctx *ctx, size_t *lenp)
+{
+	if (!ctx)
+		return NULL;
+	if (lenp)
+		*lenp = ctx->len;
+	return ctx->payload;
+}
+
+uint32_t taskring_ctx_attempt(struct taskring_ctx *ctx)
+{
+	return ctx ? ctx->attempt : 0;
+}
+
+int64_t taskring_ctx_deadline(struct taskring_ctx *ctx)
+{
+	return ctx ? ctx->deadline : 0;
+}
+
+int taskring_ctx_progress(struct taskring_ctx *ctx, int percent)
+{
+	if (!ctx || percent < 0 || percent > 100)
+		return -EINVAL;
+	/* Relaxed: progress is a lone word; readers need no ordering with it. */
+	atomic_store_explicit(&ctx->s->s_progress, (uint32_t)percent, memory_order_relaxed);
+	return 0;
+}
+
+int taskring_ctx_cancel_requested(struct taskring_ctx *ctx)
+{
+	if (!ctx)
+		return 0;
+	return !!(atomic_load_explicit(&ctx->s->s_state, memory_order_relaxed) & TR_ST_CANCEL);
+}
+
+static void drop_result(struct taskring_store *st, struct tr_slot *s)
+{
+	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && TR_GET(s->s_result_off))
+		tr__arena_free(st, TR_GET(s->s_result_off));
+	TR_SET(s->s_result_off, 0);
+	TR_SET(s->s_result_len, 0);
+	TR_SET(s->s_flags, TR_GET(s->s_flags) & ~TR_SF_RESULT_INLINE);
+}
+
+int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
+{
+	if (!ctx || (!data && len))
+		return -EINVAL;
+	struct taskring_store *st = ctx->w->st;
+	struct tr_slot *s = ctx->s;
+	if (len > st->max_payload)
+		return -EMSGSIZE;
+	/* The slot is ours while the attempt runs: nobody reads the result
+	 * before the terminal transition publishes it. */
+	drop_result(st, s);
+	if (len <= TR_INLINE_RESULT) {
+		if (len)
+			memcpy(s->s_inline_result, data, len);
+		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
+	} else {
+		uint64_t off = tr__arena_put(st, data, len);
+		if (!off) {
+			tr__reclaim(st, st->nslots);
+			off = tr__arena_put(st, data, len);
+			if (!off)
+				return -ENOSPC;
+		}
+		TR_SET(s->s_result_off, off);
+	}
+	TR_SET(s->s_result_len, (uint32_t)len);
+	return 0;
+}
+
+int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...)
+{
+	if (!ctx || !fmt)
+		return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	ctx->errlen = (size_t)n < sizeof(ctx->err) ? (size_t)n : sizeof(ctx->err) - 1;
+	ctx->has_error = 1;
+	return 0;
+}
+
+/* ---- claiming and sleeping ------------------------------------------------- */
+
+static uint32_t try_claim(struct taskring_worker *w, uint32_t *qout)
+{
+	struct taskring_store *st = w->st;
+	int64_t now = -1;
+
+	for (uint32_t i = 0; i < w->nq; i++) {
+		uint32_t qi = w->qidx[i];
+		struct tr_queue *q = &st->queues[qi];
+		if (atomic_load_explicit(&q->q_paused, memory_order_relaxed))
+			continue;
+		if (atomic_load_explicit(&q->q_ready, memory_order_relaxed) == 0) {
+			int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_relaxed);
+			if (due == INT64_MAX)
+				continue;
+			if (now < 0)
+				now = tr__now_real();
+			if (due > now)
+				continue;
+		}
+		if (now < 0)
+			now = tr__now_real();
+		if (tr__lock(&q->q_lock, st, (int)qi))
+			continue;
+		uint32_t idx = tr__queue_pop_locked(st, q, now);
+		uint32_t left = atomic_load_explicit(&q->q_ready, memory_order_relaxed);
+		tr__unlock(&q->q_lock);
+		if (idx != TR_NIL) {
+			/* More work and someone asleep: pass the wake-up on. */
+			if (left)
+				tr__queue_notify(st, qi, 1);
+			*qout = qi;
+			return idx;
+		}
+	}
+	return TR_NIL;
+}
+
+/* Is there anything for us right now (read-only check)? */
+static int work_visible(struct taskring_worker *w, int64_t now_real, int64_t *next_due)
+{
+	*next_due = INT64_MAX;
+	for (uint32_t i = 0; i < w->nq; i++) {
+		struct tr_queue *q = &w->st->queues[w->qidx[i]];
+		if (atomic_load_explicit(&q->q_paused, memory_order_seq_cst))
+			continue;
+		if (atomic_load_explicit(&q->q_ready, memory_order_seq_cst))
+			return 1;
+		int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_seq_cst);
+		if (due <= now_real)
+			return 1;
+		if (due < *next_due)
+			*next_due = due;
+	}
+	return 0;
+}
+
+/*
+ * Wait until work may be there, the deadline (mono ns, -1 none) passes, or
+ * the worker stops. Returns 0 to try claiming, -ETIMEDOUT, or -ECANCELED.
+ */
+static int idle_wait(struct taskring_worker *w, int64_t deadline)
+{
+	struct taskring_store *st = w->st;
+	int64_t next_due;
+	int64_t spin_until = tr__now_mono() + w->spin_ns;
+
+	for (int i = 1;; i++) {
+		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
+			return -ECANCELED;
+		for (uint32_t k = 0; k < w->nq; k++)
+			if (atomic_load_explicit(&st->queues[w->qidx[k]].q_ready, memory_order_relaxed))
+				return 0;
+		if ((i & 63) == 0) {
+			int64_t now = tr__now_mono();
+			if (deadline >= 0 && now >= deadline)
+				return -ETIMEDOUT;
+			if (now >= spin_until)
+				break;
+		}
+		tr__cpu_relax();
+	}
+
+	for (uint32_t k = 0; k < w->nq; k++)
+		atomic_fetch_add_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_seq_cst);
+	uint32_t seq = atomic_load_explicit(&st->hdr->h_wake, memory_order_seq_cst);
+	int rc = 0;
+	int64_t now_real = tr__now_real();
+	if (atomic_load_explicit(&w->stopping, memory_order_seq_cst)) {
+		rc = -ECANCELED;
+	} else if (!work_visible(w, now_real, &next_due)) {
+		int64_t now = tr__now_mono();
+		int64_t until = deadline;
+		if (next_due != INT64_MAX) {
+			/* Timers are wall-clock; sleep in monotonic time. */
+			int64_t d = now + (next_due - now_real);
+			if (until < 0 || d < until)
+				until = d;
+		}
+		if (deadline >= 0 && now >= deadline)
+			rc = -ETIMEDOUT;
+		else
+			rc = tr__futex_wait(&st->hdr->h_wake, seq, until, w->bits);
+		if (rc == -ETIMEDOUT && (deadline < 0 || tr__now_mono() < deadline))
+			rc = 0; /* a timer fell due, not our deadline */
+		if (rc == -EAGAIN || rc == -EINTR)
+			rc = 0;
+	}
+	for (uint32_t k = 0; k < w->nq; k++)
+		atomic_fetch_sub_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_seq_cst);
+	if (rc == 0 && atomic_load_explicit(&w->stopping, memory_order_relaxed))
+		rc = -ECANCELED;
+	return rc;
+}
+
+/* ---- ending an attempt ---------------------------------------------------------- */
+
+static int64_t backoff(struct taskring_store *st, struct tr_slot *s, uint32_t attempt)
+{
+	uint64_t off = TR_GET(s->s_delays_off);
+	if (off) {
+		uint32_t blen;
+		const int64_t *d = tr__arena_data(st, off, &blen);
+		uint32_t n = d ? blen / (uint32_t)sizeof(int64_t) : 0;
+		if (n) {
+			int64_t v = d[attempt < n ? attempt : n - 1];
+			return v < 0 ? 0 : v;
+		}
+	}
+	int64_t base = TR_GET(s->s_backoff_base), cap = TR_GET(s->s_backoff_cap);
+	if (base <= 0 || cap <= 0)
+		return 0;
+	int64_t lim = cap;
+	if (attempt < 62 && base <= (cap >> attempt))
+		lim = base << attempt;
+	/* Full jitter: uniform over [0, min(cap, base * 2^attempt)]. */
+	return (int64_t)(tr__rand64() % ((uint64_t)lim + 1));
+}
+
+static void finish_terminal(struct taskring_store *st, struct taskring_ctx *c, uint32_t status, _Atomic uint64_t *counter)
+{
+	/* Only the owner of the attempt gets here, after its CAS won. */
+	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+	tr__slot_finished(st, c->job.slot);
+}
+
+static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int outcome, uint32_t qi)
+{
+	struct taskring_store *st = w->st;
+	struct tr_slot *s = c->s;
+	struct tr_queue *q = &st->queues[qi];
+	uint32_t tag = TR_TAG(c->state);
+	int timed_out = tr__now_mono() > c->deadline;
+	char msg[TASKRING_ERROR_MAX + 1];
+	size_t mlen = 0;
+
+	if (outcome == TASKRING_OK && timed_out) {
+		mlen = (size_t)snprintf(msg, sizeof(msg), "attempt %u exceeded its timeout of %lld ms", c->attempt,
+					(long long)(TR_GET(s->s_timeout_ns) / 1000000));
+		outcome = TASKRING_RETRY;
+	} else if (outcome != TASKRING_OK && c->has_error) {
+		memcpy(msg, c->err, c->errlen + 1);
+		mlen = c->errlen;
+	} else if (outcome < TASKRING_OK || outcome > TASKRING_CANCEL) {
+		mlen = (size_t)snprintf(msg, sizeof(msg), "handler returned %d, not a taskring_outcome", outcome);
+		outcome = TASKRING_RETRY;
+	} else if (outcome == TASKRING_RETRY) {
+		mlen = (size_t)snprintf(msg, sizeof(msg), "%s", timed_out ? "attempt exceeded its timeout" : "handler failed");
+	} else if (outcome == TASKRING_FAIL) {
+		mlen = (size_t)snprintf(msg, sizeof(msg), "handler failed permanently");
+	}
+	if (mlen >= sizeof(msg))
+		mlen = sizeof(msg) - 1;
+	if (outcome != TASKRING_OK)
+		drop_result(st, s);
+	int error_written = 0;
+
+	for (;;) {
+		uint32_t now_state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		uint32_t expect = TR_MKSTATE(TASKRING_RUNNING, c->attempt, tag);
+		if ((now_state & ~TR_ST_FLAGS) != expect)
+			return; /* not ours any more (reaped): our completion is void */
+		int cancel = !!(now_state & TR_ST_CANCEL);
+		TR_SET(s->s_completed_at, tr__now_real());
+		if (outcome == TASKRING_OK) {
+			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_COMPLETE, c->attempt, tag), NULL))
+				continue;
+			finish_terminal(st, c, TASKRING_COMPLETE, &q->q_completed);
+			return;
+		}
+		if (cancel || outcome == TASKRING_CANCEL) {
+			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_CANCELLED, c->attempt, tag), NULL))
+				continue;
+			finish_terminal(st, c, TASKRING_CANCELLED, &q->q_cancelled);
+			return;
+		}
+		if (!error_written) {
+			tr__error_append(st, s, c->attempt, msg, mlen);
+			error_written = 1;
+		}
+		if (outcome == TASKRING_FAIL) {
+			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_FAILED, c->attempt, tag), NULL))
+				continue;
+			finish_terminal(st, c, TASKRING_FAILED, &q->q_failed);
+			return;
+		}
+		if (c->attempt >= TR_GET(s->s_max_retries) || c->attempt + 1 > TR_ATTEMPT_MAX) {
+			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_DEAD, c->attempt, tag), NULL))
+				continue;
+			finish_terminal(st, c, TASKRING_DEAD, &q->q_dead);
+			return;
+		}
+		/* Retry: back to the queue, due after the backoff. */
+		int64_t now = tr__now_real();
+		TR_SET(s->s_completed_at, 0);
+		TR_SET(s->s_scheduled_at, now + backoff(st, s, c->attempt));
+		TR_SET(s->s_retry_count, c->attempt + 1);
+		TR_SET(s->s_owner_pid, 0);
+		if (tr__lock(&q->q_lock, st, (int)qi))
+			return;
+		int rc = tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_PENDING, c->attempt + 1, tag), NULL);
+		if (rc == 0)
+			tr__queue_link_locked(st, q, c->job.slot, now);
+		tr__unlock(&q->q_lock);
+		if (rc)
+			continue;
+		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
+		tr__queue_notify(st, qi, 1);
+		return;
+	}
+}
+
+static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t idx, uint32_t qi)
+{
+	struct taskring_store *st = w->st;
+	struct tr_slot *s = &st->slots[idx];
+	struct taskring_ctx c;
+	int outcome;
+
+	memset(&c, 0, sizeof(c));
+	c.w = w;
+	c.s = s;
+	c.state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	c.attempt = TR_ATTEMPT(c.state);
+	c.job.store = st;
+	c.job.slot = idx;
+	c.job.gen = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
+	memcpy(c.job.uuid, s->s_uuid, 16);
+	TR_SET(s->s_started_at, tr__now_real());
+	TR_SET(s->s_owner_pid, (int32_t)getpid());
+	c.deadline = tr__now_mono() + TR_GET(s->s_timeout_ns);
+	atomic_fetch_add_explicit(&st->queues[qi].q_started, 1, memory_order_relaxed);
+	if (ts) {
+		pthread_mutex_lock(&w->mu);
+		ts->current = c.job;
+		ts->busy = 1;
+		pthread_mutex_unlock(&w->mu);
+	}
+
+	uint32_t task = TR_GET(s->s_task);
+	uint32_t len = TR_GET(s->s_payload_len);
+	if (TR_GET(s->s_flags) & TR_SF_PAYLOAD_INLINE) {
+		c.payload = len <= TR_INLINE_PAYLOAD ? s->s_inline_payload : NULL;
+	} else {
+		uint32_t blen = 0;
+		c.payload = tr__arena_data(st, TR_GET(s->s_payload_off), &blen);
+		if (blen != len)
+			c.payload = NULL;
+	}
+	c.len = len;
+	if (task >= st->ntasks || !w->handlers[task].fn) {
+		taskring_ctx_error(&c, "no handler for task '%.63s' in worker process %d",
+				   task < st->ntasks ? st->tasks[task] : "?", (int)getpid());
+		outcome = TASKRING_RETRY;
+	} else if (!c.payload && len) {
+		taskring_ctx_error(&c, "payload unreadable (store corrupt)");
+		outcome = TASKRING_FAIL;
+	} else {
+		outcome = w->handlers[task].fn(&c, w->handlers[task].arg);
+	}
+	end_attempt(w, &c, outcome, qi);
+	if (ts) {
+		pthread_mutex_lock(&w->mu);
+		ts->busy = 0;
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
+/* Claim and run one job, waiting until @deadline. 1 ran, 0 none. */
+static int serve_one(struct taskring_worker *w, struct thread_slot *ts, int64_t deadline)
+{
+	for (;;) {
+		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
+			return 0;
+		uint32_t qi;
+		uint32_t idx = try_claim(w, &qi);
+		if (idx != TR_NIL) {
+			pthread_mutex_lock(&w->mu);
+			w->running++;
+			pthread_mutex_unlock(&w->mu);
+			run_job(w, ts, idx, qi);
+			pthread_mutex_lock(&w->mu);
+			w->running--;
+			pthread_cond_broadcast(&w->cv);
+			pthread_mutex_unlock(&w->mu);
+			return 1;
+		}
+		if (deadline == 0)
+			return 0;
+		int rc = idle_wait(w, deadline);
+		if (rc == -ETIMEDOUT || rc == -ECANCELED)
+			return 0;
+	}
+}
+
+int taskring_worker_run_one(struct taskring_worker *w, int64_t timeout_ns)
+{
+	if (!w || timeout_ns < -1)
+		return -EINVAL;
+	int64_t deadline = timeout_ns < 0 ? -1 : (timeout_ns == 0 ? 0 : tr__now_mono() + timeout_ns);
+	return serve_one(w, NULL, deadline);
+}
+
+static void *thread_main(void *arg)
+{
+	struct thread_slot *ts = arg;
+	while (!atomic_load_explicit(&ts->w->stopping, memory_order_relaxed))
+		serve_one(ts->w, ts, -1);
+	return NULL;
+}
+
+int taskring_worker_start(struct taskring_worker *w)
+{
+	if (!w)
+		return -EINVAL;
+	if (w->started)
+		return -EBUSY;
+	for (uint32_t i = 0; i < w->nthreads; i++) {
+		w->threads[i].w = w;
+		int rc = pthread_create(&w->threads[i].tid, NULL, thread_main, &w->threads[i]);
+		if (rc) {
+			atomic_store(&w->stopping, 1);
+			atomic_fetch_add_explicit(&w->st->hdr->h_wake, 1, memory_order_seq_cst);
+			tr__futex_wake(&w->st->hdr->h_wake, INT32_MAX, w->bits);
+			for (uint32_t k = 0; k < i; k++)
+				pthread_join(w->threads[k].tid, NULL);
+			atomic_store(&w->stopping, 0);
+			return -rc;
+		}
+	}
+	w->started = 1;
+	return 0;
+}
+
+int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
+{
+	if (!w || drain_timeout_ns < -1)
+		return -EINVAL;
+	atomic_store_explicit(&w->stopping, 1, memory_order_seq_cst);
+	/* Wake our sleeping threads. The bitset reaches every worker of these
+	 * queues, in any process; the others find nothing new and sleep again. */
+	atomic_fetch_add_explicit(&w->st->hdr->h_wake, 1, memory_order_seq_cst);
+	tr__futex_wake(&w->st->hdr->h_wake, INT32_MAX, w->bits);
+
+	int rc = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t until = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + drain_timeout_ns;
+	ts.tv_sec = until / 1000000000LL;
+	ts.tv_nsec = until % 1000000000LL;
+	pthread_mutex_lock(&w->mu);
+	while (w->running > 0 && rc == 0) {
+		if (drain_timeout_ns < 0)
+			pthread_cond_wait(&w->cv, &w->mu);
+		else if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			rc = -ETIMEDOUT;
+	}
+	if (rc) {
+		for (uint32_t i = 0; i < w->nthreads; i++)
+			if (w->threads[i].busy)
+				taskring_job_cancel(&w->threads[i].current);
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (rc == 0 && w->started && !w->joined) {
+		for (uint32_t i = 0; i < w->nthreads; i++)
+			pthread_join(w->threads[i].tid, NULL);
+		w->joined = 1;
+	}
+	return rc;
+}
+
+int taskring_worker_destroy(struct taskring_worker *w)
+{
+	if (!w)
+		return -EINVAL;
+	taskring_worker_stop(w, -1);
+	atomic_fetch_sub(&w->st->nworkers, 1);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w->handlers);
+	free(w->threads);
+	free(w);
+	return 0;
+}

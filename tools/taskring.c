@@ -1,0 +1,350 @@
+/*
+ * taskring - the command-line tool.
+ *
+ *   taskring demo [--jobs N] [--workers N] [--store NAME]
+ *       taskring's main job on an embedded default: a store in /dev/shm,
+ *       worker processes, a producer that enqueues jobs and waits for their
+ *       results; prints throughput, latency percentiles and final counts.
+ *   taskring info STORE [--json]
+ *       sizing and counts per state of an existing store.
+ *   taskring rm STORE
+ *       remove a store's name.
+ *
+ * Exit codes: 0 success, 1 a taskring call failed (the message says which),
+ * 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "taskring.h"
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int fail(const char *what, int rc)
+{
+	fprintf(stderr, "taskring: %s: %s\n", what, taskring_strerror(rc));
+	return 1;
+}
+
+/* ---- demo ------------------------------------------------------------------ */
+
+static int h_square(struct taskring_ctx *ctx, void *arg)
+{
+	size_t len;
+	const uint64_t *p = taskring_ctx_payload(ctx, &len);
+	if (len != sizeof(uint64_t)) {
+		taskring_ctx_error(ctx, "square wants 8 bytes, got %zu", len);
+		return TASKRING_FAIL;
+	}
+	uint64_t r = *p * *p;
+	taskring_ctx_result(ctx, &r, sizeof(r));
+	return TASKRING_OK;
+}
+
+/* Fails its first attempt, succeeds on the retry. */
+static int h_flaky(struct taskring_ctx *ctx, void *arg)
+{
+	if (taskring_ctx_attempt(ctx) == 0) {
+		taskring_ctx_error(ctx, "flaky: transient failure on attempt 0");
+		return TASKRING_RETRY;
+	}
+	taskring_ctx_progress(ctx, 100);
+	return TASKRING_OK;
+}
+
+/* Always fails: ends dead after its retries. */
+static int h_doomed(struct taskring_ctx *ctx, void *arg)
+{
+	taskring_ctx_error(ctx, "doomed: attempt %u failed", taskring_ctx_attempt(ctx));
+	return TASKRING_RETRY;
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_term(int sig)
+{
+	stop_flag = 1;
+}
+
+static int worker_process(const char *name)
+{
+	struct taskring_store *st;
+	struct taskring_worker *w;
+	struct taskring_worker_opts wo;
+	int rc = taskring_store_open(name, NULL, &st);
+	if (rc)
+		return fail("worker: open", rc);
+	taskring_worker_opts_init(&wo);
+	if ((rc = taskring_worker_create(st, &wo, &w)) || (rc = taskring_worker_register(w, "square", h_square, NULL)) ||
+	    (rc = taskring_worker_register(w, "flaky", h_flaky, NULL)) ||
+	    (rc = taskring_worker_register(w, "doomed", h_doomed, NULL)) || (rc = taskring_worker_start(w)))
+		return fail("worker: start", rc);
+	while (!stop_flag)
+		pause();
+	taskring_worker_stop(w, 1000000000LL);
+	taskring_worker_destroy(w);
+	taskring_store_close(st);
+	return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int demo(int argc, char **argv)
+{
+	const char *name = "/taskring-demo";
+	long njobs = 200000, nworkers = 2, rtt_iters = 20000;
+	static const struct option lo[] = {{"jobs", 1, 0, 'j'}, {"workers", 1, 0, 'w'}, {"store", 1, 0, 's'},
+					   {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "j:w:s:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': njobs = strtol(optarg, NULL, 10); break;
+		case 'w': nworkers = strtol(optarg, NULL, 10); break;
+		case 's': name = optarg; break;
+		case 'h':
+			printf("usage: taskring demo [--jobs N] [--workers N] [--store NAME]\n");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (njobs < 1000 || nworkers < 1 || nworkers > 64) {
+		fprintf(stderr, "taskring demo: --jobs must be >= 1000, --workers 1..64\n");
+		return 2;
+	}
+
+	taskring_store_unlink(name);
+	struct taskring_store *st;
+	int rc = taskring_store_open(name, NULL, &st);
+	if (rc)
+		return fail("open", rc);
+	struct taskring_store_info info;
+	taskring_store_info(st, &info);
+	printf("store %s: %u slots, %u MiB region in /dev/shm, %ld worker processes\n", name, info.slots,
+	       (unsigned)(info.region_bytes >> 20), nworkers);
+	taskring_task_declare(st, "square");
+	taskring_task_declare(st, "flaky");
+	taskring_task_declare(st, "doomed");
+
+	signal(SIGTERM, on_term);
+	pid_t pids[64];
+	for (long i = 0; i < nworkers; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			_exit(worker_process(name));
+	}
+
+	/* 1. Round trips: enqueue one job, wait for its result. */
+	int64_t *lat = malloc(sizeof(int64_t) * (size_t)rtt_iters);
+	struct taskring_job job;
+	uint64_t v, r;
+	size_t len;
+	for (long i = 0; i < rtt_iters; i++) {
+		v = (uint64_t)i;
+		int64_t t0 = now_ns();
+		if ((rc = taskring_enqueue(st, "square", &v, sizeof(v), NULL, &job)) ||
+		    (rc = taskring_job_result(&job, 5000000000LL, &r, sizeof(r), &len)))
+			return fail("round trip", rc);
+		lat[i] = now_ns() - t0;
+		if (r != v * v) {
+			fprintf(stderr, "taskring demo: wrong result %" PRIu64 " for %" PRIu64 "\n", r, v);
+			return 1;
+		}
+	}
+	qsort(lat, (size_t)rtt_iters, sizeof(int64_t), cmp_i64);
+	printf("round trip (enqueue -> worker process -> result), %ld jobs: p50 %.2f us  p99 %.2f us  p99.9 %.2f us\n",
+	       rtt_iters, lat[rtt_iters / 2] / 1e3, lat[rtt_iters * 99 / 100] / 1e3, lat[rtt_iters * 999 / 1000] / 1e3);
+	free(lat);
+
+	/* 2. Throughput: batches of 64; each result checked before its slot
+	 * can be reused (the store holds info.slots jobs). */
+	struct taskring_job *jobs = malloc(sizeof(*jobs) * (size_t)njobs);
+	uint64_t *vals = malloc(sizeof(uint64_t) * (size_t)njobs);
+	struct taskring_enqueue_opts bo;
+	taskring_enqueue_opts_init(&bo);
+	bo.flags = TASKRING_ENQ_BLOCK;
+	long window = info.slots / 2, checked = 0;
+	int64_t t0 = now_ns();
+	for (long i = 0; i < njobs; i += 64) {
+		struct taskring_enqueue_item items[64];
+		long n = njobs - i < 64 ? njobs - i : 64;
+		for (long k = 0; k < n; k++) {
+			vals[i + k] = (uint64_t)(i + k) * 7 + 3;
+			items[k] = (struct taskring_enqueue_item){"square", &vals[i + k], sizeof(uint64_t), NULL};
+		}
+		for (; checked < i + n - window; checked++) {
+			if ((rc = taskring_job_result(&jobs[checked], 10000000000LL, &r, sizeof(r), &len)))
+				return fail("throughput result", rc);
+			if (r != vals[checked] * vals[checked]) {
+				fprintf(stderr, "taskring demo: wrong result for job %ld\n", checked);
+				return 1;
+			}
+		}
+		if ((rc = taskring_enqueue_batch(st, items, (size_t)n, &bo, &jobs[i])))
+			return fail("enqueue_batch", rc);
+	}
+	for (; checked < njobs; checked++) {
+		if ((rc = taskring_job_result(&jobs[checked], 10000000000LL, &r, sizeof(r), &len)))
+			return fail("throughput result", rc);
+		if (r != vals[checked] * vals[checked]) {
+			fprintf(stderr, "taskring demo: wrong result for job %ld\n", checked);
+			return 1;
+		}
+	}
+	double secs = (now_ns() - t0) / 1e9;
+	printf("throughput: %ld jobs in %.3f s = %.0f jobs/s (batches of 64, %ld worker processes, every result checked)\n",
+	       njobs, secs, njobs / secs, nworkers);
+	free(jobs);
+	free(vals);
+
+	/* 3. The rest of the life cycle: a retry, a dead letter, a cancel. */
+	struct taskring_enqueue_opts o;
+	taskring_enqueue_opts_init(&o);
+	static const int64_t fast[] = {1000000};
+	o.retry_delays_ns = fast;
+	o.n_retry_delays = 1;
+	struct taskring_job flaky, doomed, later;
+	o.max_retries = 3;
+	if ((rc = taskring_enqueue(st, "flaky", NULL, 0, &o, &flaky)))
+		return fail("enqueue flaky", rc);
+	o.max_retries = 2;
+	o.metadata = "{\"demo\": true}";
+	if ((rc = taskring_enqueue(st, "doomed", NULL, 0, &o, &doomed)))
+		return fail("enqueue doomed", rc);
+	taskring_enqueue_opts_init(&o);
+	o.delay_ns = 60000000000LL;
+	if ((rc = taskring_enqueue(st, "square", &v, sizeof(v), &o, &later)) || (rc = taskring_job_cancel(&later)) < 0)
+		return fail("cancel", rc);
+	rc = taskring_job_result(&flaky, 5000000000LL, NULL, 0, &len);
+	printf("flaky job: %s after %d error(s)\n", rc == 0 ? "complete" : taskring_strerror(rc),
+	       taskring_job_errors(&flaky, NULL, 0));
+	rc = taskring_job_result(&doomed, 5000000000LL, NULL, 0, &len);
+	char buf[8192];
+	taskring_job_to_json(&doomed, buf, sizeof(buf));
+	printf("doomed job: %s\n  %s\n", taskring_strerror(rc), buf);
+	printf("delayed job cancelled: %s\n", taskring_status_name(taskring_job_status(&later)));
+
+	for (long i = 0; i < nworkers; i++)
+		kill(pids[i], SIGTERM);
+	int bad = 0;
+	for (long i = 0; i < nworkers; i++) {
+		int ws;
+		waitpid(pids[i], &ws, 0);
+		bad |= !WIFEXITED(ws) || WEXITSTATUS(ws) != 0;
+	}
+
+	struct taskring_queue_stats qs;
+	taskring_queue_stats(st, NULL, &qs);
+	printf("final status counts:");
+	for (int s = 0; s < TASKRING_STATUS_COUNT; s++)
+		printf(" %s=%" PRIu64, taskring_status_name(s), qs.by_status[s]);
+	printf("\ncumulative: enqueued=%" PRIu64 " started=%" PRIu64 " completed=%" PRIu64 " retried=%" PRIu64
+	       " dead=%" PRIu64 " cancelled=%" PRIu64 "\n",
+	       qs.enqueued, qs.started, qs.completed, qs.retried, qs.dead, qs.cancelled);
+	taskring_store_close(st);
+	taskring_store_unlink(name);
+	if (bad) {
+		fprintf(stderr, "taskring demo: a worker process failed\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- info / rm -------------------------------------------------------------------- */
+
+static int info(int argc, char **argv)
+{
+	int json = 0;
+	static const struct option lo[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	int c;
+	while ((c = getopt_long(argc, argv, "jh", lo, NULL)) != -1) {
+		if (c == 'j')
+			json = 1;
+		else if (c == 'h') {
+			printf("usage: taskring info STORE [--json]\n");
+			return 0;
+		} else
+			return 2;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: taskring info STORE [--json]\n");
+		return 2;
+	}
+	struct taskring_store_opts so = {.flags = TASKRING_STORE_NOCREATE};
+	struct taskring_store *st;
+	int rc = taskring_store_open(argv[optind], &so, &st);
+	if (rc)
+		return fail(argv[optind], rc);
+	struct taskring_store_info i;
+	struct taskring_queue_stats qs;
+	taskring_store_info(st, &i);
+	taskring_queue_stats(st, NULL, &qs);
+	if (json) {
+		printf("{\"slots\":%u,\"max_payload\":%u,\"queues\":%u,\"tasks\":%u,\"arena_bytes\":%" PRIu64
+		       ",\"region_bytes\":%" PRIu64 ",\"queues_used\":%u,\"tasks_used\":%u,\"counts\":{",
+		       i.slots, i.max_payload, i.queues, i.tasks, i.arena_bytes, i.region_bytes, i.queues_used,
+		       i.tasks_used);
+		for (int s = 0; s < TASKRING_STATUS_COUNT; s++)
+			printf("%s\"%s\":%" PRIu64, s ? "," : "", taskring_status_name(s), qs.by_status[s]);
+		printf("}}\n");
+	} else {
+		printf("slots %u, max payload %u, queues %u/%u, tasks %u/%u, arena %" PRIu64 " bytes, region %" PRIu64
+		       " bytes\n",
+		       i.slots, i.max_payload, i.queues_used, i.queues, i.tasks_used, i.tasks, i.arena_bytes,
+		       i.region_bytes);
+		for (int s = 0; s < TASKRING_STATUS_COUNT; s++)
+			printf("%-10s %" PRIu64 "\n", taskring_status_name(s), qs.by_status[s]);
+	}
+	taskring_store_close(st);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: taskring demo [--jobs N] [--workers N] [--store NAME]\n"
+		   "       taskring info STORE [--json]\n"
+		   "       taskring rm STORE\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "demo"))
+		return demo(argc - 1, argv + 1);
+	if (!strcmp(cmd, "info"))
+		return info(argc - 1, argv + 1);
+	if (!strcmp(cmd, "rm")) {
+		if (argc != 3) {
+			usage(stderr);
+			return 2;
+		}
+		int rc = taskring_store_unlink(argv[2]);
+		return rc ? fail(argv[2], rc) : 0;
+	}
+	fprintf(stderr, "taskring: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
