@@ -58,6 +58,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "taskring.h"
@@ -143,8 +144,9 @@ struct tr_hdr {
 	 * for each queue they serve. Bumped before every wake. */
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_wake;
 
-	/* Producers blocked on a full store sleep on h_free_seq. */
-	_Alignas(TR_CACHELINE) _Atomic uint32_t h_free_seq;
+	/* Jobs that reached a terminal state (mod 2^32); producers blocked on
+	 * a full store sleep on it, registered in h_free_waiters. */
+	_Alignas(TR_CACHELINE) _Atomic uint32_t h_done;
 	_Atomic uint32_t h_free_waiters;
 
 	/* Recycle ring positions, one line each (producers vs completers). */
@@ -268,11 +270,12 @@ TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queu
 TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
 
 /* util.c */
+TR_INTERNAL pid_t tr__pid(void);
 TR_INTERNAL int64_t tr__now_mono(void);
 TR_INTERNAL int64_t tr__now_real(void);
 TR_INTERNAL int tr__name_check(const char *name);
 TR_INTERNAL uint64_t tr__rand64(void);
-TR_INTERNAL void tr__uuid7(uint8_t out[16], uint32_t slot);
+TR_INTERNAL void tr__uuid7(uint8_t out[16], uint32_t slot, int64_t now_real);
 TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
 TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
 TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);

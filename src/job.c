@@ -114,19 +114,14 @@ int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint3
 	return 0;
 }
 
+static void wake_blocked(struct taskring_store *st);
+
 /* A slot whose job just became terminal goes to the ring's tail; producers
  * blocked on a full store are woken only if there are any. */
 void tr__slot_finished(struct taskring_store *st, uint32_t idx)
 {
 	tr__ring_push(st, idx);
-	/* Full fence: the push is visible before we look for blocked
-	 * producers; pairs with their seq_cst increment of h_free_waiters
-	 * before they retry the pop. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_relaxed)) {
-		atomic_fetch_add_explicit(&st->hdr->h_free_seq, 1, memory_order_seq_cst);
-		tr__futex_wake(&st->hdr->h_free_seq, INT32_MAX, 0xffffffffu);
-	}
+	wake_blocked(st);
 }
 
 static void free_error_chain(struct taskring_store *st, uint64_t off)
@@ -217,10 +212,11 @@ int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t atte
 	}
 	struct tr_block *b = (struct tr_block *)(st->arena + off);
 	struct tr_error_entry *e = (struct tr_error_entry *)(b + 1);
-	e->e_failed_at = (uint64_t)tr__now_real();
+	int64_t now = tr__now_real();
+	e->e_failed_at = (uint64_t)now;
 	e->e_attempt = attempt;
 	e->e_len = (uint32_t)len;
-	tr__uuid7(e->e_uuid, tr__uuid_slot(s->s_uuid));
+	tr__uuid7(e->e_uuid, tr__uuid_slot(s->s_uuid), now);
 	memcpy(e->e_text, msg, len);
 	e->e_text[len] = 0;
 	TR_SET(b->k_next, TR_GET(s->s_errors_off));
@@ -351,10 +347,14 @@ static void free_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 	}
 }
 
-/* Take the arena blocks every job of the batch needs; all or none. */
+/*
+ * Take the arena blocks every job of the batch needs; all or none. When the
+ * arena is full, the oldest terminal jobs give up their blocks, 64 at a time,
+ * before the call fails with -EAGAIN.
+ */
 static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t n)
 {
-	for (int round = 0; round < 2; round++) {
+	for (uint32_t reclaimed = 0;; reclaimed += 64) {
 		size_t i;
 		for (i = 0; i < n; i++) {
 			if (r[i].len > TR_INLINE_PAYLOAD && !(r[i].payload_off = tr__arena_put(st, r[i].payload, r[i].len)))
@@ -368,10 +368,10 @@ static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 		if (i == n)
 			return 0;
 		free_req_blocks(st, r, i + 1);
-		if (round == 0)
-			tr__reclaim(st, st->nslots);
+		if (reclaimed >= st->nslots)
+			return -EAGAIN;
+		tr__reclaim(st, 64);
 	}
-	return -EAGAIN;
 }
 
 /* Write job @r into slot @idx (popped from the ring, so ours alone). */
@@ -413,7 +413,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	}
 	TR_SET(s->s_meta_off, r->meta_off);
 	TR_SET(s->s_delays_off, r->delays_off);
-	tr__uuid7(s->s_uuid, idx);
+	tr__uuid7(s->s_uuid, idx, now);
 	g += 1;
 	/* Release: the job's fields (and its uuid) are visible to any reader
 	 * that sees the even generation. */
@@ -428,24 +428,55 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	}
 }
 
-/* Wait for a slot to be freed, until @deadline (mono ns, -1 = none). */
-static int wait_free(struct taskring_store *st, int64_t deadline)
+/* Slots in the recycle ring now (a snapshot). */
+static uint32_t ring_count(struct taskring_store *st)
+{
+	uint32_t head = atomic_load_explicit(&st->hdr->h_ring_head, memory_order_seq_cst);
+	uint32_t tail = atomic_load_explicit(&st->hdr->h_ring_tail, memory_order_seq_cst);
+	return (int32_t)(tail - head) > 0 ? tail - head : 0;
+}
+
+/* Wake producers blocked on a full store, if any (h_done has moved). */
+static void wake_blocked(struct taskring_store *st)
+{
+	/* Seq_cst increment (a full barrier): whatever we freed is visible
+	 * before we look for blocked producers; pairs with their seq_cst
+	 * increment of h_free_waiters before they re-read h_done. */
+	atomic_fetch_add_explicit(&st->hdr->h_done, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_seq_cst))
+		tr__futex_wake(&st->hdr->h_done, INT32_MAX, 0xffffffffu);
+}
+
+/*
+ * Wait until a job ends after h_done read @done0, or the ring holds @need
+ * slots (0: do not look at the ring), or @deadline (mono ns, -1 = none) passes. Spins for the store's
+ * spin time first (a busy worker ends a job every microsecond or so), then
+ * sleeps on h_done. Waiting for "a job ended" rather than "a slot is free"
+ * also serves a full arena: blocks are reclaimed from terminal jobs.
+ */
+static int wait_free(struct taskring_store *st, int64_t deadline, uint32_t need, uint32_t done0)
 {
 	struct tr_hdr *h = st->hdr;
-	uint32_t seq;
+	int64_t spin_until = tr__now_mono() + atomic_load_explicit(&st->spin_ns, memory_order_relaxed);
 	int rc = 0;
 
+	for (int i = 1;; i++) {
+		if ((need && ring_count(st) >= need) || atomic_load_explicit(&h->h_done, memory_order_relaxed) != done0)
+			return 0;
+		tr__cpu_relax();
+		if ((i & 63) == 0) {
+			int64_t now = tr__now_mono();
+			if (deadline >= 0 && now >= deadline)
+				return -ETIMEDOUT;
+			if (now >= spin_until)
+				break;
+		}
+	}
 	atomic_fetch_add_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
-	seq = atomic_load_explicit(&h->h_free_seq, memory_order_seq_cst);
-	/* Re-check after registering: a slot freed before we registered was
-	 * pushed before the completer's fence, so the ring shows it. */
-	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_seq_cst);
-	uint32_t tail = atomic_load_explicit(&h->h_ring_tail, memory_order_seq_cst);
-	if (head == tail) {
-		if (deadline >= 0 && tr__now_mono() >= deadline)
-			rc = -ETIMEDOUT;
-		else
-			rc = tr__futex_wait(&h->h_free_seq, seq, deadline, 0xffffffffu);
+	/* Re-check after registering (store-buffer pattern with the seq_cst
+	 * increment of h_done in tr__slot_finished). */
+	if (atomic_load_explicit(&h->h_done, memory_order_seq_cst) == done0 && !(need && ring_count(st) >= need)) {
+		rc = tr__futex_wait(&h->h_done, done0, deadline, 0xffffffffu);
 		if (rc == -EAGAIN || rc == -EINTR)
 			rc = 0;
 	}
@@ -466,24 +497,39 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	if (!idx)
 		return -ENOMEM;
 	for (;;) {
-		size_t got = 0;
+		uint32_t done0 = atomic_load_explicit(&st->hdr->h_done, memory_order_seq_cst);
 		rc = alloc_req_blocks(st, r, n);
-		if (rc == 0) {
+		if (rc == 0)
+			break;
+		if (!(flags & TASKRING_ENQ_BLOCK))
+			goto out;
+		rc = wait_free(st, deadline, 0, done0);
+		if (rc)
+			goto out;
+	}
+	/* Slots: all or none. A blocking call pops only when the ring seems
+	 * to hold enough, and gives back a partial set (waking others that
+	 * may need it), so two producers can never hold halves forever. */
+	for (;;) {
+		uint32_t done0 = atomic_load_explicit(&st->hdr->h_done, memory_order_seq_cst);
+		size_t got = 0;
+		if (!(flags & TASKRING_ENQ_BLOCK) || ring_count(st) >= n) {
 			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
 				got++;
 			if (got == n)
 				break;
-			/* Not enough room: put the untouched slots back. */
 			for (size_t i = 0; i < got; i++)
 				tr__ring_push(st, idx[i]);
-			free_req_blocks(st, r, n);
-			rc = -EAGAIN;
+			if (got)
+				wake_blocked(st);
 		}
-		if (!(flags & TASKRING_ENQ_BLOCK))
+		rc = -EAGAIN;
+		if (flags & TASKRING_ENQ_BLOCK)
+			rc = wait_free(st, deadline, (uint32_t)n, done0);
+		if (rc) {
+			free_req_blocks(st, r, n);
 			goto out;
-		rc = wait_free(st, deadline);
-		if (rc)
-			goto out;
+		}
 	}
 
 	int64_t now = tr__now_real();

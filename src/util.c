@@ -60,12 +60,39 @@ int tr__name_check(const char *name)
 }
 
 /*
+ * The process id, cached: getpid() is a system call in current glibc, and
+ * system calls cost microseconds on a VM. A fork handler refreshes it in the
+ * child and bumps fork_gen, which makes every thread's generator reseed.
+ */
+static pid_t cached_pid;
+static _Atomic uint32_t fork_gen = 1;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void)
+{
+	cached_pid = getpid();
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+static void pid_init(void)
+{
+	cached_pid = getpid();
+	pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+pid_t tr__pid(void)
+{
+	pthread_once(&pid_once, pid_init);
+	return cached_pid;
+}
+
+/*
  * A per-thread xoshiro256** generator seeded from getrandom(). Used for ids
  * and backoff jitter; not for secrets. After fork() the child reseeds (the
  * pid is mixed in) so parent and child never produce the same ids.
  */
 static __thread uint64_t rng_s[4];
-static __thread pid_t rng_pid;
+static __thread uint32_t rng_gen;
 
 static uint64_t rotl(uint64_t x, int k)
 {
@@ -74,8 +101,9 @@ static uint64_t rotl(uint64_t x, int k)
 
 uint64_t tr__rand64(void)
 {
-	pid_t pid = getpid();
-	if (rng_pid != pid) {
+	uint32_t gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	if (rng_gen != gen) {
+		pid_t pid = tr__pid();
 		uint64_t seed[4] = {0};
 		if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
 			seed[0] = (uint64_t)tr__now_mono();
@@ -85,7 +113,7 @@ uint64_t tr__rand64(void)
 		seed[3] ^= (uint64_t)pid * 0x9e3779b97f4a7c15ull;
 		for (int i = 0; i < 4; i++)
 			rng_s[i] = seed[i] | 1;
-		rng_pid = pid;
+		rng_gen = gen;
 	}
 	uint64_t r = rotl(rng_s[1] * 5, 7) * 9, t = rng_s[1] << 17;
 	rng_s[2] ^= rng_s[0];
@@ -97,9 +125,9 @@ uint64_t tr__rand64(void)
 	return r;
 }
 
-void tr__uuid7(uint8_t u[16], uint32_t slot)
+void tr__uuid7(uint8_t u[16], uint32_t slot, int64_t now_real)
 {
-	uint64_t ms = (uint64_t)(tr__now_real() / 1000000);
+	uint64_t ms = (uint64_t)(now_real / 1000000);
 	uint64_t r = tr__rand64();
 
 	for (int i = 0; i < 6; i++)

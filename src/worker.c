@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -52,8 +54,8 @@ struct taskring_ctx {
 struct thread_slot {
 	struct taskring_worker *w;
 	pthread_t tid;
-	struct taskring_job current; /* valid while busy */
-	int busy;
+	struct taskring_job current; /* written before busy is set */
+	_Atomic int busy;
 };
 
 struct taskring_worker {
@@ -68,9 +70,10 @@ struct taskring_worker {
 	_Atomic int stopping;
 	int started;
 	int joined;
-	int running;             /* jobs being run, under mu */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	/* Jobs being run by this worker; a process-private futex word that
+	 * taskring_worker_stop() sleeps on while draining. */
+	_Atomic uint32_t running;
+	_Atomic uint32_t drain_waiting;
 };
 
 void taskring_worker_opts_init(struct taskring_worker_opts *o)
@@ -136,8 +139,6 @@ int taskring_worker_create(struct taskring_store *st, const struct taskring_work
 	w->nq = nq;
 	w->nthreads = opts->threads;
 	w->spin_ns = atomic_load(&st->spin_ns);
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
 	atomic_fetch_add(&st->nworkers, 1);
 	*out = w;
 	return 0;
@@ -503,14 +504,13 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	c.job.gen = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
 	memcpy(c.job.uuid, s->s_uuid, 16);
 	TR_SET(s->s_started_at, tr__now_real());
-	TR_SET(s->s_owner_pid, (int32_t)getpid());
+	TR_SET(s->s_owner_pid, (int32_t)tr__pid());
 	c.deadline = tr__now_mono() + TR_GET(s->s_timeout_ns);
 	atomic_fetch_add_explicit(&st->queues[qi].q_started, 1, memory_order_relaxed);
 	if (ts) {
-		pthread_mutex_lock(&w->mu);
 		ts->current = c.job;
-		ts->busy = 1;
-		pthread_mutex_unlock(&w->mu);
+		/* Release: current is complete before stop() may read it. */
+		atomic_store_explicit(&ts->busy, 1, memory_order_release);
 	}
 
 	uint32_t task = TR_GET(s->s_task);
@@ -526,7 +526,7 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	c.len = len;
 	if (task >= st->ntasks || !w->handlers[task].fn) {
 		taskring_ctx_error(&c, "no handler for task '%.63s' in worker process %d",
-				   task < st->ntasks ? st->tasks[task] : "?", (int)getpid());
+				   task < st->ntasks ? st->tasks[task] : "?", (int)tr__pid());
 		outcome = TASKRING_RETRY;
 	} else if (!c.payload && len) {
 		taskring_ctx_error(&c, "payload unreadable (store corrupt)");
@@ -535,11 +535,8 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 		outcome = w->handlers[task].fn(&c, w->handlers[task].arg);
 	}
 	end_attempt(w, &c, outcome, qi);
-	if (ts) {
-		pthread_mutex_lock(&w->mu);
-		ts->busy = 0;
-		pthread_mutex_unlock(&w->mu);
-	}
+	if (ts)
+		atomic_store_explicit(&ts->busy, 0, memory_order_relaxed);
 }
 
 /* Claim and run one job, waiting until @deadline. 1 ran, 0 none. */
@@ -551,14 +548,13 @@ static int serve_one(struct taskring_worker *w, struct thread_slot *ts, int64_t 
 		uint32_t qi;
 		uint32_t idx = try_claim(w, &qi);
 		if (idx != TR_NIL) {
-			pthread_mutex_lock(&w->mu);
-			w->running++;
-			pthread_mutex_unlock(&w->mu);
+			atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
 			run_job(w, ts, idx, qi);
-			pthread_mutex_lock(&w->mu);
-			w->running--;
-			pthread_cond_broadcast(&w->cv);
-			pthread_mutex_unlock(&w->mu);
+			/* Seq_cst: pairs with stop(), which sets drain_waiting and
+			 * then reads running; one of us sees the other. */
+			if (atomic_fetch_sub_explicit(&w->running, 1, memory_order_seq_cst) == 1 &&
+			    atomic_load_explicit(&w->drain_waiting, memory_order_seq_cst))
+				syscall(SYS_futex, &w->running, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 			return 1;
 		}
 		if (deadline == 0)
@@ -619,24 +615,27 @@ int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 	tr__futex_wake(&w->st->hdr->h_wake, INT32_MAX, w->bits);
 
 	int rc = 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t until = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + drain_timeout_ns;
-	ts.tv_sec = until / 1000000000LL;
-	ts.tv_nsec = until % 1000000000LL;
-	pthread_mutex_lock(&w->mu);
-	while (w->running > 0 && rc == 0) {
-		if (drain_timeout_ns < 0)
-			pthread_cond_wait(&w->cv, &w->mu);
-		else if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+	int64_t deadline = drain_timeout_ns < 0 ? -1 : tr__now_mono() + drain_timeout_ns;
+	atomic_store_explicit(&w->drain_waiting, 1, memory_order_seq_cst);
+	for (;;) {
+		uint32_t n = atomic_load_explicit(&w->running, memory_order_seq_cst);
+		if (n == 0)
+			break;
+		int64_t left = deadline < 0 ? -1 : deadline - tr__now_mono();
+		if (deadline >= 0 && left <= 0) {
 			rc = -ETIMEDOUT;
+			break;
+		}
+		struct timespec ts = {left / 1000000000LL, left % 1000000000LL}, *tsp = left < 0 ? NULL : &ts;
+		syscall(SYS_futex, &w->running, FUTEX_WAIT_PRIVATE, n, tsp, NULL, 0);
 	}
+	atomic_store_explicit(&w->drain_waiting, 0, memory_order_relaxed);
 	if (rc) {
+		/* Stopping: no thread claims again, so current is stable. */
 		for (uint32_t i = 0; i < w->nthreads; i++)
-			if (w->threads[i].busy)
+			if (atomic_load_explicit(&w->threads[i].busy, memory_order_acquire))
 				taskring_job_cancel(&w->threads[i].current);
 	}
-	pthread_mutex_unlock(&w->mu);
 	if (rc == 0 && w->started && !w->joined) {
 		for (uint32_t i = 0; i < w->nthreads; i++)
 			pthread_join(w->threads[i].tid, NULL);
@@ -651,8 +650,6 @@ int taskring_worker_destroy(struct taskring_worker *w)
 		return -EINVAL;
 	taskring_worker_stop(w, -1);
 	atomic_fetch_sub(&w->st->nworkers, 1);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
 	free(w->handlers);
 	free(w->threads);
 	free(w);
