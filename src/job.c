@@ -291,6 +291,7 @@ static int check_opts(const struct taskring_enqueue_opts *o)
 	return 0;
 }
 
+/* @o has passed check_opts(). Names are checked by the table lookups. */
 static int resolve_item(struct taskring_store *st, const char *task, const void *payload, size_t len,
 			const struct taskring_enqueue_opts *o, struct enq_req *r)
 {
@@ -298,14 +299,8 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 
 	if (!task || (!payload && len))
 		return -EINVAL;
-	rc = check_opts(o);
-	if (rc)
-		return rc;
-	rc = tr__name_check(task);
-	if (rc)
-		return rc;
-	if (o->queue && (rc = tr__name_check(o->queue)) < 0)
-		return rc;
+	if (o->queue && (rc = tr__queue_find(st, o->queue, 0)) < 0 && rc != -ENOENT)
+		return rc; /* a bad queue name is refused before anything is made */
 	if (len > st->max_payload)
 		return -EMSGSIZE;
 	rc = tr__task_find(st, task, 0);
@@ -568,7 +563,10 @@ int taskring_enqueue(struct taskring_store *st, const char *task, const void *pa
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	int rc = resolve_item(st, task, payload, len, opts, &r);
+	int rc = check_opts(opts);
+	if (rc)
+		return rc;
+	rc = resolve_item(st, task, payload, len, opts, &r);
 	if (rc)
 		return rc;
 	rc = enqueue_reqs(st, &r, 1, opts->flags, opts->block_timeout_ns, &job);
@@ -596,9 +594,13 @@ int taskring_enqueue_batch(struct taskring_store *st, const struct taskring_enqu
 	r = n <= BATCH_STACK ? stack_r : malloc(n * sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = resolve_item(st, items[i].task, items[i].payload, items[i].len,
-				  items[i].opts ? items[i].opts : opts, &r[i]);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct taskring_enqueue_opts *o = items[i].opts ? items[i].opts : opts;
+		if (o != opts)
+			rc = check_opts(o);
+		if (!rc)
+			rc = resolve_item(st, items[i].task, items[i].payload, items[i].len, o, &r[i]);
+	}
 	if (!rc)
 		rc = enqueue_reqs(st, r, n, opts->flags, opts->block_timeout_ns, jobs);
 	if (r != stack_r)

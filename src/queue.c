@@ -57,12 +57,17 @@ static __thread unsigned qcache_next, tcache_next;
 static int table_find(struct taskring_store *st, const char *name, int create, char *base, size_t stride,
 		      uint32_t cap, _Atomic uint32_t *used, struct name_cache *cache, unsigned *next)
 {
-	int rc = tr__name_check(name);
-	if (rc)
-		return rc;
+	if (!name)
+		return -EINVAL;
+	/* A hit needs no further check: the stored names were checked when
+	 * they were made, and strncmp() over 64 bytes matches only a name that
+	 * ends where the stored one does. */
 	for (int i = 0; i < 4; i++)
 		if (cache[i].st == st && cache[i].idx < cap && !strncmp(base + cache[i].idx * stride, name, 64))
 			return (int)cache[i].idx;
+	int rc = tr__name_check(name);
+	if (rc)
+		return rc;
 	for (int pass = 0; pass < 2; pass++) {
 		/* Acquire: pairs with the release below, so names counted are
 		 * fully written. */

@@ -494,7 +494,9 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	struct taskring_ctx c;
 	int outcome;
 
-	memset(&c, 0, sizeof(c));
+	/* Not memset: err[] is 1 KiB and written only when used. */
+	c.has_error = 0;
+	c.errlen = 0;
 	c.w = w;
 	c.s = s;
 	c.state = atomic_load_explicit(&s->s_state, memory_order_acquire);
