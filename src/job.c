@@ -225,6 +225,24 @@ int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t atte
 	return 0;
 }
 
+static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, uint64_t *nextp);
+
+/* The offsets of the slot's error entries, newest first; returns how many. */
+#define ERRORS_MAX (TASKRING_MAX_RETRIES_LIMIT + 8)
+static size_t collect_errors(struct taskring_store *st, struct tr_slot *s, uint64_t offs[ERRORS_MAX])
+{
+	size_t n = 0;
+	uint64_t off = TR_GET(s->s_errors_off);
+	while (off && n < ERRORS_MAX) {
+		uint64_t next;
+		if (!error_at(st, off, &next))
+			break;
+		offs[n++] = off;
+		off = next;
+	}
+	return n;
+}
+
 static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, uint64_t *nextp)
 {
 	uint32_t len;
@@ -708,22 +726,14 @@ int taskring_job_errors(const struct taskring_job *job, struct taskring_error_re
 {
 	uint32_t state;
 	int err;
-	uint64_t offs[TASKRING_MAX_RETRIES_LIMIT + 8];
-	size_t n = 0;
+	uint64_t offs[ERRORS_MAX];
 
 	if (!out && max)
 		return -EINVAL;
 	struct tr_slot *s = read_begin(job, &state, &err);
 	if (!s)
 		return err;
-	uint64_t off = TR_GET(s->s_errors_off);
-	while (off && n < sizeof(offs) / sizeof(offs[0])) {
-		uint64_t next;
-		if (!error_at(job->store, off, &next))
-			break;
-		offs[n++] = off;
-		off = next;
-	}
+	size_t n = collect_errors(job->store, s, offs);
 	/* The list is newest first; records go out oldest first. */
 	struct taskring_error_record *tmp = max ? malloc((n < max ? n : max) * sizeof(*tmp) + 1) : NULL;
 	if (max && !tmp)
@@ -813,18 +823,23 @@ static const void *blob(struct taskring_store *st, struct tr_slot *s, int inline
 	return d && blen == len ? d : NULL;
 }
 
-int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, size_t *lenp)
+/*
+ * Copy the job's payload (@result 0) or result (@result 1) to @buf. The
+ * caller's buffer may receive bytes of a job that is recycled meanwhile, but
+ * the call then reports -ENOENT and *@lenp is untouched.
+ */
+static int copy_blob(const struct taskring_job *job, int result, void *buf, size_t cap, size_t *lenp)
 {
 	uint32_t state;
 	int err;
-
-	if ((!buf && cap) || !lenp)
-		return -EINVAL;
 	struct tr_slot *s = read_begin(job, &state, &err);
+
 	if (!s)
 		return err;
-	uint32_t len = TR_GET(s->s_payload_len);
-	const void *d = blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_GET(s->s_payload_off), len);
+	uint32_t len = result ? TR_GET(s->s_result_len) : TR_GET(s->s_payload_len);
+	const void *d = result ? blob(job->store, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_GET(s->s_result_off), len)
+			       : blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload,
+				      TR_GET(s->s_payload_off), len);
 	if (!d || len > job->store->max_payload)
 		return read_end(job, s) ? -ENOENT : -EIO;
 	if (len > cap) {
@@ -833,14 +848,19 @@ int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, 
 		*lenp = len;
 		return -ENOBUFS;
 	}
-	/* Copy into the caller's buffer; the re-check below decides whether
-	 * it counts. On failure the buffer may hold partial bytes but the
-	 * call reports -ENOENT. */
-	memcpy(buf, d, len);
+	if (len)
+		memcpy(buf, d, len);
 	if (read_end(job, s))
 		return -ENOENT;
 	*lenp = len;
 	return 0;
+}
+
+int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, size_t *lenp)
+{
+	if ((!buf && cap) || !lenp)
+		return -EINVAL;
+	return copy_blob(job, 0, buf, cap, lenp);
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -960,16 +980,8 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 	else
 		sb_puts(&b, "null");
 	sb_puts(&b, ",\"dependencies\":[],\"dependents\":[],\"errors\":[");
-	uint64_t offs[TASKRING_MAX_RETRIES_LIMIT + 8];
-	size_t n = 0;
-	uint64_t off = TR_GET(s->s_errors_off);
-	while (off && n < sizeof(offs) / sizeof(offs[0])) {
-		uint64_t next;
-		if (!error_at(job->store, off, &next))
-			break;
-		offs[n++] = off;
-		off = next;
-	}
+	uint64_t offs[ERRORS_MAX];
+	size_t n = collect_errors(job->store, s, offs);
 	for (size_t k = n; k-- > 0;) {
 		uint64_t next;
 		struct tr_error_entry *e = error_at(job->store, offs[k], &next);
@@ -1074,27 +1086,7 @@ int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void
 	default:
 		break;
 	}
-	uint32_t state;
-	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
-	if (!s)
-		return err;
-	uint32_t len = TR_GET(s->s_result_len);
-	const void *d = blob(job->store, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_GET(s->s_result_off), len);
-	if (!d || len > job->store->max_payload)
-		return read_end(job, s) ? -ENOENT : -EIO;
-	if (len > cap) {
-		if (read_end(job, s))
-			return -ENOENT;
-		*lenp = len;
-		return -ENOBUFS;
-	}
-	if (len)
-		memcpy(buf, d, len);
-	if (read_end(job, s))
-		return -ENOENT;
-	*lenp = len;
-	return 0;
+	return copy_blob(job, 1, buf, cap, lenp);
 }
 
 /* ---- operations ---------------------------------------------------------------- */
