@@ -439,7 +439,7 @@ struct taskring_job_info {
 	int progress;            /* -1 = none */
 	int32_t priority;
 	uint32_t retry_count, max_retries;
-	int cancel_requested;
+	int cancel_requested;    /* a cancel was requested (kept after the job ends) */
 	int64_t created_at_ns, scheduled_at_ns, started_at_ns, completed_at_ns; /* 0 = not yet */
 	int64_t timeout_ns, result_ttl_ns;
 	uint32_t payload_len, result_len;
@@ -452,7 +452,7 @@ TASKRING_API int taskring_job_info(const struct taskring_job *job, struct taskri
 
 /*
  * taskring_job_payload - copy the job's payload.
- * @buf, @cap: destination; @lenp: OUT: the payload's length.
+ * @buf, @cap: destination; @lenp: OUT (may be NULL): the payload's length.
  * Errors: -ENOBUFS (@cap too small; *@lenp still receives the length),
  * -EINVAL, -ENOENT.
  */
@@ -485,7 +485,7 @@ TASKRING_API int taskring_job_wait(const struct taskring_job *job, int64_t timeo
  * taskring_job_result - wait for the job to end and copy its result.
  * Blocks like taskring_job_wait(). Returns 0 with the result copied to @buf
  * (which may be NULL when @cap is 0 and the result is empty) and its length
- * in *@lenp.
+ * in *@lenp (@lenp may be NULL).
  * Errors: -ETIMEDOUT (not terminal in time), TASKRING_EFAILED (failed
  * permanently) and TASKRING_EDEAD (retries exhausted), for both of which
  * taskring_job_error() gives the message; -ECANCELED (cancelled); -ENOBUFS

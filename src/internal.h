@@ -257,6 +257,7 @@ struct taskring_store {
 	uint64_t arena_bytes;
 	_Atomic int64_t spin_ns;
 	_Atomic int nworkers;
+	uint64_t id; /* unique per handle in this process, never 0 */
 };
 
 /* layout.c / region.c */

@@ -90,7 +90,8 @@ void tr__slot_wake(struct tr_slot *s)
 }
 
 /*
- * Move s_state from @expect (status, attempt and tag; flags ignored) to
+ * Move s_state from @expect (everything but TR_ST_WAITERS must match, so a
+ * cancel request that arrived since the caller looked makes it fail) to
  * @next. Clears TR_ST_WAITERS and wakes the sleepers if it was set. Returns
  * 0, or -ESTALE when the state is no longer @expect. *@oldp gets the old word.
  */
@@ -98,7 +99,7 @@ int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint3
 {
 	uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
 	for (;;) {
-		if ((old & ~TR_ST_FLAGS) != (expect & ~TR_ST_FLAGS))
+		if ((old & ~TR_ST_WAITERS) != (expect & ~TR_ST_WAITERS))
 			return -ESTALE;
 		/* Acq_rel: release the job's fields written before the
 		 * transition (result, times, errors) to whoever sees the new
@@ -858,8 +859,11 @@ static int copy_blob(const struct taskring_job *job, int result, void *buf, size
 
 int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, size_t *lenp)
 {
-	if ((!buf && cap) || !lenp)
+	size_t dummy;
+	if (!buf && cap)
 		return -EINVAL;
+	if (!lenp)
+		lenp = &dummy;
 	return copy_blob(job, 0, buf, cap, lenp);
 }
 
@@ -1071,8 +1075,11 @@ int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 
 int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void *buf, size_t cap, size_t *lenp)
 {
-	if ((!buf && cap) || !lenp)
+	size_t dummy;
+	if (!buf && cap)
 		return -EINVAL;
+	if (!lenp)
+		lenp = &dummy;
 	int st = taskring_job_wait(job, timeout_ns);
 	if (st < 0)
 		return st;
@@ -1131,14 +1138,17 @@ int taskring_job_cancel(const struct taskring_job *job)
 			continue;
 		}
 		TR_SET(s->s_completed_at, tr__now_real());
-		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag);
+		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
+		/* Counted first, so it never lags what a woken waiter sees. */
+		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		rc = tr__slot_transition(s, state, next, NULL);
 		if (rc == 0)
 			tr__queue_unlink_locked(st, q, job->slot);
+		else
+			atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		tr__unlock(&q->q_lock);
 		if (rc)
 			continue;
-		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		tr__slot_finished(st, job->slot);
 		return 0;
 	}

@@ -42,8 +42,10 @@
 
 /* ---- names ------------------------------------------------------------- */
 
+/* Cached by the store handle's id (a pointer could be reused by a later
+ * open of another store) and re-verified against the table on every hit. */
 struct name_cache {
-	const struct taskring_store *st;
+	uint64_t store_id;
 	uint32_t idx;
 };
 static __thread struct name_cache qcache[4], tcache[4];
@@ -63,7 +65,9 @@ static int table_find(struct taskring_store *st, const char *name, int create, c
 	 * they were made, and strncmp() over 64 bytes matches only a name that
 	 * ends where the stored one does. */
 	for (int i = 0; i < 4; i++)
-		if (cache[i].st == st && cache[i].idx < cap && !strncmp(base + cache[i].idx * stride, name, 64))
+		if (cache[i].store_id == st->id && cache[i].idx < cap &&
+		    cache[i].idx < atomic_load_explicit(used, memory_order_acquire) &&
+		    !strncmp(base + cache[i].idx * stride, name, 64))
 			return (int)cache[i].idx;
 	int rc = tr__name_check(name);
 	if (rc)
@@ -76,7 +80,7 @@ static int table_find(struct taskring_store *st, const char *name, int create, c
 			n = cap;
 		for (uint32_t i = 0; i < n; i++) {
 			if (!strncmp(base + i * stride, name, 64)) {
-				cache[*next % 4] = (struct name_cache){st, i};
+				cache[*next % 4] = (struct name_cache){st->id, i};
 				(*next)++;
 				return (int)i;
 			}

@@ -287,8 +287,10 @@ static int validate(const struct tr_hdr *h, uint64_t file_size, const struct tas
 
 static struct taskring_store *new_handle(void)
 {
+	static _Atomic uint64_t next_id = 1;
 	struct taskring_store *st = calloc(1, sizeof(*st));
 	if (st) {
+		st->id = atomic_fetch_add(&next_id, 1);
 		st->fd = -1;
 		atomic_store(&st->spin_ns, TR_DEFAULT_SPIN_NS);
 	}

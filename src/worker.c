@@ -325,9 +325,12 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 	for (int i = 1;; i++) {
 		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
 			return -ECANCELED;
-		for (uint32_t k = 0; k < w->nq; k++)
-			if (atomic_load_explicit(&st->queues[w->qidx[k]].q_ready, memory_order_relaxed))
+		for (uint32_t k = 0; k < w->nq; k++) {
+			struct tr_queue *q = &st->queues[w->qidx[k]];
+			if (atomic_load_explicit(&q->q_ready, memory_order_relaxed) &&
+			    !atomic_load_explicit(&q->q_paused, memory_order_relaxed))
 				return 0;
+		}
 		if ((i & 63) == 0) {
 			int64_t now = tr__now_mono();
 			if (deadline >= 0 && now >= deadline)
@@ -394,11 +397,25 @@ static int64_t backoff(struct taskring_store *st, struct tr_slot *s, uint32_t at
 	return (int64_t)(tr__rand64() % ((uint64_t)lim + 1));
 }
 
-static void finish_terminal(struct taskring_store *st, struct taskring_ctx *c, uint32_t status, _Atomic uint64_t *counter)
+/*
+ * Make the attempt terminal with @status. The queue's counter goes up first
+ * (and back down if the CAS loses), so a waiter woken by the transition never
+ * reads a counter that lags its job. The cancel-requested flag is kept, so
+ * the job still says it was asked to stop. Returns 0, or -ESTALE to decide
+ * again with a fresh state word.
+ */
+static int end_as(struct taskring_store *st, struct taskring_ctx *c, uint32_t now_state, uint32_t status,
+		  _Atomic uint64_t *counter)
 {
-	/* Only the owner of the attempt gets here, after its CAS won. */
+	uint32_t next = TR_MKSTATE(status, c->attempt, TR_TAG(c->state)) | (now_state & TR_ST_CANCEL);
+
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+	if (tr__slot_transition(c->s, now_state, next, NULL)) {
+		atomic_fetch_sub_explicit(counter, 1, memory_order_relaxed);
+		return -ESTALE;
+	}
 	tr__slot_finished(st, c->job.slot);
+	return 0;
 }
 
 static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int outcome, uint32_t qi)
@@ -440,15 +457,13 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 		int cancel = !!(now_state & TR_ST_CANCEL);
 		TR_SET(s->s_completed_at, tr__now_real());
 		if (outcome == TASKRING_OK) {
-			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_COMPLETE, c->attempt, tag), NULL))
+			if (end_as(st, c, now_state, TASKRING_COMPLETE, &q->q_completed))
 				continue;
-			finish_terminal(st, c, TASKRING_COMPLETE, &q->q_completed);
 			return;
 		}
 		if (cancel || outcome == TASKRING_CANCEL) {
-			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_CANCELLED, c->attempt, tag), NULL))
+			if (end_as(st, c, now_state, TASKRING_CANCELLED, &q->q_cancelled))
 				continue;
-			finish_terminal(st, c, TASKRING_CANCELLED, &q->q_cancelled);
 			return;
 		}
 		if (!error_written) {
@@ -456,15 +471,13 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 			error_written = 1;
 		}
 		if (outcome == TASKRING_FAIL) {
-			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_FAILED, c->attempt, tag), NULL))
+			if (end_as(st, c, now_state, TASKRING_FAILED, &q->q_failed))
 				continue;
-			finish_terminal(st, c, TASKRING_FAILED, &q->q_failed);
 			return;
 		}
 		if (c->attempt >= TR_GET(s->s_max_retries) || c->attempt + 1 > TR_ATTEMPT_MAX) {
-			if (tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_DEAD, c->attempt, tag), NULL))
+			if (end_as(st, c, now_state, TASKRING_DEAD, &q->q_dead))
 				continue;
-			finish_terminal(st, c, TASKRING_DEAD, &q->q_dead);
 			return;
 		}
 		/* Retry: back to the queue, due after the backoff. */
@@ -475,13 +488,15 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 		TR_SET(s->s_owner_pid, 0);
 		if (tr__lock(&q->q_lock, st, (int)qi))
 			return;
+		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
 		int rc = tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_PENDING, c->attempt + 1, tag), NULL);
 		if (rc == 0)
 			tr__queue_link_locked(st, q, c->job.slot, now);
+		else
+			atomic_fetch_sub_explicit(&q->q_retried, 1, memory_order_relaxed);
 		tr__unlock(&q->q_lock);
 		if (rc)
 			continue;
-		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
 		tr__queue_notify(st, qi, 1);
 		return;
 	}

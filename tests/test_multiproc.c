@@ -20,7 +20,6 @@
  * tests may not add shared headers): spawn(), kid_join(), kid_open(),
  * worker_main() and the CK()/CK_RC() checks for children.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -464,6 +463,7 @@ static int h_blocker(struct taskring_ctx *ctx, void *arg)
 {
 	(void)arg;
 	int64_t end = tu_now_ns() + 20 * SEC;
+	CK_RC(taskring_ctx_progress(ctx, 42), 0);
 	atomic_store(&g_sh->flag[0], 1);
 	while (!atomic_load(&g_sh->flag[1]) && tu_now_ns() < end)
 		sleep_ms(1);
@@ -833,7 +833,8 @@ static void test_cancel_pending_wakes_waiter_elsewhere(void **state)
 	assert_int_equal(kid_join(pw, 20000), 0);
 	check_cancel_timing();
 	ASSERT_RC(taskring_job_status(&j), TASKRING_CANCELLED);
-	ASSERT_RC(taskring_job_result(&j, 0, NULL, 0, NULL), -ECANCELED);
+	size_t rlen = 0;
+	ASSERT_RC(taskring_job_result(&j, 0, NULL, 0, &rlen), -ECANCELED);
 	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.cancelled, 1);
 	assert_int_equal(qs.started, 0);
@@ -988,6 +989,9 @@ static void test_pause_resume_across_processes(void **state)
 
 	ASSERT_RC(taskring_enqueue(g_store, "blocker", NULL, 0, &o, &blk), 0);
 	assert_int_equal(wait_status(&blk, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	/* Progress reported in the worker process is visible here at once. */
+	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
+	ASSERT_RC(taskring_job_progress(&blk), 42);
 	ASSERT_RC(taskring_queue_pause(g_store, "pq"), 0);
 	ASSERT_RC(taskring_queue_pause(g_store, "pq"), 0); /* idempotent */
 	for (int i = 0; i < 10; i++)
@@ -1012,10 +1016,10 @@ static void test_pause_resume_across_processes(void **state)
 		assert_int_equal(rlen, 7);
 	}
 	assert_int_equal(atomic_load(&g_sh->done[0]), 10);
+	assert_int_equal(kid_join(pid, 20000), 0);
 	ASSERT_RC(taskring_queue_stats(g_store, "pq", &qs), 0);
 	assert_int_equal(qs.paused, 0);
 	assert_int_equal(qs.completed, 11);
-	assert_int_equal(kid_join(pid, 20000), 0);
 }
 
 /* Retries, dead letter, permanent failure and retry_dead across processes. */
@@ -1125,13 +1129,15 @@ static void test_retries_and_dead_across_processes(void **state)
 	assert_string_not_equal(id, nid);
 	ASSERT_RC(taskring_job_status(&jheal), TASKRING_DEAD);
 
+	/* The cumulative counters, once the worker is gone: a waiter may see
+	 * a job terminal a moment before its counter moves. */
+	assert_int_equal(kid_join(pid, 20000), 0);
 	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.dead, 2);
 	assert_int_equal(qs.completed, 2);
 	assert_true(qs.retried >= 3);
 	assert_int_equal(qs.by_status[TASKRING_DEAD], 2);
 	assert_int_equal(qs.by_status[TASKRING_FAILED], 1);
-	assert_int_equal(kid_join(pid, 20000), 0);
 }
 
 /* A worker process stopped gracefully finishes its running job and claims
@@ -1188,7 +1194,8 @@ static void test_stop_drain_timeout_cancels(void **state)
 	assert_int_equal(kid_join(pid, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->stop_rc[0]), -ETIMEDOUT);
 	assert_int_equal(atomic_load(&g_sh->flag[6]), 1);
-	ASSERT_RC(taskring_job_result(&j, 5 * SEC, NULL, 0, NULL), -ECANCELED);
+	size_t rlen = 0;
+	ASSERT_RC(taskring_job_result(&j, 5 * SEC, NULL, 0, &rlen), -ECANCELED);
 }
 
 /* Anonymous store, enqueues and checks xform results from a child. */
@@ -1282,6 +1289,186 @@ static void test_file_path_store(void **state)
 	assert_true(S_ISREG(sb.st_mode));
 }
 
+/* Many processes open a store that does not exist yet, all at once: each
+ * either creates it or finds it ready, and all use the same one. */
+#define OPENERS 6
+
+static int opener_main(void *arg, int ctl)
+{
+	(void)ctl;
+	uint32_t idx = (uint32_t)(intptr_t)arg;
+	struct taskring_store_opts o;
+	struct taskring_store_info info;
+	struct taskring_store *st = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.slots = 256;
+	o.max_payload = 4096;
+	o.arena_bytes = 1u << 20;
+	atomic_fetch_add(&g_sh->ready, 1);
+	while (!atomic_load(&g_sh->flag[0]))
+		; /* start together */
+	CK_RC(taskring_store_open(g_name, &o, &st), 0);
+	CK_RC(taskring_store_info(st, &info), 0);
+	CK(info.slots == 256);
+	CK(info.max_payload == 4096);
+	CK_RC(taskring_task_declare(st, "open"), 0);
+	CK_RC(taskring_enqueue(st, "open", &idx, sizeof(idx), NULL, NULL), 0);
+	CK_RC(taskring_store_close(st), 0);
+	return 0;
+}
+
+static void test_concurrent_first_open(void **state)
+{
+	(void)state;
+	struct taskring_store_opts o;
+	struct taskring_queue_stats qs;
+	struct taskring_job j;
+	pid_t pids[OPENERS];
+	uint64_t cur = 0;
+	int r, seen[OPENERS] = { 0 };
+
+	for (int i = 0; i < OPENERS; i++)
+		pids[i] = spawn(opener_main, (void *)(intptr_t)i);
+	assert_true(wait_int(&g_sh->ready, OPENERS, 10000));
+	atomic_store(&g_sh->flag[0], 1);
+	for (int i = 0; i < OPENERS; i++)
+		assert_int_equal(kid_join(pids[i], 20000), 0);
+
+	memset(&o, 0, sizeof(o));
+	o.flags = TASKRING_STORE_NOCREATE;
+	ASSERT_RC(taskring_store_open(g_name, &o, &g_store), 0);
+	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_int_equal(qs.enqueued, OPENERS);
+	assert_int_equal(qs.by_status[TASKRING_PENDING], OPENERS);
+	while ((r = taskring_job_next(g_store, 0, NULL, &cur, &j)) == 1) {
+		uint32_t idx = 99;
+		size_t len = 0;
+		ASSERT_RC(taskring_job_payload(&j, &idx, sizeof(idx), &len), 0);
+		assert_int_equal(len, sizeof(idx));
+		assert_true(idx < OPENERS);
+		seen[idx]++;
+	}
+	assert_int_equal(r, 0);
+	for (int i = 0; i < OPENERS; i++)
+		assert_int_equal(seen[i], 1);
+}
+
+/* A producer process blocked on a full store (TASKRING_ENQ_BLOCK) is woken
+ * when a worker process frees slots. */
+static int blocked_producer_main(void *arg, int ctl)
+{
+	(void)arg;
+	(void)ctl;
+	struct taskring_store *st = kid_open(g_name);
+	struct taskring_enqueue_opts o;
+	struct taskring_enqueue_item items[4];
+	struct taskring_job j, bj[4];
+	char buf[16];
+	size_t rlen = 0;
+
+	for (int i = 0; i < 16; i++)
+		CK_RC(taskring_enqueue(st, "count", NULL, 0, NULL, NULL), 0);
+	/* Full: -EAGAIN without the flag, -ETIMEDOUT with a short wait. */
+	CK_RC(taskring_enqueue(st, "count", NULL, 0, NULL, NULL), -EAGAIN);
+	taskring_enqueue_opts_init(&o);
+	o.flags = TASKRING_ENQ_BLOCK;
+	o.block_timeout_ns = 100 * MS;
+	int64_t t0 = tu_now_ns();
+	CK_RC(taskring_enqueue(st, "count", NULL, 0, &o, NULL), -ETIMEDOUT);
+	CK(tu_now_ns() - t0 >= 90 * MS);
+
+	o.block_timeout_ns = 20 * SEC;
+	atomic_store(&g_sh->flag[0], 1); /* about to block */
+	t0 = tu_now_ns();
+	int rc = taskring_enqueue(st, "count", NULL, 0, &o, &j);
+	atomic_store(&g_sh->t[0], tu_now_ns() - t0);
+	CK_RC(rc, 0);
+	atomic_store(&g_sh->flag[1], 1);
+	for (int i = 0; i < 4; i++) {
+		items[i].task = "count";
+		items[i].payload = NULL;
+		items[i].len = 0;
+		items[i].opts = NULL;
+	}
+	CK_RC(taskring_enqueue_batch(st, items, 4, &o, bj), 0);
+	CK_RC(taskring_job_result(&j, 20 * SEC, buf, sizeof(buf), &rlen), 0);
+	for (int i = 0; i < 4; i++)
+		CK_RC(taskring_job_result(&bj[i], 20 * SEC, buf, sizeof(buf), &rlen), 0);
+	CK_RC(taskring_store_close(st), 0);
+	return 0;
+}
+
+static void test_enqueue_block_woken_by_other_process(void **state)
+{
+	(void)state;
+	struct wspec w;
+
+	g_store = tu_open_small(g_name, 16);
+	ASSERT_RC(taskring_task_declare(g_store, "count"), 0);
+	pid_t pp = spawn(blocked_producer_main, NULL);
+	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
+	sleep_ms(300);
+	assert_int_equal(atomic_load(&g_sh->flag[1]), 0); /* still blocked: nothing freed a slot */
+	wspec_init(&w, g_name, 0);
+	wspec_task(&w, "count", h_count);
+	pid_t pk = spawn(worker_main, &w);
+	assert_int_equal(kid_join(pp, 30000), 0);
+	printf("# producer blocked %.1f ms on the full store\n", atomic_load(&g_sh->t[0]) / 1e6);
+	assert_true(atomic_load(&g_sh->t[0]) >= 250 * MS);
+	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_int_equal(atomic_load(&g_sh->done[0]), 16 + 1 + 4);
+}
+
+/* Several processes wait on one job's result; its completion wakes all. */
+#define WAITERS 4
+
+static int result_waiter_main(void *arg, int ctl)
+{
+	(void)ctl;
+	int idx = (int)(intptr_t)arg;
+	struct taskring_store *st = kid_open(g_name);
+	struct taskring_job j;
+	char buf[16];
+	size_t rlen = 0;
+	CK_RC(taskring_job_lookup(st, g_sh->id[0], &j), 0);
+	atomic_fetch_add(&g_sh->flag[2], 1);
+	int rc = taskring_job_result(&j, 20 * SEC, buf, sizeof(buf), &rlen);
+	atomic_store(&g_sh->rc[idx], rc);
+	CK_RC(rc, 0);
+	CK(rlen == 9 && memcmp(buf, "unblocked", 9) == 0);
+	CK_RC(taskring_store_close(st), 0);
+	return 0;
+}
+
+static void test_completion_wakes_every_waiting_process(void **state)
+{
+	(void)state;
+	struct taskring_job j;
+	struct wspec w;
+	pid_t pids[WAITERS];
+	char buf[16];
+	size_t rlen = 0;
+
+	g_store = tu_open_small(g_name, 64);
+	ASSERT_RC(taskring_task_declare(g_store, "blocker"), 0);
+	ASSERT_RC(taskring_enqueue(g_store, "blocker", NULL, 0, NULL, &j), 0);
+	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
+	for (int i = 0; i < WAITERS; i++)
+		pids[i] = spawn(result_waiter_main, (void *)(intptr_t)i);
+	wspec_init(&w, g_name, 0);
+	wspec_task(&w, "blocker", h_blocker);
+	pid_t pk = spawn(worker_main, &w);
+	assert_true(wait_int(&g_sh->flag[2], WAITERS, 10000));
+	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
+	sleep_ms(200); /* all asleep on the job */
+	atomic_store(&g_sh->flag[1], 1);
+	ASSERT_RC(taskring_job_result(&j, 20 * SEC, buf, sizeof(buf), &rlen), 0);
+	for (int i = 0; i < WAITERS; i++)
+		assert_int_equal(kid_join(pids[i], 10000), 0);
+	assert_int_equal(kid_join(pk, 20000), 0);
+}
+
 int main(void)
 {
 	/* The handlers before cmocka's, for children (see child_prepare). */
@@ -1302,6 +1489,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stop_drain_timeout_cancels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_anonymous_store_shared_with_children, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_path_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enqueue_block_woken_by_other_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_completion_wakes_every_waiting_process, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
