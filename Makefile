@@ -117,7 +117,7 @@ check: all tests
 
 benches: $(BENCHES)
 
-$(BUILD)/bench/%: bench/%.c $(STATIC) include/taskring.h
+$(BUILD)/bench/%: bench/%.c bench/common.h $(STATIC) include/taskring.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(LIBS) -lm

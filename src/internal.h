@@ -274,6 +274,7 @@ TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
 TR_INTERNAL pid_t tr__pid(void);
 TR_INTERNAL int64_t tr__now_mono(void);
 TR_INTERNAL int64_t tr__now_real(void);
+TR_INTERNAL int64_t tr__mono_to_real(int64_t mono);
 TR_INTERNAL int tr__name_check(const char *name);
 TR_INTERNAL uint64_t tr__rand64(void);
 TR_INTERNAL void tr__uuid7(uint8_t out[16], uint32_t slot, int64_t now_real);

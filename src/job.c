@@ -471,10 +471,11 @@ static void wake_blocked(struct taskring_store *st)
 static int wait_free(struct taskring_store *st, int64_t deadline, uint32_t need, uint32_t done0)
 {
 	struct tr_hdr *h = st->hdr;
-	int64_t spin_until = tr__now_mono() + atomic_load_explicit(&st->spin_ns, memory_order_relaxed);
+	int64_t spin_ns = atomic_load_explicit(&st->spin_ns, memory_order_relaxed);
+	int64_t spin_until = tr__now_mono() + spin_ns;
 	int rc = 0;
 
-	for (int i = 1;; i++) {
+	for (int i = 1; spin_ns; i++) {
 		if ((need && ring_count(st) >= need) || atomic_load_explicit(&h->h_done, memory_order_relaxed) != done0)
 			return 0;
 		tr__cpu_relax();
@@ -1036,7 +1037,7 @@ int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 
 	/* Spin: a hand-off between running CPUs costs a fraction of a
 	 * microsecond, a futex sleep and wake tens of microseconds. */
-	if (timeout_ns != 0) {
+	if (timeout_ns != 0 && spin_until > now) {
 		for (int i = 0;; i++) {
 			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 			if (TR_TAG(state) != tag)

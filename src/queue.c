@@ -80,13 +80,15 @@ static int table_find(struct taskring_store *st, const char *name, int create, c
 			n = cap;
 		for (uint32_t i = 0; i < n; i++) {
 			if (!strncmp(base + i * stride, name, 64)) {
+				if (pass == 1) /* another process made it meanwhile */
+					tr__unlock(&st->hdr->h_lock);
 				cache[*next % 4] = (struct name_cache){st->id, i};
 				(*next)++;
 				return (int)i;
 			}
 		}
 		if (!create)
-			return -ENOENT;
+			return -ENOENT; /* only on pass 0: pass 1 runs with create */
 		if (pass == 1) {
 			if (n >= cap) {
 				tr__unlock(&st->hdr->h_lock);
@@ -367,12 +369,18 @@ static void release_due(struct taskring_store *st, struct tr_queue *q, int64_t n
  * WAITERS bit so the final transition wakes result waiters). The state
  * changes before the slot is unlinked, so a process killed in between leaves
  * a RUNNING job (the reaper's business), never a pending job in no list.
- * Returns the slot index or TR_NIL.
+ * Returns the slot index or TR_NIL. @now_real may be -1 (see below).
  */
 uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real)
 {
-	if (atomic_load_explicit(&q->q_next_due, memory_order_relaxed) <= now_real)
-		release_due(st, q, now_real);
+	/* @now_real < 0: read the clock only if there is a timer at all. */
+	int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_relaxed);
+	if (due != INT64_MAX) {
+		if (now_real < 0)
+			now_real = tr__now_real();
+		if (due <= now_real)
+			release_due(st, q, now_real);
+	}
 	if (atomic_load_explicit(&q->q_paused, memory_order_relaxed))
 		return TR_NIL;
 	while (q->q_nbands > 0) {

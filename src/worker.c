@@ -43,7 +43,7 @@ struct taskring_ctx {
 	struct tr_slot *s;
 	uint32_t attempt;
 	uint32_t state; /* RUNNING word as claimed (flags aside) */
-	int64_t deadline;
+	int64_t start_mono, deadline;
 	const void *payload;
 	size_t len;
 	int has_error;
@@ -275,8 +275,6 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t *qout)
 			if (due > now)
 				continue;
 		}
-		if (now < 0)
-			now = tr__now_real();
 		if (tr__lock(&q->q_lock, st, (int)qi))
 			continue;
 		uint32_t idx = tr__queue_pop_locked(st, q, now);
@@ -320,9 +318,11 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 {
 	struct taskring_store *st = w->st;
 	int64_t next_due;
-	int64_t spin_until = tr__now_mono() + w->spin_ns;
+	int64_t spin_until = w->spin_ns ? tr__now_mono() + w->spin_ns : 0;
 
-	for (int i = 1;; i++) {
+	/* Spin (unless the spin time is 0): re-check the queues' words, then
+	 * the clock every 64 rounds. */
+	for (int i = 1; spin_until; i++) {
 		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
 			return -ECANCELED;
 		for (uint32_t k = 0; k < w->nq; k++) {
@@ -424,7 +424,9 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 	struct tr_slot *s = c->s;
 	struct tr_queue *q = &st->queues[qi];
 	uint32_t tag = TR_TAG(c->state);
-	int timed_out = tr__now_mono() > c->deadline;
+	int64_t end_mono = tr__now_mono();
+	int64_t end_real = tr__mono_to_real(end_mono);
+	int timed_out = end_mono > c->deadline;
 	char msg[TASKRING_ERROR_MAX + 1];
 	size_t mlen = 0;
 
@@ -455,7 +457,7 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 		if ((now_state & ~TR_ST_FLAGS) != expect)
 			return; /* not ours any more (reaped): our completion is void */
 		int cancel = !!(now_state & TR_ST_CANCEL);
-		TR_SET(s->s_completed_at, tr__now_real());
+		TR_SET(s->s_completed_at, end_real);
 		if (outcome == TASKRING_OK) {
 			if (end_as(st, c, now_state, TASKRING_COMPLETE, &q->q_completed))
 				continue;
@@ -481,7 +483,7 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 			return;
 		}
 		/* Retry: back to the queue, due after the backoff. */
-		int64_t now = tr__now_real();
+		int64_t now = end_real;
 		TR_SET(s->s_completed_at, 0);
 		TR_SET(s->s_scheduled_at, now + backoff(st, s, c->attempt));
 		TR_SET(s->s_retry_count, c->attempt + 1);
@@ -520,9 +522,10 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	c.job.slot = idx;
 	c.job.gen = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
 	memcpy(c.job.uuid, s->s_uuid, 16);
-	TR_SET(s->s_started_at, tr__now_real());
+	c.start_mono = tr__now_mono();
+	TR_SET(s->s_started_at, tr__mono_to_real(c.start_mono));
 	TR_SET(s->s_owner_pid, (int32_t)tr__pid());
-	c.deadline = tr__now_mono() + TR_GET(s->s_timeout_ns);
+	c.deadline = c.start_mono + TR_GET(s->s_timeout_ns);
 	atomic_fetch_add_explicit(&st->queues[qi].q_started, 1, memory_order_relaxed);
 	if (ts) {
 		ts->current = c.job;
