@@ -139,7 +139,12 @@ int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue)
 			else if (now >= until)
 				break;
 		}
-		rc = pthread_mutex_trylock(m);
+		/* Test before test-and-set: reading the lock word keeps its cache
+		 * line shared until the holder releases it, instead of pulling
+		 * it away from the holder with a failing CAS on every round.
+		 * (__data.__lock is glibc's futex word: 0 when free.) */
+		if (__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0)
+			rc = pthread_mutex_trylock(m);
 	}
 	if (rc == EBUSY)
 		rc = pthread_mutex_lock(m);
