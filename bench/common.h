@@ -22,7 +22,8 @@
  * multiplied by the environment variable BENCH_SCALE (a float, default 1),
  * so BENCH_SCALE=0.1 gives a quick run and BENCH_SCALE=5 a steadier one.
  * Whichever limit comes first ends the run; the JSON reports the iterations
- * actually made.
+ * actually made. BENCH_ONLY=prefix[,prefix...] runs only the scenarios whose
+ * names start with one of the prefixes.
  */
 #ifndef TASKRING_BENCH_COMMON_H
 #define TASKRING_BENCH_COMMON_H
@@ -111,6 +112,26 @@ static inline double bench_scale(void)
 	return scale;
 }
 
+/*
+ * Should @scenario run? BENCH_ONLY, when set, is a comma-separated list of
+ * name prefixes ("rtt.spin_,tput"); unset or empty runs everything.
+ */
+static inline int bench_want(const char *scenario)
+{
+	const char *p = getenv("BENCH_ONLY");
+	if (!p || !*p)
+		return 1;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		if (len && strncmp(scenario, p, len) == 0)
+			return 1;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
 /* An iteration count times the scale, at least @min. */
 static inline size_t bench_iters(size_t base, size_t min)
 {
@@ -128,7 +149,6 @@ static inline int64_t bench_cap_ns(double base_s)
 /* CPU placement                                                             */
 /* ------------------------------------------------------------------------ */
 
-static cpu_set_t bench_orig_cpus;
 static int bench_cpus[2] = { -1, -1 }; /* parent's, children's; -1: unpinned */
 static char bench_pin_text[32] = "none";
 
@@ -144,23 +164,16 @@ static inline void bench_pin_self(int which)
 		perror("bench: sched_setaffinity");
 }
 
-/* Gives the calling thread back every CPU it started with (threads it
- * creates then inherit that, not the pin). */
-static inline void bench_unpin_self(void)
-{
-	if (bench_cpus[0] >= 0)
-		sched_setaffinity(0, sizeof(bench_orig_cpus), &bench_orig_cpus);
-}
-
 /* Chooses the two CPUs (the first two allowed) unless BENCH_PIN=0. */
 static inline void bench_pin_init(void)
 {
 	const char *v = getenv("BENCH_PIN");
+	cpu_set_t allowed;
 	int n = 0;
-	if ((v && strcmp(v, "0") == 0) || sched_getaffinity(0, sizeof(bench_orig_cpus), &bench_orig_cpus) < 0)
+	if ((v && strcmp(v, "0") == 0) || sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
 		return;
 	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
-		if (CPU_ISSET(c, &bench_orig_cpus))
+		if (CPU_ISSET(c, &allowed))
 			bench_cpus[n++] = c;
 	if (n < 2) {
 		bench_cpus[0] = bench_cpus[1] = -1;

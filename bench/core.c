@@ -11,10 +11,12 @@
  *                       thread; the faster (by p50) is reported, the other's
  *                       figures ride along as other_*.
  *   rtt.xproc_nospin    the same with taskring_store_set_spin(0) in both
- *                       processes: every hand-off is a futex wake-up.
+ *                       processes, so every hand-off should be a futex
+ *                       wake-up (compare floor.pingpong_futex).
  *   rtt.spin_<N>us      the same at spin budgets 0, 2, 5, 10, 20, 50 us
  *                       (both processes), short runs: the evidence for the
- *                       default budget.
+ *                       default budget. These and rtt.xproc_nospin use the
+ *                       worker mode that won rtt.xproc.
  *   tput.xproc          one producer process enqueueing batches of 64 (with
  *                       TASKRING_ENQ_BLOCK), one worker process; jobs/s from
  *                       the first enqueue until the last job is complete.
@@ -27,6 +29,11 @@
  * turn of its slot table (a batch of `slots` jobs), so that the figures are
  * those of a store in steady use: every slot touched, pages faulted in, and
  * enqueue recycling the oldest terminal job as it will in production.
+ *
+ * Placement (common.h): this process on one CPU, the worker child (or, in
+ * process, the worker thread) on another, as the floors are measured.
+ * Environment: BENCH_SCALE, BENCH_ONLY and BENCH_PIN (common.h), and
+ * BENCH_STORE=shm for a named store that the child opens by name.
  *
  * The worker counts the noop jobs it ran; a scenario whose count disagrees
  * with what was enqueued reports an error instead of figures.
@@ -100,6 +107,7 @@ static const char *store_kind(void)
 static int noop_handler(struct taskring_ctx *ctx, void *arg)
 {
 	uint64_t *done = arg;
+	(void)ctx;
 	/* Only one thread runs handlers, so load + store is exact, and
 	 * cheaper than a locked add. */
 	__atomic_store_n(done, __atomic_load_n(done, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
@@ -109,8 +117,13 @@ static int noop_handler(struct taskring_ctx *ctx, void *arg)
 /* Runs the job that wakes a run_one loop so that it sees ctl->stop. */
 static int kick_handler(struct taskring_ctx *ctx, void *arg)
 {
+	(void)ctx;
+	(void)arg;
 	return TASKRING_OK;
 }
+
+/* Jobs a worker thread claims at once (taskring_worker_opts.prefetch). */
+static uint32_t g_prefetch = 1;
 
 /* Creates the worker (1 thread) with both handlers on @st. */
 static int make_worker(struct taskring_store *st, uint64_t *done, struct taskring_worker **wp, char *msg,
@@ -121,6 +134,7 @@ static int make_worker(struct taskring_store *st, uint64_t *done, struct taskrin
 	int rc;
 	taskring_worker_opts_init(&wo);
 	wo.threads = 1;
+	wo.prefetch = g_prefetch;
 	rc = taskring_worker_create(st, &wo, &w);
 	if (rc < 0) {
 		snprintf(msg, cap, "taskring_worker_create: %s", taskring_strerror(rc));
@@ -269,7 +283,7 @@ static int setup_start(struct setup *s, const char *scenario, enum worker_mode m
 	s->mode = mode;
 	s->spin_ns = spin_ns;
 	s->ctl = bench_shared_alloc(sizeof(*s->ctl));
-	if (mode != MODE_INPROC && use_shm()) {
+	if (use_shm()) {
 		s->shm_name = bench_shm_name("taskring-bench");
 		if (!s->shm_name) {
 			setup_fail(s, "too many shm names");
@@ -309,9 +323,12 @@ static int setup_start(struct setup *s, const char *scenario, enum worker_mode m
 			setup_fail(s, "%s", msg);
 			return -1;
 		}
-		/* The worker's thread inherits our CPU mask: let it have every
-		 * CPU (the scheduler puts it beside us), then pin us again. */
-		bench_unpin_self();
+		/* The worker's thread inherits our CPU mask: start it from
+		 * the children's CPU, then come back, so the two ends sit
+		 * where they do across processes. Left to the scheduler,
+		 * wake-affinity often stacks both on one CPU, where spinning
+		 * only delays the other side. */
+		bench_pin_self(1);
 		rc = taskring_worker_start(s->worker);
 		bench_pin_self(0);
 		if (rc < 0) {
@@ -593,51 +610,73 @@ int main(void)
 {
 	struct rtt_result a, b;
 	struct tput_result ta, tb;
-	enum worker_mode best;
+	enum worker_mode best = MODE_THREAD;
 	static const int sweep_us[] = { 0, 2, 5, 10, 20, 50 };
 
 	bench_init();
 
 	/* rtt.xproc: both worker modes; keep the faster by p50. A mode that
-	 * failed loses; if both failed, the thread mode's error is shown. */
-	rtt_measure(&a, "rtt.xproc", MODE_THREAD, -1, bench_iters(1000000, 1000), 1000, 2.5);
-	rtt_measure(&b, "rtt.xproc", MODE_RUN_ONE, -1, bench_iters(1000000, 1000), 1000, 2.5);
-	if (!b.err[0] && b.n && (a.err[0] || !a.n || bench_pct(b.samples, b.n, 0.5) < bench_pct(a.samples, a.n, 0.5))) {
-		best = MODE_RUN_ONE;
-		rtt_print("rtt.xproc", &b, MODE_RUN_ONE, -1, &a, MODE_THREAD);
-	} else {
-		best = MODE_THREAD;
-		rtt_print("rtt.xproc", &a, MODE_THREAD, -1, &b, MODE_RUN_ONE);
+	 * failed loses; if both failed, the thread mode's error is shown.
+	 * The later cross-process round trips use the winner. */
+	if (bench_want("rtt.xproc")) {
+		rtt_measure(&a, "rtt.xproc", MODE_THREAD, -1, bench_iters(1000000, 1000), 1000, 2.5);
+		rtt_measure(&b, "rtt.xproc", MODE_RUN_ONE, -1, bench_iters(1000000, 1000), 1000, 2.5);
+		if (!b.err[0] && b.n &&
+		    (a.err[0] || !a.n || bench_pct(b.samples, b.n, 0.5) < bench_pct(a.samples, a.n, 0.5))) {
+			best = MODE_RUN_ONE;
+			rtt_print("rtt.xproc", &b, MODE_RUN_ONE, -1, &a, MODE_THREAD);
+		} else {
+			rtt_print("rtt.xproc", &a, MODE_THREAD, -1, &b, MODE_RUN_ONE);
+		}
+		free(a.samples);
+		free(b.samples);
 	}
-	free(a.samples);
-	free(b.samples);
 
-	/* Every hand-off through the futex; the faster mode above. */
-	rtt_measure(&a, "rtt.xproc_nospin", best, 0, bench_iters(100000, 200), 200, 2.5);
-	rtt_print("rtt.xproc_nospin", &a, best, 0, NULL, best);
-	free(a.samples);
+	/* Every hand-off through the futex. */
+	if (bench_want("rtt.xproc_nospin")) {
+		rtt_measure(&a, "rtt.xproc_nospin", best, 0, bench_iters(100000, 200), 200, 2.5);
+		rtt_print("rtt.xproc_nospin", &a, best, 0, NULL, best);
+		free(a.samples);
+	}
 
 	for (size_t i = 0; i < sizeof(sweep_us) / sizeof(sweep_us[0]); i++) {
 		char name[32];
 		snprintf(name, sizeof(name), "rtt.spin_%dus", sweep_us[i]);
+		if (!bench_want(name))
+			continue;
 		rtt_measure(&a, name, best, sweep_us[i] * 1000LL, bench_iters(300000, 200), 200, 1.0);
 		rtt_print(name, &a, best, sweep_us[i] * 1000LL, NULL, best);
 		free(a.samples);
 	}
 
-	tput_measure(&ta, "tput.xproc", MODE_THREAD, bench_iters(20000000, 1000), 2.5);
-	tput_measure(&tb, "tput.xproc", MODE_RUN_ONE, bench_iters(20000000, 1000), 2.5);
-	if (tput_rate(&tb) > tput_rate(&ta))
-		tput_print("tput.xproc", &tb, MODE_RUN_ONE, &ta, MODE_THREAD);
-	else
-		tput_print("tput.xproc", &ta, MODE_THREAD, &tb, MODE_RUN_ONE);
+	if (bench_want("tput.xproc")) {
+		tput_measure(&ta, "tput.xproc", MODE_THREAD, bench_iters(20000000, 1000), 2.5);
+		tput_measure(&tb, "tput.xproc", MODE_RUN_ONE, bench_iters(20000000, 1000), 2.5);
+		if (tput_rate(&tb) > tput_rate(&ta))
+			tput_print("tput.xproc", &tb, MODE_RUN_ONE, &ta, MODE_THREAD);
+		else
+			tput_print("tput.xproc", &ta, MODE_THREAD, &tb, MODE_RUN_ONE);
+	}
 
-	rtt_measure(&a, "rtt.inproc", MODE_INPROC, -1, bench_iters(1000000, 1000), 1000, 2.5);
-	rtt_print("rtt.inproc", &a, MODE_INPROC, -1, NULL, MODE_INPROC);
-	free(a.samples);
+	/* The same with a worker thread that claims 16 jobs per lock (less
+	 * strict priority, see taskring_worker_opts.prefetch). */
+	if (bench_want("tput.xproc_prefetch16")) {
+		g_prefetch = 16;
+		tput_measure(&ta, "tput.xproc_prefetch16", MODE_THREAD, bench_iters(20000000, 1000), 2.5);
+		tput_print("tput.xproc_prefetch16", &ta, MODE_THREAD, NULL, MODE_THREAD);
+		g_prefetch = 1;
+	}
 
-	tput_measure(&ta, "tput.inproc", MODE_INPROC, bench_iters(20000000, 1000), 2.5);
-	tput_print("tput.inproc", &ta, MODE_INPROC, NULL, MODE_INPROC);
+	if (bench_want("rtt.inproc")) {
+		rtt_measure(&a, "rtt.inproc", MODE_INPROC, -1, bench_iters(1000000, 1000), 1000, 2.5);
+		rtt_print("rtt.inproc", &a, MODE_INPROC, -1, NULL, MODE_INPROC);
+		free(a.samples);
+	}
+
+	if (bench_want("tput.inproc")) {
+		tput_measure(&ta, "tput.inproc", MODE_INPROC, bench_iters(20000000, 1000), 2.5);
+		tput_print("tput.inproc", &ta, MODE_INPROC, NULL, MODE_INPROC);
+	}
 
 	return bench_failures ? 1 : 0;
 }

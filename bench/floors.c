@@ -18,6 +18,7 @@
  *                         (Vyukov: a sequence number per cell), one producer
  *                         process, one consumer process, both spinning.
  *
+ * The parent runs on one CPU and the child on another (common.h, BENCH_PIN).
  * Exit status: 0, or 1 when a scenario failed (its JSON line has "error").
  */
 #include <stdbool.h>
@@ -400,10 +401,15 @@ static void floor_ring(size_t max_items, double cap_s)
 int main(void)
 {
 	bench_init();
-	floor_pingpong("floor.pingpong_spin", 20000, bench_iters(2000000, 1000), 2.5);
-	floor_pingpong("floor.pingpong_futex", 0, bench_iters(80000, 200), 2.5);
-	floor_pipe(bench_iters(80000, 200), 2.0);
-	floor_unix(bench_iters(80000, 200), 2.0);
-	floor_ring(bench_iters(120000000, 100000), 3.0);
+	if (bench_want("floor.pingpong_spin"))
+		floor_pingpong("floor.pingpong_spin", 20000, bench_iters(2000000, 1000), 2.5);
+	if (bench_want("floor.pingpong_futex"))
+		floor_pingpong("floor.pingpong_futex", 0, bench_iters(80000, 200), 2.5);
+	if (bench_want("floor.pipe"))
+		floor_pipe(bench_iters(80000, 200), 2.0);
+	if (bench_want("floor.unix"))
+		floor_unix(bench_iters(80000, 200), 2.0);
+	if (bench_want("floor.ring"))
+		floor_ring(bench_iters(120000000, 100000), 3.0);
 	return bench_failures ? 1 : 0;
 }

@@ -6,6 +6,9 @@
 #   BUILD=build bench/run.sh      (what `make bench` does)
 #   BENCH_SCALE=0.1 make bench    quick run: iteration counts and time caps x 0.1
 #   BENCH_STORE=shm make bench    use a "/name" shm store instead of an anonymous one
+#   BENCH_ONLY=rtt.spin_,floor    only the scenarios whose names start so
+#   BENCH_PIN=0                   leave CPU placement to the scheduler
+#   BENCH_TIMEOUT=600             seconds each program may run
 #
 # Every JSON line goes to stdout and to $BUILD/bench/results.jsonl (a first
 # "meta" line says where and when). The targets are figures, not tests: a
@@ -41,7 +44,8 @@ except OSError:
     pass
 print(json.dumps({"scenario": "meta", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-                  "cpu": cpu, "bench_scale": sys.argv[1], "bench_store": sys.argv[2]}))
+                  "cpu": cpu, "loadavg_1m": os.getloadavg()[0],
+                  "bench_scale": sys.argv[1], "bench_store": sys.argv[2]}, separators=(",", ":")))
 EOF
 cat "$out"
 
@@ -103,6 +107,20 @@ for label, num, den, cmp, target in targets:
     r = a / b
     ok = r <= target if cmp == "<=" else r >= target
     print("  %-*s  %8.2f  (target %s %g)  %s   [%.0f / %.0f]" % (w, label, r, cmp, target, "met" if ok else "missed", a, b))
+
+# A "nospin" round trip below the futex ping-pong cannot have slept on a
+# futex in both directions: whatever it measured, it was not that.
+a, b = get("rtt.xproc_nospin", "p50_ns"), get("floor.pingpong_futex", "p50_ns")
+if a is not None and b and a < 0.5 * b:
+    print("  note: rtt.xproc_nospin p50 (%.0f ns) is under half the futex floor (%.0f ns): with spin 0 the"
+          % (a, b))
+    print("        library still did not sleep on most hand-offs, so that ratio does not measure a wake-up")
+
+meta = res.get("meta", {})
+cpus = meta.get("cpus") or 1
+if meta.get("loadavg_1m", 0) > 0.5 * cpus:
+    print("  note: load average was %.2f on %d CPUs when the run started; other work skews every figure"
+          % (meta["loadavg_1m"], cpus))
 
 def fmt_ns(v):
     return "%.2f us" % (v / 1000.0)

@@ -31,6 +31,7 @@
 
 #define MAX_WORKER_QUEUES 32
 #define MAX_WORKER_THREADS 1024
+#define MAX_PREFETCH 64
 
 struct handler {
 	taskring_handler_fn fn;
@@ -56,6 +57,9 @@ struct thread_slot {
 	pthread_t tid;
 	struct taskring_job current; /* written before busy is set */
 	_Atomic int busy;
+	/* Claimed by this thread and not run yet (prefetch > 1). */
+	uint32_t claimed[MAX_PREFETCH];
+	uint32_t claimed_q, nclaimed, next;
 };
 
 struct taskring_worker {
@@ -64,10 +68,12 @@ struct taskring_worker {
 	uint32_t qidx[MAX_WORKER_QUEUES];
 	uint32_t bits;
 	uint32_t nthreads;
+	uint32_t prefetch;
 	int64_t spin_ns;
 	struct handler *handlers; /* indexed by task */
 	struct thread_slot *threads;
 	_Atomic int stopping;
+	_Atomic int drain_expired; /* stop() gave up waiting: cancel the rest */
 	int started;
 	int joined;
 	/* Jobs being run by this worker; a process-private futex word that
@@ -82,6 +88,7 @@ void taskring_worker_opts_init(struct taskring_worker_opts *o)
 		memset(o, 0, sizeof(*o));
 		o->abi = TASKRING_WORKER_OPTS_ABI;
 		o->threads = 1;
+		o->prefetch = 1;
 	}
 }
 
@@ -102,7 +109,7 @@ int taskring_worker_create(struct taskring_store *st, const struct taskring_work
 	for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 		if (opts->reserved[i])
 			return -EINVAL;
-	if (opts->reserved0 || opts->threads < 1 || opts->threads > MAX_WORKER_THREADS)
+	if (opts->threads < 1 || opts->threads > MAX_WORKER_THREADS || opts->prefetch > MAX_PREFETCH)
 		return -EINVAL;
 	const char *const *names = opts->queues ? opts->queues : default_queue;
 	uint32_t nq = opts->queues ? opts->nqueues : 1;
@@ -138,6 +145,7 @@ int taskring_worker_create(struct taskring_store *st, const struct taskring_work
 	w->st = st;
 	w->nq = nq;
 	w->nthreads = opts->threads;
+	w->prefetch = opts->prefetch ? opts->prefetch : 1;
 	w->spin_ns = atomic_load(&st->spin_ns);
 	atomic_fetch_add(&st->nworkers, 1);
 	*out = w;
@@ -256,7 +264,12 @@ int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...)
 
 /* ---- claiming and sleeping ------------------------------------------------- */
 
-static uint32_t try_claim(struct taskring_worker *w, uint32_t *qout)
+/*
+ * Claim up to @max jobs from the first of the worker's queues that has one,
+ * under one acquisition of its lock. Returns how many (0: none), with the
+ * slots in @out and the queue in *@qout.
+ */
+static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out, uint32_t *qout)
 {
 	struct taskring_store *st = w->st;
 	int64_t now = -1;
@@ -277,18 +290,20 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t *qout)
 		}
 		if (tr__lock(&q->q_lock, st, (int)qi))
 			continue;
-		uint32_t idx = tr__queue_pop_locked(st, q, now);
+		uint32_t n = 0;
+		while (n < max && (out[n] = tr__queue_pop_locked(st, q, now)) != TR_NIL)
+			n++;
 		uint32_t left = atomic_load_explicit(&q->q_ready, memory_order_relaxed);
 		tr__unlock(&q->q_lock);
-		if (idx != TR_NIL) {
+		if (n) {
 			/* More work and someone asleep: pass the wake-up on. */
 			if (left)
 				tr__queue_notify(st, qi, 1);
 			*qout = qi;
-			return idx;
+			return n;
 		}
 	}
-	return TR_NIL;
+	return 0;
 }
 
 /* Is there anything for us right now (read-only check)? */
@@ -544,7 +559,11 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 			c.payload = NULL;
 	}
 	c.len = len;
-	if (task >= st->ntasks || !w->handlers[task].fn) {
+	if (c.state & TR_ST_CANCEL) {
+		/* Cancelled between claim and start (a prefetched job, or a
+		 * drain that ran out of time): never started. */
+		outcome = TASKRING_CANCEL;
+	} else if (task >= st->ntasks || !w->handlers[task].fn) {
 		taskring_ctx_error(&c, "no handler for task '%.63s' in worker process %d",
 				   task < st->ntasks ? st->tasks[task] : "?", (int)tr__pid());
 		outcome = TASKRING_RETRY;
@@ -559,22 +578,56 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 		atomic_store_explicit(&ts->busy, 0, memory_order_relaxed);
 }
 
-/* Claim and run one job, waiting until @deadline. 1 ran, 0 none. */
+/* A job claimed by this worker has ended (whatever the outcome). */
+static void job_done(struct taskring_worker *w)
+{
+	/* Seq_cst: pairs with stop(), which sets drain_waiting and then reads
+	 * running; one of us sees the other. */
+	if (atomic_fetch_sub_explicit(&w->running, 1, memory_order_seq_cst) == 1 &&
+	    atomic_load_explicit(&w->drain_waiting, memory_order_seq_cst))
+		syscall(SYS_futex, &w->running, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* Ask for the cancel of a claimed job that has not started. */
+static void cancel_claimed(struct taskring_store *st, uint32_t idx)
+{
+	struct tr_slot *s = &st->slots[idx];
+	atomic_fetch_or_explicit(&s->s_state, TR_ST_CANCEL, memory_order_acq_rel);
+}
+
+/*
+ * Run one job: the next one this thread claimed earlier, or a new claim
+ * (waiting until @deadline for one). Returns 1 when a job ran, 0 when none.
+ * Claimed jobs are run even while stopping: they are running already.
+ */
 static int serve_one(struct taskring_worker *w, struct thread_slot *ts, int64_t deadline)
 {
+	uint32_t one, qi;
+
 	for (;;) {
+		if (ts && ts->next < ts->nclaimed) {
+			uint32_t idx = ts->claimed[ts->next++];
+			if (atomic_load_explicit(&w->drain_expired, memory_order_relaxed))
+				cancel_claimed(w->st, idx);
+			run_job(w, ts, idx, ts->claimed_q);
+			job_done(w);
+			return 1;
+		}
 		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
 			return 0;
-		uint32_t qi;
-		uint32_t idx = try_claim(w, &qi);
-		if (idx != TR_NIL) {
-			atomic_fetch_add_explicit(&w->running, 1, memory_order_relaxed);
-			run_job(w, ts, idx, qi);
-			/* Seq_cst: pairs with stop(), which sets drain_waiting and
-			 * then reads running; one of us sees the other. */
-			if (atomic_fetch_sub_explicit(&w->running, 1, memory_order_seq_cst) == 1 &&
-			    atomic_load_explicit(&w->drain_waiting, memory_order_seq_cst))
-				syscall(SYS_futex, &w->running, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+		uint32_t max = ts ? w->prefetch : 1;
+		uint32_t *out = ts ? ts->claimed : &one;
+		uint32_t n = try_claim(w, max, out, &qi);
+		if (n) {
+			atomic_fetch_add_explicit(&w->running, n, memory_order_relaxed);
+			if (ts) {
+				ts->claimed_q = qi;
+				ts->nclaimed = n;
+				ts->next = 0;
+				continue;
+			}
+			run_job(w, NULL, one, qi);
+			job_done(w);
 			return 1;
 		}
 		if (deadline == 0)
@@ -596,8 +649,8 @@ int taskring_worker_run_one(struct taskring_worker *w, int64_t timeout_ns)
 static void *thread_main(void *arg)
 {
 	struct thread_slot *ts = arg;
-	while (!atomic_load_explicit(&ts->w->stopping, memory_order_relaxed))
-		serve_one(ts->w, ts, -1);
+	while (serve_one(ts->w, ts, -1) || !atomic_load_explicit(&ts->w->stopping, memory_order_relaxed))
+		;
 	return NULL;
 }
 
@@ -651,7 +704,9 @@ int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 	}
 	atomic_store_explicit(&w->drain_waiting, 0, memory_order_relaxed);
 	if (rc) {
-		/* Stopping: no thread claims again, so current is stable. */
+		/* Stopping: no thread claims again, so current is stable; jobs
+		 * claimed and not started are cancelled by their thread. */
+		atomic_store_explicit(&w->drain_expired, 1, memory_order_relaxed);
 		for (uint32_t i = 0; i < w->nthreads; i++)
 			if (atomic_load_explicit(&w->threads[i].busy, memory_order_acquire))
 				taskring_job_cancel(&w->threads[i].current);

@@ -17,6 +17,8 @@
 #include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "internal.h"
 
@@ -42,11 +44,29 @@ static void shm_file(const char *name, char *out, size_t cap)
 	snprintf(out, cap, "/dev/shm/%s", name + 1);
 }
 
+/* Every temporary directory made, removed at exit even if a test failed
+ * half-way (a failed assert leaves the test without running its cleanup). */
+static char made_dirs[64][32];
+static int nmade;
+
+static void remove_made_dirs(void)
+{
+	for (int i = 0; i < nmade; i++) {
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%.31s'", made_dirs[i]);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", made_dirs[i]);
+	}
+	nmade = 0;
+}
+
 static char *make_tmpdir(void)
 {
 	char *d = strdup("/tmp/taskring-test-XXXXXX");
 	assert_non_null(d);
 	assert_non_null(mkdtemp(d));
+	if (nmade < 64)
+		snprintf(made_dirs[nmade++], sizeof(made_dirs[0]), "%s", d);
 	return d;
 }
 
@@ -327,7 +347,7 @@ static void test_open_path_custom_sizing(void **state)
 	assert_int_equal(info2.queues, 5);
 	assert_int_equal(info2.tasks, 9);
 	assert_int_equal(info2.region_bytes, info.region_bytes);
-	assert_int_equal(info2.tasks_used, 2);
+	assert_int_equal(info2.tasks_used, 3);
 	expect_job(st, id, "hello path", TASKRING_PENDING);
 	assert_rc(taskring_store_close(st), 0);
 
@@ -801,6 +821,12 @@ static void test_truncated_and_inconsistent(void **state)
 
 	/* Truncated to half, to its header page, one page short, and grown:
 	 * the header is intact but the size disagrees with it. */
+	unsigned char *saved = malloc((size_t)full);
+	assert_non_null(saved);
+	int sfd = open(path, O_RDONLY);
+	assert_true(sfd >= 0);
+	assert_int_equal(pread(sfd, saved, (size_t)full, 0), (ssize_t)full);
+	close(sfd);
 	off_t sizes[] = {full / 2, 4096, full - 4096, full + 4096};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		assert_int_equal(truncate(path, sizes[i]), 0);
@@ -808,8 +834,11 @@ static void test_truncated_and_inconsistent(void **state)
 		open_fails(path, &o, TASKRING_ECORRUPT);
 		assert_int_equal(file_size(path), sizes[i]); /* never resized */
 	}
-	assert_int_equal(truncate(path, full), 0);
+	/* Put the bytes back (truncation zero-filled the tail). */
+	write_file(path, saved, (size_t)full);
+	free(saved);
 	st = open_ok(path, NULL);
+	expect_job(st, id, "whole", TASKRING_PENDING);
 	assert_rc(taskring_store_close(st), 0);
 
 	/* Header fields that disagree with the layout or the file. */
@@ -953,6 +982,44 @@ static void test_not_regular_file(void **state)
 
 #define NOPENERS 6
 
+/*
+ * Wait for @n children, each of which must exit 0, for at most @secs in
+ * all; children still running then are killed and the test fails (a hang in
+ * one child must not hang the whole program).
+ */
+static void wait_children(pid_t *pids, int n, int secs, const char *what)
+{
+	int64_t end = tu_now_ns() + (int64_t)secs * SEC;
+	int left = n, bad = -1, badrc = 0;
+	int done[64] = {0};
+	while (left > 0 && tu_now_ns() < end) {
+		for (int i = 0; i < n; i++) {
+			int st;
+			if (done[i] || waitpid(pids[i], &st, WNOHANG) != pids[i])
+				continue;
+			done[i] = 1;
+			left--;
+			int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+			if (rc != 0 && bad < 0) {
+				bad = i;
+				badrc = rc;
+			}
+		}
+		usleep(1000);
+	}
+	int hung = left;
+	for (int i = 0; i < n; i++) {
+		if (!done[i]) {
+			kill(pids[i], SIGKILL);
+			tu_wait_child(pids[i]);
+		}
+	}
+	if (hung)
+		fail_msg("%d of %d %s children did not finish within %d s (killed)", hung, n, what, secs);
+	if (bad >= 0)
+		fail_msg("%s %d exited %d", what, bad, badrc);
+}
+
 static int opener_child(const char *name, int gate, int idx)
 {
 	char c;
@@ -1023,11 +1090,7 @@ static void run_openers(const char *name)
 	close(gate[0]);
 	usleep(20000); /* let them all reach read() */
 	close(gate[1]);
-	for (int i = 0; i < NOPENERS; i++) {
-		int rc = tu_wait_child(pids[i]);
-		if (rc != 0)
-			fail_msg("opener %d exited %d", i, rc);
-	}
+	wait_children(pids, NOPENERS, 30, "opener");
 }
 
 static void test_concurrent_first_openers_shm(void **state)
@@ -1078,6 +1141,96 @@ static void test_concurrent_first_openers_path(void **state)
 		rm_rf(dir);
 		free(dir);
 	}
+}
+
+/*
+ * Two threads declare the same new task and queue names at the same time.
+ * Whoever loses the race must find the winner's entry and leave the store's
+ * structural lock free: afterwards both can go on declaring.
+ */
+struct declarer {
+	struct taskring_store *st;
+	pthread_barrier_t *bar;
+	int n;
+	atomic_int progress;
+	int rc;
+	atomic_int done;
+};
+
+static void *declarer_main(void *arg)
+{
+	struct declarer *d = arg;
+	char nm[32];
+	pthread_barrier_wait(d->bar);
+	for (int i = 0; i < d->n; i++) {
+		snprintf(nm, sizeof(nm), "task-%d", i);
+		int rc = taskring_task_declare(d->st, nm);
+		if (rc) {
+			d->rc = rc;
+			break;
+		}
+		if (i < 60) {
+			snprintf(nm, sizeof(nm), "queue-%d", i);
+			rc = taskring_queue_pause(d->st, nm);
+			if (rc) {
+				d->rc = rc;
+				break;
+			}
+		}
+		atomic_store(&d->progress, i + 1);
+	}
+	atomic_store(&d->done, 1);
+	return NULL;
+}
+
+static void test_concurrent_declare_same_names(void **state)
+{
+	const char *name = tu_shm_name();
+	struct taskring_store_opts o = small_opts();
+	o.tasks = TASKRING_MAX_TASKS;
+	o.queues = TASKRING_MAX_QUEUES;
+	struct taskring_store *st = open_ok(name, &o);
+	/* On the heap: if the threads hang they keep using these after the
+	 * test has failed and returned. */
+	pthread_barrier_t *bar = malloc(sizeof(*bar));
+	assert_non_null(bar);
+	pthread_barrier_init(bar, NULL, 2);
+	int n = tu_sanitized() ? 1000 : 4000;
+	struct declarer *d = calloc(2, sizeof(*d));
+	assert_non_null(d);
+	pthread_t th[2];
+	for (int k = 0; k < 2; k++) {
+		d[k].st = st;
+		d[k].bar = bar;
+		d[k].n = n;
+		assert_int_equal(pthread_create(&th[k], NULL, declarer_main, &d[k]), 0);
+	}
+	int64_t end = tu_now_ns() + 15 * SEC;
+	while ((!atomic_load(&d[0].done) || !atomic_load(&d[1].done)) && tu_now_ns() < end)
+		usleep(1000);
+	if (!atomic_load(&d[0].done) || !atomic_load(&d[1].done)) {
+		/* Leave the store mapped and the threads blocked: nothing else
+		 * can be done for them. */
+		pthread_detach(th[0]);
+		pthread_detach(th[1]);
+		fail_msg("concurrent declares hung after %d and %d names (structural lock left held?)",
+			 atomic_load(&d[0].progress), atomic_load(&d[1].progress));
+	}
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	pthread_barrier_destroy(bar);
+	free(bar);
+	int rc0 = d[0].rc, rc1 = d[1].rc;
+	free(d);
+	assert_rc(rc0, 0);
+	assert_rc(rc1, 0);
+	struct taskring_store_info info;
+	assert_rc(taskring_store_info(st, &info), 0);
+	assert_int_equal(info.tasks_used, (uint32_t)n);
+	/* The lock is free: one more of each works, from this thread. */
+	assert_rc(taskring_task_declare(st, "after"), 0);
+	assert_rc(taskring_store_close(st), 0);
+	assert_rc(taskring_store_unlink(name), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1196,7 +1349,8 @@ static void test_strerror(void **state)
 
 int main(void)
 {
-	tu_alarm(120);
+	tu_alarm(tu_sanitized() ? 280 : 120);
+	atexit(remove_made_dirs);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_shm_defaults),
 		cmocka_unit_test(test_open_shm_zeroed_opts_creates_defaults),
@@ -1215,8 +1369,13 @@ int main(void)
 		cmocka_unit_test(test_not_regular_file),
 		cmocka_unit_test(test_concurrent_first_openers_shm),
 		cmocka_unit_test(test_concurrent_first_openers_path),
+		cmocka_unit_test(test_concurrent_declare_same_names),
 		cmocka_unit_test(test_unlink_then_open_is_fresh),
 		cmocka_unit_test(test_strerror),
 	};
+	if (getenv("TR_TEST_FILTER")) /* run only the tests matching this pattern */
+		cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
+	if (getenv("TR_TEST_SKIP")) /* skip the tests matching this pattern */
+		cmocka_set_skip_filter(getenv("TR_TEST_SKIP"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
