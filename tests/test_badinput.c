@@ -714,7 +714,7 @@ static void test_bad_worker_opts(void **state)
 		case 3: wo.queues = qs; wo.nqueues = 33; break;
 		case 4: wo.queues = withnull; wo.nqueues = 2; break;
 		case 5: wo.queues = toolong; wo.nqueues = 2; want = -ENAMETOOLONG; break;
-		case 6: wo.reserved0 = 1; break;
+		case 6: wo.prefetch = 65; break;
 		case 7: wo.reserved[0] = 1; break;
 		case 8: wo.reserved[5] = 1; break;
 		default: wo.threads = UINT32_MAX; break;

@@ -2518,6 +2518,100 @@ static void test_stats(void **state)
 	assert_int_equal(stats(st, "r").cancelled, 1);
 }
 
+
+/* ---- prefetch ---------------------------------------------------------- */
+
+static _Atomic int pf_gate, pf_ran[8];
+
+/* Job 0 waits at the gate so that the others sit claimed behind it. */
+static int pf_handler(struct taskring_ctx *ctx, void *arg)
+{
+	size_t len;
+	const int *p = taskring_ctx_payload(ctx, &len);
+	(void)arg;
+	if (*p == 0)
+		while (!atomic_load(&pf_gate))
+			sleep_ms(1);
+	atomic_fetch_add(&pf_ran[*p], 1);
+	return TASKRING_OK;
+}
+
+static void test_prefetch_claims_and_cancel(void **state)
+{
+	struct fx *f = *state;
+	struct taskring_store *st = fx_open(f, 64, 4096, 1u << 20);
+	struct taskring_worker_opts wo;
+	struct taskring_job jobs[5];
+
+	assert_rc(taskring_task_declare(st, "pf"), 0);
+	for (int i = 0; i < 5; i++)
+		assert_rc(taskring_enqueue(st, "pf", &i, sizeof(i), NULL, &jobs[i]), 0);
+	atomic_store(&pf_gate, 0);
+	for (int i = 0; i < 8; i++)
+		atomic_store(&pf_ran[i], 0);
+	taskring_worker_opts_init(&wo);
+	wo.prefetch = 8;
+	assert_rc(taskring_worker_create(st, &wo, &f->w), 0);
+	assert_rc(taskring_worker_register(f->w, "pf", pf_handler, NULL), 0);
+	assert_rc(taskring_worker_start(f->w), 0);
+	/* One claim takes all five: they are all running while job 0 waits. */
+	for (int tries = 0; taskring_job_status(&jobs[4]) != TASKRING_RUNNING; tries++) {
+		assert_true(tries < 5000);
+		sleep_ms(1);
+	}
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(taskring_job_status(&jobs[i]), TASKRING_RUNNING);
+	/* A claimed job that has not started: the cancel request ends it
+	 * without running its handler. */
+	assert_int_equal(taskring_job_cancel(&jobs[2]), 1);
+	atomic_store(&pf_gate, 1);
+	for (int i = 0; i < 5; i++) {
+		int rc = taskring_job_result(&jobs[i], 10 * SEC, NULL, 0, NULL);
+		assert_rc(rc, i == 2 ? -ECANCELED : 0);
+	}
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(atomic_load(&pf_ran[i]), i == 2 ? 0 : 1);
+	struct taskring_job_info in;
+	assert_rc(taskring_job_info(&jobs[2], &in), 0);
+	assert_int_equal(in.cancel_requested, 1);
+}
+
+/* A stop whose drain time runs out cancels the claimed jobs not started. */
+static void test_prefetch_stop_cancels_unstarted(void **state)
+{
+	struct fx *f = *state;
+	struct taskring_store *st = fx_open(f, 64, 4096, 1u << 20);
+	struct taskring_worker_opts wo;
+	struct taskring_job jobs[4];
+
+	assert_rc(taskring_task_declare(st, "pf"), 0);
+	for (int i = 0; i < 4; i++)
+		assert_rc(taskring_enqueue(st, "pf", &i, sizeof(i), NULL, &jobs[i]), 0);
+	atomic_store(&pf_gate, 0);
+	for (int i = 0; i < 8; i++)
+		atomic_store(&pf_ran[i], 0);
+	taskring_worker_opts_init(&wo);
+	wo.prefetch = 4;
+	assert_rc(taskring_worker_create(st, &wo, &f->w), 0);
+	assert_rc(taskring_worker_register(f->w, "pf", pf_handler, NULL), 0);
+	assert_rc(taskring_worker_start(f->w), 0);
+	for (int tries = 0; taskring_job_status(&jobs[3]) != TASKRING_RUNNING; tries++) {
+		assert_true(tries < 5000);
+		sleep_ms(1);
+	}
+	/* Job 0 ignores cancel and waits at the gate: the drain runs out. */
+	assert_rc(taskring_worker_stop(f->w, 50 * MS), -ETIMEDOUT);
+	atomic_store(&pf_gate, 1);
+	assert_rc(taskring_worker_destroy(f->w), 0);
+	f->w = NULL;
+	/* Job 0 finished (it was running); 1-3 were cancelled unstarted. */
+	assert_int_equal(taskring_job_status(&jobs[0]), TASKRING_COMPLETE);
+	for (int i = 1; i < 4; i++) {
+		assert_int_equal(taskring_job_status(&jobs[i]), TASKRING_CANCELLED);
+		assert_int_equal(atomic_load(&pf_ran[i]), 0);
+	}
+}
+
 int main(void)
 {
 	tu_alarm(tu_sanitized() ? 280 : 120);
@@ -2539,6 +2633,8 @@ int main(void)
 		T(test_delay_and_eta),
 		T(test_delay_wakes_sleeping_worker_thread),
 		T(test_pause_resume),
+		T(test_prefetch_claims_and_cancel),
+		T(test_prefetch_stop_cancels_unstarted),
 		T(test_queues_in_list_order),
 		T(test_result_timeout_nobufs_wait),
 		T(test_slot_recycling),
