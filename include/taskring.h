@@ -303,8 +303,9 @@ struct taskring_enqueue_opts {
 	int64_t eta_ns;            /* or at this absolute time; 0 = none; not
 				      both with delay_ns */
 	int64_t timeout_ns;        /* per-attempt limit; default 300 s; > 0 */
-	int64_t result_ttl_ns;     /* keep a terminal job at most this long;
-				      0 (default) = until its slot is needed */
+	int64_t result_ttl_ns;     /* keep a job at most this long after it
+				      ends (counted from completed_at); 0
+				      (default) = until its slot is needed */
 	int64_t backoff_base_ns;   /* retry backoff: uniform(0, min(cap, base *
 				      2^retry_count)); default 1 s */
 	int64_t backoff_cap_ns;    /* default 300 s; >= base */
@@ -340,14 +341,17 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * spinning. Does not block unless TASKRING_ENQ_BLOCK is set and the store is
  * full.
  *
- * Errors: -EINVAL (NULL store or task, @payload NULL with @len > 0, a bad
- * option value: negative delay/eta/ttl/backoff, timeout <= 0, max_retries out
- * of range, both delay and eta, cap < base, bad retry_delays, bad queue name,
- * non-zero reserved fields), -ENAMETOOLONG (task or queue name too long),
+ * Errors: -EINVAL (NULL store or task, an empty or non-printable task or
+ * queue name, @payload NULL with @len > 0, a bad option value: negative
+ * delay/eta/ttl/backoff, timeout <= 0, max_retries out of range, both delay
+ * and eta, cap < base, bad retry_delays, non-zero reserved fields, a
+ * block_timeout_ns below -1), -ENAMETOOLONG (task or queue name too long),
  * TASKRING_EOPTS (opts not initialised), TASKRING_ENOTASK, -EMSGSIZE (payload
  * or metadata too large), -EAGAIN (every slot holds a pending or running job,
  * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
- * set and no room appeared in time), -ENOSPC (queue table full).
+ * set and no room appeared in time; at once when block_timeout_ns is 0),
+ * -ENOSPC (queue table full). The queue is created by the first enqueue
+ * that names it.
  */
 TASKRING_API int taskring_enqueue(struct taskring_store *store, const char *task, const void *payload,
 				  size_t len, const struct taskring_enqueue_opts *opts,
@@ -462,10 +466,14 @@ TASKRING_API int taskring_job_payload(const struct taskring_job *job, void *buf,
  * taskring_job_to_json - the job as one JSON object.
  * Keys as taskito's to_dict(): id, queue, task_name, status (text), priority,
  * progress (null if none), retry_count, max_retries, created_at,
- * scheduled_at, started_at, completed_at (integers, ms since the epoch, or
- * null), error (newest message or null), timeout_ms, unique_key (null in this
- * release), metadata (the text, or null), plus dependencies and dependents
- * (arrays of ids; empty in this release) and errors (the history).
+ * scheduled_at, started_at, completed_at (integers, whole milliseconds since
+ * the epoch, rounded down, or null; completed_at is set for every terminal
+ * state, dead and cancelled included), error (newest message or null),
+ * timeout_ms, unique_key (null in this release), metadata (the text as a JSON
+ * string, or null), plus dependencies and dependents (arrays of ids; empty in
+ * this release) and errors (the history: objects with id, job_id, attempt,
+ * error and failed_at as ISO 8601 UTC text). Bytes outside printable ASCII
+ * are written as \u00XX escapes, so the output is always valid JSON.
  * Writes at most @cap bytes including the NUL and returns the length the
  * whole text needs, like snprintf(). Errors: -EINVAL, -ENOENT.
  */
@@ -522,7 +530,8 @@ TASKRING_API int taskring_job_retry_dead(const struct taskring_job *job, struct 
  * @cursor: IN/OUT: start at 0; the call advances it. Each slot is visited once
  *          per pass, so a pass terminates even while the store is busy.
  * @jobp: OUT: the next matching job.
- * Returns 1 when a job was found, 0 at the end. Errors: -EINVAL.
+ * Returns 1 when a job was found, 0 at the end (at once for a queue that does
+ * not exist). Errors: -EINVAL (NULL argument, bits above the six statuses).
  */
 TASKRING_API int taskring_job_next(struct taskring_store *store, uint32_t status_mask, const char *queue,
 				   uint64_t *cursor, struct taskring_job *jobp);
@@ -583,7 +592,8 @@ TASKRING_API int taskring_ctx_cancel_requested(struct taskring_ctx *ctx);
  * store's max_payload), -EINVAL.
  */
 TASKRING_API int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len);
-/* Set the error message for a failing return (cut to TASKRING_ERROR_MAX). */
+/* Set the error message for a failing return (cut to TASKRING_ERROR_MAX).
+ * Errors: -EINVAL (NULL ctx or fmt). */
 TASKRING_API int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...) TASKRING_PRINTF(2, 3);
 
 #define TASKRING_WORKER_OPTS_ABI 0x7e520001u
@@ -638,7 +648,8 @@ TASKRING_API int taskring_worker_register(struct taskring_worker *worker, const 
 
 /*
  * taskring_worker_start - start the worker's threads. Returns at once.
- * Errors: -EBUSY (already started), -EAGAIN/-ENOMEM (thread creation).
+ * Errors: -EINVAL (NULL), -EBUSY (already started), -EAGAIN/-ENOMEM (thread
+ * creation).
  */
 TASKRING_API int taskring_worker_start(struct taskring_worker *worker);
 

@@ -282,6 +282,7 @@ TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
 TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
 TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);
 TR_INTERNAL void tr__cpu_relax(void);
+TR_INTERNAL int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (*done)(void *), void *arg);
 
 /* futex.c */
 TR_INTERNAL int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset);

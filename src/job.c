@@ -468,29 +468,31 @@ static void wake_blocked(struct taskring_store *st)
  * sleeps on h_done. Waiting for "a job ended" rather than "a slot is free"
  * also serves a full arena: blocks are reclaimed from terminal jobs.
  */
+struct free_wait {
+	struct taskring_store *st;
+	uint32_t need, done0;
+};
+
+static int free_ready(void *arg)
+{
+	struct free_wait *f = arg;
+	if (f->need)
+		return ring_count(f->st) >= f->need;
+	return atomic_load_explicit(&f->st->hdr->h_done, memory_order_relaxed) != f->done0;
+}
+
 static int wait_free(struct taskring_store *st, int64_t deadline, uint32_t need, uint32_t done0)
 {
 	struct tr_hdr *h = st->hdr;
-	int64_t spin_ns = atomic_load_explicit(&st->spin_ns, memory_order_relaxed);
-	int64_t spin_until = tr__now_mono() + spin_ns;
-	int rc = 0;
+	struct free_wait f = {st, need, done0};
+	int rc;
 
 	/* Look at the shared words only every 16 pauses (~0.3 us): a busy
 	 * worker writes them on every job, and each look pulls their cache
 	 * lines away from it. With @need, h_done is not read at all. */
-	for (int i = 1; spin_ns; i++) {
-		if ((i & 15) == 0 && (need ? ring_count(st) >= need
-					   : atomic_load_explicit(&h->h_done, memory_order_relaxed) != done0))
-			return 0;
-		tr__cpu_relax();
-		if ((i & 63) == 0) {
-			int64_t now = tr__now_mono();
-			if (deadline >= 0 && now >= deadline)
-				return -ETIMEDOUT;
-			if (now >= spin_until)
-				break;
-		}
-	}
+	rc = tr__spin(atomic_load_explicit(&st->spin_ns, memory_order_relaxed), deadline, 15, free_ready, &f);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	atomic_fetch_add_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
 	/* Re-check after registering (store-buffer pattern with the seq_cst
 	 * increment of h_done in tr__slot_finished). */
@@ -1022,6 +1024,19 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 
 /* ---- waiting ----------------------------------------------------------------- */
 
+struct state_wait {
+	struct tr_slot *s;
+	uint32_t tag;
+};
+
+/* Has the job ended, or its slot moved on to another job? */
+static int state_moved(void *arg)
+{
+	struct state_wait *w = arg;
+	uint32_t state = atomic_load_explicit(&w->s->s_state, memory_order_acquire);
+	return TR_TAG(state) != w->tag || TR_TERMINAL(TR_STATUS(state)) || TR_STATUS(state) == TR_ST_FREE;
+}
+
 int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 {
 	uint32_t state;
@@ -1034,24 +1049,16 @@ int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 		return -EINVAL;
 	if (TR_TERMINAL(TR_STATUS(state)))
 		return (int)TR_STATUS(state);
-	int64_t now = tr__now_mono();
-	int64_t deadline = timeout_ns < 0 ? -1 : now + timeout_ns;
-	int64_t spin_until = now + atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed);
+	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
 	uint32_t tag = TR_GEN_TAG(job->gen);
 
 	/* Spin: a hand-off between running CPUs costs a fraction of a
 	 * microsecond, a futex sleep and wake tens of microseconds. */
-	if (timeout_ns != 0 && spin_until > now) {
-		for (int i = 0;; i++) {
-			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			if (TR_TAG(state) != tag)
-				return -ENOENT;
-			if (TR_TERMINAL(TR_STATUS(state)))
-				return ttl_expired(s, state) ? -ENOENT : (int)TR_STATUS(state);
-			tr__cpu_relax();
-			if ((i & 63) == 63 && tr__now_mono() >= spin_until)
-				break;
-		}
+	if (timeout_ns != 0) {
+		struct state_wait sw = {s, tag};
+		if (tr__spin(atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed), deadline, 0, state_moved,
+			     &sw) == -ETIMEDOUT)
+			return -ETIMEDOUT;
 	}
 	for (;;) {
 		state = atomic_load_explicit(&s->s_state, memory_order_acquire);

@@ -52,6 +52,33 @@ int64_t tr__mono_to_real(int64_t mono)
 	return mono + off;
 }
 
+/*
+ * Spin until @done(@arg) returns non-zero, for at most @spin_ns and never
+ * past @deadline (CLOCK_MONOTONIC ns, -1 = none). @done is called every
+ * @mask + 1 pauses (@mask is a power of two minus one): looking at a shared
+ * word pulls its cache line from the writer, so busy words are looked at
+ * less often. The clock is read every 64 pauses. Returns 1 when done, 0 when
+ * the spin time ran out (or is 0), -ETIMEDOUT when the deadline passed.
+ */
+int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (*done)(void *), void *arg)
+{
+	if (spin_ns <= 0)
+		return 0;
+	int64_t until = tr__now_mono() + spin_ns;
+	for (unsigned i = 0;; i++) {
+		if ((i & mask) == 0 && done(arg))
+			return 1;
+		tr__cpu_relax();
+		if ((i & 63) == 63) {
+			int64_t now = tr__now_mono();
+			if (deadline >= 0 && now >= deadline)
+				return -ETIMEDOUT;
+			if (now >= until)
+				return 0;
+		}
+	}
+}
+
 void tr__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

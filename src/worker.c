@@ -325,6 +325,21 @@ static int work_visible(struct taskring_worker *w, int64_t now_real, int64_t *ne
 	return 0;
 }
 
+/* Spin condition: a served queue has a ready job, or the worker stops. */
+static int ready_or_stopping(void *arg)
+{
+	struct taskring_worker *w = arg;
+	if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
+		return 1;
+	for (uint32_t k = 0; k < w->nq; k++) {
+		struct tr_queue *q = &w->st->queues[w->qidx[k]];
+		if (atomic_load_explicit(&q->q_ready, memory_order_relaxed) &&
+		    !atomic_load_explicit(&q->q_paused, memory_order_relaxed))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * Wait until work may be there, the deadline (mono ns, -1 none) passes, or
  * the worker stops. Returns 0 to try claiming, -ETIMEDOUT, or -ECANCELED.
@@ -333,33 +348,15 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 {
 	struct taskring_store *st = w->st;
 	int64_t next_due;
-	int64_t spin_until = w->spin_ns ? tr__now_mono() + w->spin_ns : 0;
 
-	/* Spin (unless the spin time is 0): re-check the queues' words, then
-	 * the clock every 64 rounds. */
-	for (int i = 1; spin_until; i++) {
-		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
-			return -ECANCELED;
-		for (uint32_t k = 0; k < w->nq; k++) {
-			struct tr_queue *q = &st->queues[w->qidx[k]];
-			if (atomic_load_explicit(&q->q_ready, memory_order_relaxed) &&
-			    !atomic_load_explicit(&q->q_paused, memory_order_relaxed))
-				return 0;
-		}
-		if ((i & 63) == 0) {
-			int64_t now = tr__now_mono();
-			if (deadline >= 0 && now >= deadline)
-				return -ETIMEDOUT;
-			if (now >= spin_until)
-				break;
-		}
-		tr__cpu_relax();
-	}
+	/* Spin (unless the spin time is 0) on the queues' words. */
+	int rc = tr__spin(w->spin_ns, deadline, 0, ready_or_stopping, w);
+	if (rc)
+		return rc < 0 ? rc : (atomic_load_explicit(&w->stopping, memory_order_relaxed) ? -ECANCELED : 0);
 
 	for (uint32_t k = 0; k < w->nq; k++)
 		atomic_fetch_add_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_seq_cst);
 	uint32_t seq = atomic_load_explicit(&st->hdr->h_wake, memory_order_seq_cst);
-	int rc = 0;
 	int64_t now_real = tr__now_real();
 	if (atomic_load_explicit(&w->stopping, memory_order_seq_cst)) {
 		rc = -ECANCELED;
