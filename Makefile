@@ -22,7 +22,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config
+DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config python3 strace
 
 ifeq ($(V),1)
 Q :=

@@ -15,17 +15,6 @@
 
 #include "internal.h"
 
-#define MS 1000000LL
-#define SEC 1000000000LL
-
-#define assert_rc(expr, want)                                                                   \
-	do {                                                                                    \
-		long g_ = (long)(expr), w_ = (long)(want);                                      \
-		if (g_ != w_)                                                                   \
-			fail_msg("%s = %ld (%s), expected %ld (%s)", #expr, g_,                 \
-				 taskring_strerror((int)g_), w_, taskring_strerror((int)w_));   \
-	} while (0)
-
 /* ------------------------------------------------------------------------ */
 /* Fixture                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -33,9 +22,8 @@
 #define MAXP 4096u
 
 struct fx {
-	const char *name;
-	struct taskring_store *st;
-	struct taskring_job job; /* one pending job of task "t" */
+	struct tu_fx fx;          /* name, store; see tu_fx_teardown() */
+	struct taskring_job job;  /* one pending job of task "t" */
 	struct taskring_job done; /* one complete job */
 };
 
@@ -46,55 +34,29 @@ static int h_ok(struct taskring_ctx *ctx, void *arg)
 
 static struct taskring_store *open_store(const char *name, uint32_t queues, uint32_t tasks)
 {
-	struct taskring_store_opts o;
-	struct taskring_store *st = NULL;
-	memset(&o, 0, sizeof(o));
-	o.slots = 64;
-	o.max_payload = MAXP;
-	o.arena_bytes = 1u << 20;
-	o.queues = queues;
-	o.tasks = tasks;
-	assert_rc(taskring_store_open(name, &o, &st), 0);
-	return st;
+	struct taskring_store_opts o = tu_store_opts(64, MAXP, 1u << 20, queues, tasks);
+	return tu_open(name, &o);
 }
 
 static int fx_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -1;
-	f->name = tu_shm_name();
-	*state = f;
-	return 0;
+	return tu_fx_alloc(state, sizeof(struct fx));
 }
 
-static int fx_teardown(void **state)
-{
-	struct fx *f = *state;
-	if (f->st)
-		taskring_store_close(f->st);
-	taskring_store_unlink(f->name);
-	free(f);
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, tu_fx_teardown)
 
 /* A store with task "t" declared, one complete job and one pending job. */
 static struct taskring_store *fx_open(struct fx *f)
 {
-	f->st = open_store(f->name, 8, 16);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(f->st, &wo, &w), 0);
+	f->fx.st = open_store(f->fx.name, 8, 16);
+	struct taskring_worker *w = tu_worker(f->fx.st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "t", h_ok, NULL), 0);
-	assert_rc(taskring_enqueue(f->st, "t", "done", 4, NULL, &f->done), 0);
+	assert_rc(taskring_enqueue(f->fx.st, "t", "done", 4, NULL, &f->done), 0);
 	assert_rc(taskring_worker_run_one(w, 5 * SEC), 1);
 	assert_rc(taskring_worker_destroy(w), 0);
-	assert_rc(taskring_enqueue(f->st, "t", "pending", 7, NULL, &f->job), 0);
+	assert_rc(taskring_enqueue(f->fx.st, "t", "pending", 7, NULL, &f->job), 0);
 	assert_rc(taskring_job_status(&f->done), TASKRING_COMPLETE);
-	return f->st;
+	return f->fx.st;
 }
 
 struct snap {
@@ -125,18 +87,7 @@ static struct snap snap_take(struct taskring_store *st)
 
 static void snap_same(const struct snap *a, const struct snap *b)
 {
-	for (int k = 0; k < TASKRING_STATUS_COUNT; k++)
-		if (a->s.by_status[k] != b->s.by_status[k])
-			fail_msg("by_status[%s] changed: %llu -> %llu", taskring_status_name(k),
-				 (unsigned long long)a->s.by_status[k], (unsigned long long)b->s.by_status[k]);
-	assert_int_equal(a->s.enqueued, b->s.enqueued);
-	assert_int_equal(a->s.started, b->s.started);
-	assert_int_equal(a->s.completed, b->s.completed);
-	assert_int_equal(a->s.failed, b->s.failed);
-	assert_int_equal(a->s.dead, b->s.dead);
-	assert_int_equal(a->s.cancelled, b->s.cancelled);
-	assert_int_equal(a->s.retried, b->s.retried);
-	assert_int_equal(a->s.paused, b->s.paused);
+	tu_assert_stats_same(&a->s, &b->s);
 	assert_int_equal(a->i.queues_used, b->i.queues_used);
 	assert_int_equal(a->i.tasks_used, b->i.tasks_used);
 	assert_int_equal(a->i.arena_used, b->i.arena_used);
@@ -145,13 +96,6 @@ static void snap_same(const struct snap *a, const struct snap *b)
 		assert_string_equal(a->ids[k], b->ids[k]);
 		assert_int_equal(a->status[k], b->status[k]);
 	}
-}
-
-static struct taskring_enqueue_opts eopts(void)
-{
-	struct taskring_enqueue_opts o;
-	taskring_enqueue_opts_init(&o);
-	return o;
 }
 
 /* Enqueue must fail with @want and leave *jobp as it was. */
@@ -209,7 +153,7 @@ static void test_null_store_args(void **state)
 	taskring_worker_opts_init(&wo);
 	struct taskring_enqueue_item it = {.task = "t", .payload = "x", .len = 1};
 
-	assert_rc(taskring_store_open(f->name, NULL, NULL), -EINVAL);
+	assert_rc(taskring_store_open(f->fx.name, NULL, NULL), -EINVAL);
 	assert_rc(taskring_store_open(NULL, NULL, NULL), -EINVAL);
 	assert_rc(taskring_store_close(NULL), -EINVAL);
 	assert_rc(taskring_store_unlink(NULL), -EINVAL);
@@ -264,7 +208,7 @@ static void test_null_store_args(void **state)
 	/* No store was created by the failed opens. */
 	struct stat sb;
 	char path[128];
-	snprintf(path, sizeof(path), "/dev/shm/%s", f->name + 1);
+	snprintf(path, sizeof(path), "/dev/shm/%s", f->fx.name + 1);
 	assert_int_equal(stat(path, &sb), 0); /* the fixture's own */
 	const char *fresh = tu_shm_name();
 	assert_rc(taskring_store_open(fresh, NULL, NULL), -EINVAL);
@@ -390,10 +334,7 @@ static void test_bad_names(void **state)
 	const char *toolong[] = {n64, n200};
 
 	struct snap before = snap_take(st);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	struct snap before_w = snap_take(st);
 
 	for (size_t i = 0; i < ni + 2; i++) {
@@ -416,7 +357,7 @@ static void test_bad_names(void **state)
 			enq_fails(st, nm, "x", 1, NULL, want);
 			batch_fails(st, nm, "x", 1, NULL, want);
 		}
-		struct taskring_enqueue_opts o = eopts();
+		struct taskring_enqueue_opts o = tu_eopts();
 		o.queue = nm;
 		enq_fails(st, "t", "x", 1, &o, want);
 		batch_fails(st, "t", "x", 1, &o, want);
@@ -442,7 +383,7 @@ static void test_bad_names(void **state)
 	assert_rc(taskring_task_declare(st, n63), 0);
 	assert_rc(taskring_queue_pause(st, n63), 0);
 	assert_rc(taskring_queue_resume(st, n63), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.queue = n63;
 	struct taskring_job j;
 	assert_rc(taskring_enqueue(st, n63, "x", 1, &o, &j), 0);
@@ -472,7 +413,7 @@ static void test_unknown_task(void **state)
 	enq_fails(st, "t ", "x", 1, NULL, -EINVAL);
 	batch_fails(st, "never-declared", "x", 1, NULL, TASKRING_ENOTASK);
 	/* Into a new queue: the queue is not created either. */
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.queue = "brand-new-queue";
 	enq_fails(st, "never-declared", "x", 1, &o, TASKRING_ENOTASK);
 	struct snap after = snap_take(st);
@@ -482,10 +423,7 @@ static void test_unknown_task(void **state)
 	/* Declared: works. Registered by a worker: works. */
 	assert_rc(taskring_task_declare(st, "never-declared"), 0);
 	assert_rc(taskring_enqueue(st, "never-declared", "x", 1, NULL, NULL), 0);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "by-worker", h_ok, NULL), 0);
 	assert_rc(taskring_enqueue(st, "by-worker", "x", 1, NULL, NULL), 0);
 	assert_rc(taskring_worker_destroy(w), 0);
@@ -523,7 +461,7 @@ static void test_uninitialised_opts(void **state)
 	memset(&z, 0, sizeof(z));
 	enq_fails(st, "t", "x", 1, &z, TASKRING_EOPTS);
 	batch_fails(st, "t", "x", 1, &z, TASKRING_EOPTS);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.abi = TASKRING_ENQUEUE_OPTS_ABI + 1;
 	enq_fails(st, "t", "x", 1, &o, TASKRING_EOPTS);
 	memset(&o, 0xff, sizeof(o));
@@ -541,7 +479,7 @@ static void test_uninitialised_opts(void **state)
 	snap_same(&before, &after);
 
 	/* The static initialiser and the init function agree and work. */
-	struct taskring_enqueue_opts s = TASKRING_ENQUEUE_OPTS_INIT, d = eopts();
+	struct taskring_enqueue_opts s = TASKRING_ENQUEUE_OPTS_INIT, d = tu_eopts();
 	assert_int_equal(s.abi, d.abi);
 	assert_int_equal(s.max_retries, 3);
 	assert_int_equal(d.max_retries, 3);
@@ -635,7 +573,7 @@ static void test_bad_option_values(void **state)
 	meta_max[TASKRING_METADATA_MAX] = 0;
 	struct snap before = snap_take(st);
 	for (size_t i = 0; i < sizeof(badopts) / sizeof(badopts[0]); i++) {
-		struct taskring_enqueue_opts o = eopts();
+		struct taskring_enqueue_opts o = tu_eopts();
 		badopts[i].set(&o);
 		struct taskring_job j, sentinel;
 		memset(&sentinel, 0xa5, sizeof(sentinel));
@@ -656,30 +594,30 @@ static void test_bad_option_values(void **state)
 	}
 	/* The boundaries that must be accepted. */
 	struct taskring_enqueue_opts o;
-	o = eopts(); o.max_retries = 0; assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.max_retries = TASKRING_MAX_RETRIES_LIMIT; assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.backoff_base_ns = 5 * MS; o.backoff_cap_ns = 5 * MS;
+	o = tu_eopts(); o.max_retries = 0; assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
+	o = tu_eopts(); o.max_retries = TASKRING_MAX_RETRIES_LIMIT; assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
+	o = tu_eopts(); o.backoff_base_ns = 5 * MS; o.backoff_cap_ns = 5 * MS;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.backoff_base_ns = 0; o.backoff_cap_ns = 0;
+	o = tu_eopts(); o.backoff_base_ns = 0; o.backoff_cap_ns = 0;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.retry_delays_ns = good_delays; o.n_retry_delays = TASKRING_MAX_RETRY_DELAYS;
+	o = tu_eopts(); o.retry_delays_ns = good_delays; o.n_retry_delays = TASKRING_MAX_RETRY_DELAYS;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.retry_delays_ns = good_delays; o.n_retry_delays = 1;
+	o = tu_eopts(); o.retry_delays_ns = good_delays; o.n_retry_delays = 1;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.metadata = meta_max;
+	o = tu_eopts(); o.metadata = meta_max;
 	struct taskring_job mj;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, &mj), 0);
-	o = eopts(); o.metadata = "";
+	o = tu_eopts(); o.metadata = "";
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.timeout_ns = 1;
+	o = tu_eopts(); o.timeout_ns = 1;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.priority = INT32_MIN;
+	o = tu_eopts(); o.priority = INT32_MIN;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.eta_ns = 1; /* far in the past */
+	o = tu_eopts(); o.eta_ns = 1; /* far in the past */
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.result_ttl_ns = 1;
+	o = tu_eopts(); o.result_ttl_ns = 1;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
-	o = eopts(); o.delay_ns = 0; o.eta_ns = 0;
+	o = tu_eopts(); o.delay_ns = 0; o.eta_ns = 0;
 	assert_rc(taskring_enqueue(st, "t", "x", 1, &o, NULL), 0);
 	/* The maximal metadata comes back whole in the JSON. */
 	int n = taskring_job_to_json(&mj, NULL, 0);
@@ -746,10 +684,7 @@ static void test_close_with_worker_busy(void **state)
 {
 	struct fx *f = *state;
 	struct taskring_store *st = fx_open(f);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_store_close(st), -EBUSY);
 	/* Still usable. */
 	assert_rc(taskring_worker_register(w, "t", h_ok, NULL), 0);
@@ -757,7 +692,7 @@ static void test_close_with_worker_busy(void **state)
 	assert_rc(taskring_job_status(&f->job), TASKRING_COMPLETE);
 	assert_rc(taskring_worker_destroy(w), 0);
 	assert_rc(taskring_store_close(st), 0);
-	f->st = NULL;
+	f->fx.st = NULL;
 }
 
 static void test_store_open_bad_args(void **state)
@@ -983,10 +918,7 @@ static void test_ctx_bad_values(void **state)
 	struct taskring_store *st = fx_open(f);
 	struct ctxchk c;
 	memset(&c, 0x11, sizeof(c));
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "chk", h_ctxchk, &c), 0);
 	assert_rc(taskring_worker_register(w, "longerr", h_long_error, NULL), 0);
 	assert_rc(taskring_job_cancel(&f->job), 0); /* out of the way */
@@ -1051,10 +983,7 @@ static void test_worker_register_misuse(void **state)
 {
 	struct fx *f = *state;
 	struct taskring_store *st = fx_open(f);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "a", h_ok, NULL), 0);
 	struct snap before = snap_take(st);
 	assert_rc(taskring_worker_register(w, "a", h_ok, NULL), -EEXIST);
@@ -1062,8 +991,7 @@ static void test_worker_register_misuse(void **state)
 	struct snap after = snap_take(st);
 	snap_same(&before, &after);
 	/* Another worker may register the same name. */
-	struct taskring_worker *w2 = NULL;
-	assert_rc(taskring_worker_create(st, &wo, &w2), 0);
+	struct taskring_worker *w2 = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w2, "a", h_ok, NULL), 0);
 	assert_rc(taskring_worker_destroy(w2), 0);
 
@@ -1092,10 +1020,7 @@ static void test_set_spin(void **state)
 	assert_rc(taskring_store_set_spin(st, 20000), 0);
 	/* Spinning off: a waiter still gets its result. */
 	assert_rc(taskring_store_set_spin(st, 0), 0);
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "t", h_ok, NULL), 0);
 	assert_rc(taskring_worker_start(w), 0);
 	char buf[8];
@@ -1108,8 +1033,8 @@ static void test_set_spin(void **state)
 static void test_tables_full(void **state)
 {
 	struct fx *f = *state;
-	f->st = open_store(f->name, 3, 3);
-	struct taskring_store *st = f->st;
+	f->fx.st = open_store(f->fx.name, 3, 3);
+	struct taskring_store *st = f->fx.st;
 	struct taskring_store_info info;
 	assert_rc(taskring_store_info(st, &info), 0);
 	assert_int_equal(info.queues, 3);
@@ -1143,7 +1068,7 @@ static void test_tables_full(void **state)
 	assert_rc(taskring_task_declare(st, "one-more"), -ENOSPC);
 	assert_rc(taskring_queue_pause(st, "one-more"), -ENOSPC);
 	assert_rc(taskring_queue_resume(st, "one-more"), -ENOSPC);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.queue = "one-more";
 	enq_fails(st, "task0", "x", 1, &o, -ENOSPC);
 	enq_fails(st, "one-more", "x", 1, NULL, TASKRING_ENOTASK);
@@ -1211,7 +1136,7 @@ static void test_names_after_store_reopen(void **state)
 		const char *na = tu_shm_name();
 		struct taskring_store *a = open_store(na, 8, 16);
 		const char *tasks[] = {"ta", "tb", "tc", "td", "te"};
-		struct taskring_enqueue_opts o = eopts();
+		struct taskring_enqueue_opts o = tu_eopts();
 		for (int i = 0; i < 5; i++) {
 			assert_rc(taskring_task_declare(a, tasks[i]), 0);
 			char q[16];
@@ -1306,9 +1231,6 @@ int main(void)
 		T(test_names_after_store_reopen),
 		T(test_misc_states),
 	};
-	if (getenv("TR_TEST_FILTER")) /* run only the tests matching this pattern */
-		cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
-	if (getenv("TR_TEST_SKIP")) /* skip the tests matching this pattern */
-		cmocka_set_skip_filter(getenv("TR_TEST_SKIP"));
+	tu_test_filters();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,88 +16,25 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
-#define MS 1000000LL
-#define SEC 1000000000LL
-
-#define assert_rc(expr, want)                                                                   \
-	do {                                                                                    \
-		long g_ = (long)(expr), w_ = (long)(want);                                      \
-		if (g_ != w_)                                                                   \
-			fail_msg("%s = %ld (%s), expected %ld (%s)", #expr, g_,                 \
-				 taskring_strerror((int)g_), w_, taskring_strerror((int)w_));   \
-	} while (0)
-
 /* ------------------------------------------------------------------------ */
 /* Fixture and helpers                                                       */
 /* ------------------------------------------------------------------------ */
 
-struct fx {
-	const char *name;
-	struct taskring_store *st;
-	struct taskring_worker *w;
-};
+/* Every test gets a struct tu_fx (testutil.h): its store name, and the store
+ * and worker the teardown closes. */
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_fx_setup, tu_fx_teardown)
 
-static int fx_setup(void **state)
+static struct taskring_store *fx_open(struct tu_fx *f, uint32_t slots, uint32_t max_payload, uint64_t arena)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -1;
-	f->name = tu_shm_name();
-	*state = f;
-	return 0;
-}
-
-static int fx_teardown(void **state)
-{
-	struct fx *f = *state;
-	if (f->w)
-		taskring_worker_destroy(f->w);
-	if (f->st)
-		taskring_store_close(f->st);
-	taskring_store_unlink(f->name);
-	free(f);
-	return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-
-static struct taskring_store *fx_open(struct fx *f, uint32_t slots, uint32_t max_payload, uint64_t arena)
-{
-	struct taskring_store_opts o;
-	memset(&o, 0, sizeof(o));
-	o.slots = slots;
-	o.max_payload = max_payload;
-	o.arena_bytes = arena;
-	assert_rc(taskring_store_open(f->name, &o, &f->st), 0);
+	struct taskring_store_opts o = tu_store_opts(slots, max_payload, arena, 0, 0);
+	f->st = tu_open(f->name, &o);
 	return f->st;
 }
 
-static struct taskring_worker *make_worker(struct taskring_store *st, const char *const *queues, uint32_t nq,
-					   uint32_t threads)
+static struct taskring_worker *fx_worker(struct tu_fx *f, const char *const *queues, uint32_t nq)
 {
-	struct taskring_worker_opts wo;
-	struct taskring_worker *w = NULL;
-	taskring_worker_opts_init(&wo);
-	wo.threads = threads;
-	if (queues) {
-		wo.queues = queues;
-		wo.nqueues = nq;
-	}
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
-	return w;
-}
-
-static struct taskring_worker *fx_worker(struct fx *f, const char *const *queues, uint32_t nq)
-{
-	f->w = make_worker(f->st, queues, nq, 1);
+	f->w = tu_worker(f->st, queues, nq, 1);
 	return f->w;
-}
-
-static struct taskring_enqueue_opts eopts(void)
-{
-	struct taskring_enqueue_opts o;
-	taskring_enqueue_opts_init(&o);
-	return o;
 }
 
 static int64_t now_real(void)
@@ -105,13 +42,6 @@ static int64_t now_real(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 /* The result of the "echo" task: the payload reversed, each byte inverted
@@ -168,22 +98,6 @@ static struct taskring_queue_stats stats(struct taskring_store *st, const char *
 	struct taskring_queue_stats s;
 	assert_rc(taskring_queue_stats(st, q, &s), 0);
 	return s;
-}
-
-static void assert_stats_same(const struct taskring_queue_stats *a, const struct taskring_queue_stats *b)
-{
-	for (int i = 0; i < TASKRING_STATUS_COUNT; i++)
-		if (a->by_status[i] != b->by_status[i])
-			fail_msg("by_status[%s]: %llu != %llu", taskring_status_name(i),
-				 (unsigned long long)a->by_status[i], (unsigned long long)b->by_status[i]);
-	assert_int_equal(a->enqueued, b->enqueued);
-	assert_int_equal(a->started, b->started);
-	assert_int_equal(a->completed, b->completed);
-	assert_int_equal(a->failed, b->failed);
-	assert_int_equal(a->dead, b->dead);
-	assert_int_equal(a->cancelled, b->cancelled);
-	assert_int_equal(a->retried, b->retried);
-	assert_int_equal(a->paused, b->paused);
 }
 
 static void expect_counts(struct taskring_store *st, const char *q, uint64_t pending, uint64_t running,
@@ -447,14 +361,14 @@ static int h_observe(struct taskring_ctx *ctx, void *arg)
 
 static void test_lifecycle_complete(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct observe ob;
 	memset(&ob, 0, sizeof(ob));
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_observe, &ob), 0);
 
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.priority = 5;
 	o.metadata = "note: \"quoted\" back\\slash\nnewline\ttab";
 	struct taskring_job j;
@@ -598,7 +512,7 @@ static void test_lifecycle_complete(void **state)
 	assert_int_equal(s.completed, 1);
 	assert_int_equal(s.failed + s.dead + s.cancelled + s.retried, 0);
 	struct taskring_queue_stats sd = stats(st, "default");
-	assert_stats_same(&s, &sd);
+	tu_assert_stats_same(&s, &sd);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -607,7 +521,7 @@ static void test_lifecycle_complete(void **state)
 
 static void test_payload_sizes(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint32_t maxp = 256 * 1024;
 	struct taskring_store *st = fx_open(f, 64, maxp, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -681,7 +595,7 @@ static int h_result_len(struct taskring_ctx *ctx, void *arg)
 
 static void test_result_sizes(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint32_t maxp = 128 * 1024;
 	struct taskring_store *st = fx_open(f, 64, maxp, 4u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -770,14 +684,14 @@ static void expect_error_history(const struct taskring_job *j, int n, const char
 
 static void test_retry_then_dead(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct failer fl = {.fail_first = 100, .outcome = TASKRING_RETRY};
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "flaky", h_fail, &fl), 0);
 
 	static const int64_t delays[] = {1 * MS};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 2;
 	o.retry_delays_ns = delays;
 	o.n_retry_delays = 1;
@@ -854,12 +768,12 @@ static void test_retry_then_dead(void **state)
 
 static void test_max_retries_zero_runs_once(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct failer fl = {.fail_first = 100, .outcome = TASKRING_RETRY};
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "flaky", h_fail, &fl), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 0;
 	o.backoff_base_ns = 1 * MS;
 	o.backoff_cap_ns = 1 * MS;
@@ -883,7 +797,7 @@ static void test_max_retries_zero_runs_once(void **state)
 
 static void test_retry_delays_and_backoff(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct failer fl = {.fail_first = 100, .outcome = TASKRING_RETRY};
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -891,7 +805,7 @@ static void test_retry_delays_and_backoff(void **state)
 
 	/* Explicit delays {20 ms, 250 ms}: the last repeats. */
 	static const int64_t delays[] = {20 * MS, 250 * MS};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 3;
 	o.retry_delays_ns = delays;
 	o.n_retry_delays = 2;
@@ -927,7 +841,7 @@ static void test_retry_delays_and_backoff(void **state)
 	/* Jittered backoff: uniform(0, min(cap, base * 2^n)), base 100 ms,
 	 * cap 150 ms: the retry is scheduled within the cap. */
 	atomic_store(&fl.calls, 0);
-	o = eopts();
+	o = tu_eopts();
 	o.max_retries = 3;
 	o.backoff_base_ns = 100 * MS;
 	o.backoff_cap_ns = 150 * MS;
@@ -951,12 +865,12 @@ static void test_retry_delays_and_backoff(void **state)
 
 static void test_permanent_failure(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct failer fl = {.fail_first = 100, .outcome = TASKRING_FAIL};
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "perm", h_fail, &fl), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 5;
 	o.backoff_base_ns = 1 * MS;
 	o.backoff_cap_ns = 1 * MS;
@@ -1002,12 +916,12 @@ static int h_weird(struct taskring_ctx *ctx, void *arg)
 
 static void test_unknown_outcome_is_retry(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "weird", h_weird, NULL), 0);
 	static const int64_t delays[] = {1 * MS};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 1;
 	o.retry_delays_ns = delays;
 	o.n_retry_delays = 1;
@@ -1026,12 +940,12 @@ static void test_unknown_outcome_is_retry(void **state)
  * naming the task. */
 static void test_no_handler_in_worker(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
 	assert_rc(taskring_task_declare(st, "orphan_task"), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 0;
 	struct taskring_job j;
 	assert_rc(taskring_enqueue(st, "orphan_task", "o", 1, &o, &j), 0);
@@ -1044,7 +958,7 @@ static void test_no_handler_in_worker(void **state)
 
 static void test_dead_letters_and_retry_dead(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct failer fl = {.fail_first = 2, .outcome = TASKRING_RETRY};
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -1052,7 +966,7 @@ static void test_dead_letters_and_retry_dead(void **state)
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
 
 	/* Two dead (queue "default"), one complete, one pending. */
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 0;
 	o.priority = 7;
 	o.timeout_ns = 5 * SEC;
@@ -1190,7 +1104,7 @@ static void *waiter_main(void *arg)
 
 static void test_cancel_pending(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
@@ -1203,7 +1117,7 @@ static void test_cancel_pending(void **state)
 	assert_int_equal(pthread_create(&wt.th, NULL, waiter_main, &wt), 0);
 	struct waiter wt2 = {.job = j, .use_wait = 1};
 	assert_int_equal(pthread_create(&wt2.th, NULL, waiter_main, &wt2), 0);
-	sleep_ms(50);
+	tu_sleep_ms(50);
 	assert_rc(taskring_job_cancel(&j), 0);
 	pthread_join(wt.th, NULL);
 	pthread_join(wt2.th, NULL);
@@ -1232,7 +1146,7 @@ static void test_cancel_pending(void **state)
 	assert_int_equal(s.by_status[TASKRING_COMPLETE], 1);
 
 	/* A delayed pending job can be cancelled too, and never runs. */
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.delay_ns = 30 * MS;
 	struct taskring_job dj;
 	assert_rc(taskring_enqueue(st, "echo", "d", 1, &o, &dj), 0);
@@ -1261,31 +1175,28 @@ static int h_cancel_wait(struct taskring_ctx *ctx, void *arg)
 			atomic_store(&c->done, 1);
 			return c->on_cancel;
 		}
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	}
 	atomic_store(&c->done, 1);
 	return TASKRING_OK;
 }
 
+/* Wait (up to 10 s) for a flag that goes from 0 to 1. */
 static void wait_flag(atomic_int *flag)
 {
-	int64_t end = tu_now_ns() + 10 * SEC;
-	while (!atomic_load(flag)) {
-		if (tu_now_ns() > end)
-			fail_msg("flag never set");
-		sleep_ms(1);
-	}
+	if (!tu_wait_int(flag, 1, 10000))
+		fail_msg("flag never set");
 }
 
-static void cancel_running_case(struct fx *f, int on_cancel, int want_status)
+static void cancel_running_case(struct tu_fx *f, int on_cancel, int want_status)
 {
 	struct taskring_store *st = f->st;
 	struct cw c = {.on_cancel = on_cancel};
-	struct taskring_worker *w = make_worker(st, NULL, 0, 1);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "spin", h_cancel_wait, &c), 0);
 	assert_rc(taskring_worker_start(w), 0);
 	static const int64_t delays[] = {1 * MS};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.max_retries = 3;
 	o.retry_delays_ns = delays;
 	o.n_retry_delays = 1;
@@ -1317,7 +1228,7 @@ static void cancel_running_case(struct fx *f, int on_cancel, int want_status)
 
 static void test_cancel_running(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	fx_open(f, 64, 64 * 1024, 8u << 20);
 	/* The handler returns CANCEL: cancelled. */
 	cancel_running_case(f, TASKRING_CANCEL, TASKRING_CANCELLED);
@@ -1386,7 +1297,7 @@ static void rec_free(struct rec *r)
 
 static void test_priorities_static(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 256, 64 * 1024, 8u << 20);
 	struct rec *r = rec_new(256);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -1411,7 +1322,7 @@ static void test_priorities_static(void **state)
 	jobs[n].seq = n;
 	n++;
 	for (int i = 0; i < n; i++) {
-		struct taskring_enqueue_opts o = eopts();
+		struct taskring_enqueue_opts o = tu_eopts();
 		o.priority = jobs[i].prio;
 		assert_rc(taskring_enqueue(st, "rec", &jobs[i], sizeof(jobs[i]), &o, NULL), 0);
 	}
@@ -1434,7 +1345,7 @@ static void test_priorities_static(void **state)
  * priority, the oldest among equals. */
 static void test_priorities_model(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 512, 64 * 1024, 8u << 20);
 	int ops = tu_sanitized() ? 1500 : 5000;
 	struct rec *r = rec_new(ops + 1);
@@ -1454,7 +1365,7 @@ static void test_priorities_model(void **state)
 			int32_t prio = (int32_t)((x >> 16) % 50) * 1000 - 25000;
 			model[nj].prio = prio;
 			model[nj].seq = nj;
-			struct taskring_enqueue_opts o = eopts();
+			struct taskring_enqueue_opts o = tu_eopts();
 			o.priority = prio;
 			assert_rc(taskring_enqueue(st, "rec", &model[nj], sizeof(model[nj]), &o, NULL), 0);
 			alive[nj] = 1;
@@ -1500,7 +1411,7 @@ static void test_priorities_model(void **state)
 
 static void test_delay_and_eta(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct rec *r = rec_new(16);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -1508,7 +1419,7 @@ static void test_delay_and_eta(void **state)
 
 	/* delay 200 ms */
 	struct prio_payload pl = {0, 1};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.delay_ns = 200 * MS;
 	struct taskring_job j;
 	int64_t m0 = tu_now_ns();
@@ -1528,7 +1439,7 @@ static void test_delay_and_eta(void **state)
 	assert_true(in.started_at_ns >= in.scheduled_at_ns);
 
 	/* eta = now + 200 ms */
-	o = eopts();
+	o = tu_eopts();
 	int64_t eta = now_real() + 200 * MS;
 	o.eta_ns = eta;
 	m0 = tu_now_ns();
@@ -1541,7 +1452,7 @@ static void test_delay_and_eta(void **state)
 	assert_true(jinfo(&j).started_at_ns >= eta);
 
 	/* eta in the past: runs at once. */
-	o = eopts();
+	o = tu_eopts();
 	o.eta_ns = now_real() - 1 * SEC;
 	pl.seq = 3;
 	assert_rc(taskring_enqueue(st, "rec", &pl, sizeof(pl), &o, &j), 0);
@@ -1549,7 +1460,7 @@ static void test_delay_and_eta(void **state)
 	assert_rc(taskring_job_status(&j), TASKRING_COMPLETE);
 
 	/* A not-yet-due job of high priority does not hold back a due one. */
-	o = eopts();
+	o = tu_eopts();
 	o.delay_ns = 300 * MS;
 	o.priority = 100;
 	struct taskring_job late, now_j;
@@ -1561,12 +1472,12 @@ static void test_delay_and_eta(void **state)
 	assert_rc(taskring_job_status(&now_j), TASKRING_COMPLETE);
 	assert_rc(taskring_job_status(&late), TASKRING_PENDING);
 	/* Once due, the delayed one joins at its priority: ahead of a low one. */
-	o = eopts();
+	o = tu_eopts();
 	o.priority = -5;
 	struct taskring_job low;
 	pl.seq = 6;
 	assert_rc(taskring_enqueue(st, "rec", &pl, sizeof(pl), &o, &low), 0);
-	sleep_ms(350);
+	tu_sleep_ms(350);
 	assert_rc(taskring_worker_run_one(w, 1 * SEC), 1);
 	assert_rc(taskring_job_status(&late), TASKRING_COMPLETE);
 	assert_rc(taskring_job_status(&low), TASKRING_PENDING);
@@ -1581,13 +1492,13 @@ static void test_delay_and_eta(void **state)
 
 static void test_delay_wakes_sleeping_worker_thread(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
 	assert_rc(taskring_worker_start(w), 0);
-	sleep_ms(20); /* let it go to sleep */
-	struct taskring_enqueue_opts o = eopts();
+	tu_sleep_ms(20); /* let it go to sleep */
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.delay_ns = 150 * MS;
 	struct taskring_job j;
 	assert_rc(taskring_enqueue(st, "echo", "zz", 2, &o, &j), 0);
@@ -1623,7 +1534,7 @@ static int run_one_bounded(struct taskring_worker *w, int64_t timeout, const cha
 	assert_int_equal(pthread_create(&th, NULL, bounded_main, &b), 0);
 	int64_t end = tu_now_ns() + timeout + 10 * SEC;
 	while (!atomic_load(&b.done) && tu_now_ns() < end)
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	if (!atomic_load(&b.done)) {
 		taskring_worker_stop(w, 0);
 		pthread_join(th, NULL);
@@ -1636,7 +1547,7 @@ static int run_one_bounded(struct taskring_worker *w, int64_t timeout, const cha
 
 static void test_pause_resume(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
@@ -1656,12 +1567,12 @@ static void test_pause_resume(void **state)
 
 	/* With a worker thread asleep: paused jobs wait, resume wakes it. */
 	assert_rc(taskring_queue_pause(st, "default"), 0);
-	struct taskring_worker *w2 = make_worker(st, NULL, 0, 1);
+	struct taskring_worker *w2 = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w2, "echo", h_echo, NULL), 0);
 	assert_rc(taskring_worker_start(w2), 0);
 	struct taskring_job k;
 	assert_rc(taskring_enqueue(st, "echo", "q", 1, NULL, &k), 0);
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	assert_rc(taskring_job_status(&k), TASKRING_PENDING);
 	size_t len;
 	char buf[8];
@@ -1673,9 +1584,9 @@ static void test_pause_resume(void **state)
 	/* Pausing one queue does not stop another. */
 	assert_rc(taskring_queue_pause(st, "other"), 0);
 	const char *const qs[] = {"other", "default"};
-	struct taskring_worker *w3 = make_worker(st, qs, 2, 1);
+	struct taskring_worker *w3 = tu_worker(st, qs, 2, 1);
 	assert_rc(taskring_worker_register(w3, "echo", h_echo, NULL), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.queue = "other";
 	struct taskring_job a, b;
 	assert_rc(taskring_enqueue(st, "echo", "a", 1, &o, &a), 0);
@@ -1692,7 +1603,7 @@ static void test_pause_resume(void **state)
 
 static void test_queues_in_list_order(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct rec *r = rec_new(32);
 	const char *const qs[] = {"high", "low"};
@@ -1701,7 +1612,7 @@ static void test_queues_in_list_order(void **state)
 	/* Five in "low" (with a higher priority), then five in "high". */
 	struct prio_payload pl[10];
 	for (int i = 0; i < 10; i++) {
-		struct taskring_enqueue_opts o = eopts();
+		struct taskring_enqueue_opts o = tu_eopts();
 		o.queue = i < 5 ? "low" : "high";
 		o.priority = i < 5 ? 1000 : 0;
 		pl[i].prio = o.priority;
@@ -1714,7 +1625,7 @@ static void test_queues_in_list_order(void **state)
 		assert_rc(taskring_worker_run_one(w, 1 * SEC), 1);
 	/* A new "high" job jumps ahead of the rest of "low". */
 	struct prio_payload extra = {0, 10};
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.queue = "high";
 	assert_rc(taskring_enqueue(st, "rec", &extra, sizeof(extra), &o, NULL), 0);
 	for (int i = 0; i < 6; i++)
@@ -1728,7 +1639,7 @@ static void test_queues_in_list_order(void **state)
 	expect_counts(st, "high", 0, 0, 6, 0, 0, 0);
 	expect_counts(st, "low", 0, 0, 5, 0, 0, 0);
 	/* A worker of the default queue sees none of these. */
-	struct taskring_worker *wd = make_worker(st, NULL, 0, 1);
+	struct taskring_worker *wd = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(wd, "rec", h_record, r), 0);
 	o.queue = "low";
 	assert_rc(taskring_enqueue(st, "rec", &extra, sizeof(extra), &o, NULL), 0);
@@ -1752,7 +1663,7 @@ static int h_big_result(struct taskring_ctx *ctx, void *arg)
 
 static void test_result_timeout_nobufs_wait(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "big", h_big_result, NULL), 0);
@@ -1776,7 +1687,7 @@ static void test_result_timeout_nobufs_wait(void **state)
 	struct waiter wr = {.job = j}, ww = {.job = j, .use_wait = 1};
 	assert_int_equal(pthread_create(&wr.th, NULL, waiter_main, &wr), 0);
 	assert_int_equal(pthread_create(&ww.th, NULL, waiter_main, &ww), 0);
-	sleep_ms(30);
+	tu_sleep_ms(30);
 	assert_rc(taskring_worker_run_one(w, 1 * SEC), 1);
 	pthread_join(wr.th, NULL);
 	pthread_join(ww.th, NULL);
@@ -1827,7 +1738,7 @@ static void expect_gone(const struct taskring_job *j, const char *id)
 
 static void test_slot_recycling(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 16, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
@@ -1896,11 +1807,11 @@ static void test_slot_recycling(void **state)
 
 static void test_result_ttl(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.result_ttl_ns = 50 * MS;
 	struct taskring_job j, keep;
 	char id[TASKRING_ID_LEN + 1];
@@ -1909,7 +1820,7 @@ static void test_result_ttl(void **state)
 	job_id_of(&j, id);
 	assert_int_equal(jinfo(&j).result_ttl_ns, 50 * MS);
 	/* A pending job does not expire by its result ttl. */
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	assert_rc(taskring_job_status(&j), TASKRING_PENDING);
 	assert_rc(taskring_worker_run_one(w, 1 * SEC), 1);
 	assert_rc(taskring_worker_run_one(w, 1 * SEC), 1);
@@ -1919,7 +1830,7 @@ static void test_result_ttl(void **state)
 	int rc = taskring_job_result(&j, 0, buf, sizeof(buf), &len);
 	if (tu_now_ns() - m0 < 40 * MS) /* read within the ttl */
 		assert_rc(rc, 0);
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	expect_gone(&j, id);
 	expect_echo_result(&keep, "keep", 4);
 	/* A cancelled job with a ttl goes away too. */
@@ -1928,7 +1839,7 @@ static void test_result_ttl(void **state)
 	assert_rc(taskring_enqueue(st, "echo", "c", 1, &o, &c), 0);
 	job_id_of(&c, cid);
 	assert_rc(taskring_job_cancel(&c), 0);
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	expect_gone(&c, cid);
 }
 
@@ -1948,7 +1859,7 @@ struct later {
 static void *later_main(void *arg)
 {
 	struct later *l = arg;
-	sleep_ms(l->delay_ms);
+	tu_sleep_ms(l->delay_ms);
 	if (l->cancel)
 		l->rc = taskring_job_cancel(&l->job);
 	else
@@ -1958,7 +1869,7 @@ static void *later_main(void *arg)
 
 static void test_store_full(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 16, 64 * 1024, 8u << 20);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
@@ -1974,7 +1885,7 @@ static void test_store_full(void **state)
 	out = sentinel;
 	assert_rc(taskring_enqueue(st, "echo", "g", 1, NULL, &out), -EAGAIN);
 	assert_memory_equal(&out, &sentinel, sizeof(out));
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.flags = TASKRING_ENQ_BLOCK;
 	o.block_timeout_ns = 0;
 	assert_rc(taskring_enqueue(st, "echo", "g", 1, &o, &out), -ETIMEDOUT);
@@ -1984,7 +1895,7 @@ static void test_store_full(void **state)
 	assert_true(tu_now_ns() - m0 >= 99 * MS);
 	assert_memory_equal(&out, &sentinel, sizeof(out));
 	struct taskring_queue_stats s1 = stats(st, NULL);
-	assert_stats_same(&s0, &s1);
+	tu_assert_stats_same(&s0, &s1);
 	assert_rc(taskring_store_info(st, &i1), 0);
 	assert_int_equal(i1.arena_used, i0.arena_used);
 
@@ -2016,7 +1927,7 @@ static void test_store_full(void **state)
 
 static void test_arena_full(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	/* 256 KiB arena, 64 KiB payloads: the arena fills before the slots. */
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 256 * 1024);
 	assert_rc(taskring_task_declare(st, "t"), 0);
@@ -2034,12 +1945,12 @@ static void test_arena_full(void **state)
 	struct taskring_store_info i0, i1;
 	assert_rc(taskring_store_info(st, &i0), 0);
 	assert_rc(taskring_enqueue(st, "t", big, 64 * 1024, NULL, NULL), -EAGAIN);
-	struct taskring_enqueue_opts o = eopts();
+	struct taskring_enqueue_opts o = tu_eopts();
 	o.flags = TASKRING_ENQ_BLOCK;
 	o.block_timeout_ns = 30 * MS;
 	assert_rc(taskring_enqueue(st, "t", big, 64 * 1024, &o, NULL), -ETIMEDOUT);
 	struct taskring_queue_stats s1 = stats(st, NULL);
-	assert_stats_same(&s0, &s1);
+	tu_assert_stats_same(&s0, &s1);
 	assert_rc(taskring_store_info(st, &i1), 0);
 	assert_int_equal(i1.arena_used, i0.arena_used);
 	assert_int_equal(s1.by_status[TASKRING_PENDING], (uint64_t)ok);
@@ -2054,7 +1965,7 @@ static void test_arena_full(void **state)
 
 static void test_batch(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 2048, 64 * 1024, 16u << 20);
 	struct rec *r = rec_new(2048);
 	struct taskring_worker *w = fx_worker(f, NULL, 0);
@@ -2093,7 +2004,7 @@ static void test_batch(void **state)
 		assert_rc(taskring_job_status(&jobs[i]), TASKRING_COMPLETE);
 
 	/* Per-item options and batch options. */
-	struct taskring_enqueue_opts bo = eopts(), io = eopts();
+	struct taskring_enqueue_opts bo = tu_eopts(), io = tu_eopts();
 	bo.priority = 3;
 	bo.queue = "bq";
 	io.priority = 9;
@@ -2119,7 +2030,7 @@ static void test_batch(void **state)
 
 static void test_batch_all_or_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	const uint32_t maxp = 4096;
 	struct taskring_store *st = fx_open(f, 64, maxp, 1u << 20);
 	assert_rc(taskring_task_declare(st, "t"), 0);
@@ -2133,7 +2044,7 @@ static void test_batch_all_or_nothing(void **state)
 	enum { N = 20 };
 	static char big[5000];
 	struct taskring_enqueue_item items[N];
-	struct taskring_enqueue_opts bad = eopts();
+	struct taskring_enqueue_opts bad = tu_eopts();
 	bad.timeout_ns = 0;
 	struct taskring_job jobs[N], sentinel[N];
 	memset(sentinel, 0xa5, sizeof(sentinel));
@@ -2164,7 +2075,7 @@ static void test_batch_all_or_nothing(void **state)
 				 taskring_strerror(rc), want, taskring_strerror(want));
 		assert_memory_equal(jobs, sentinel, sizeof(jobs));
 		struct taskring_queue_stats s1 = stats(st, NULL);
-		assert_stats_same(&s0, &s1);
+		tu_assert_stats_same(&s0, &s1);
 		struct taskring_store_info i1;
 		assert_rc(taskring_store_info(st, &i1), 0);
 		assert_int_equal(i1.arena_used, i0.arena_used);
@@ -2181,12 +2092,12 @@ static void test_batch_all_or_nothing(void **state)
 		many[i].opts = NULL;
 	}
 	assert_rc(taskring_enqueue_batch(st, many, 62, NULL, NULL), -EAGAIN);
-	struct taskring_enqueue_opts blk = eopts();
+	struct taskring_enqueue_opts blk = tu_eopts();
 	blk.flags = TASKRING_ENQ_BLOCK;
 	blk.block_timeout_ns = 30 * MS;
 	assert_rc(taskring_enqueue_batch(st, many, 62, &blk, NULL), -ETIMEDOUT);
 	struct taskring_queue_stats s2 = stats(st, NULL);
-	assert_stats_same(&s0, &s2);
+	tu_assert_stats_same(&s0, &s2);
 	/* More than the store's slots: -E2BIG. */
 	struct taskring_enqueue_item *huge = calloc(65, sizeof(*huge));
 	for (int i = 0; i < 65; i++) {
@@ -2208,10 +2119,10 @@ static void test_batch_all_or_nothing(void **state)
 
 static void test_worker_threads_many_jobs(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	int n = tu_sanitized() ? 1000 : 10000;
 	struct taskring_store *st = fx_open(f, 16384, 64 * 1024, 8u << 20);
-	struct taskring_worker *w = make_worker(st, NULL, 0, 2);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 2);
 	f->w = w;
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
 	assert_rc(taskring_worker_start(w), 0);
@@ -2240,9 +2151,9 @@ static void test_worker_threads_many_jobs(void **state)
  */
 static void test_counters_visible_with_result(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
-	struct taskring_worker *w = make_worker(st, NULL, 0, 1);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	f->w = w;
 	assert_rc(taskring_worker_register(w, "echo", h_echo, NULL), 0);
 	assert_rc(taskring_worker_start(w), 0);
@@ -2268,16 +2179,16 @@ static int h_sleep(struct taskring_ctx *ctx, void *arg)
 {
 	struct sleeper *s = arg;
 	atomic_store(&s->started, 1);
-	sleep_ms(s->ms);
+	tu_sleep_ms(s->ms);
 	return taskring_ctx_result(ctx, "slept", 5) == 0 ? TASKRING_OK : TASKRING_FAIL;
 }
 
 static void test_stop_drains_running_job(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct sleeper sl = {.ms = 100};
-	struct taskring_worker *w = make_worker(st, NULL, 0, 2);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 2);
 	assert_rc(taskring_worker_register(w, "sleep", h_sleep, &sl), 0);
 	assert_rc(taskring_worker_start(w), 0);
 	struct taskring_job j;
@@ -2289,7 +2200,7 @@ static void test_stop_drains_running_job(void **state)
 	/* Stopped: a new job is not claimed. */
 	struct taskring_job k;
 	assert_rc(taskring_enqueue(st, "sleep", "t", 1, NULL, &k), 0);
-	sleep_ms(50);
+	tu_sleep_ms(50);
 	assert_rc(taskring_job_status(&k), TASKRING_PENDING);
 	assert_rc(taskring_worker_destroy(w), 0);
 	assert_rc(taskring_job_status(&k), TASKRING_PENDING);
@@ -2298,10 +2209,10 @@ static void test_stop_drains_running_job(void **state)
 
 static void test_stop_drain_timeout_cancels(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 64 * 1024, 8u << 20);
 	struct cw c = {.on_cancel = TASKRING_CANCEL};
-	struct taskring_worker *w = make_worker(st, NULL, 0, 1);
+	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "spin", h_cancel_wait, &c), 0);
 	assert_rc(taskring_worker_start(w), 0);
 	struct taskring_job j;
@@ -2354,7 +2265,7 @@ static int cmp_id(const void *a, const void *b)
 
 static void test_ids_and_lookup(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 1024, 64 * 1024, 8u << 20);
 	assert_rc(taskring_task_declare(st, "t"), 0);
 
@@ -2386,7 +2297,7 @@ static void test_ids_and_lookup(void **state)
 	char prev[TASKRING_ID_LEN + 1];
 	strcpy(prev, id);
 	for (int i = 0; i < 10; i++) {
-		sleep_ms(2);
+		tu_sleep_ms(2);
 		struct taskring_job k;
 		char kid[TASKRING_ID_LEN + 1];
 		uint64_t before = (uint64_t)(now_real() / MS);
@@ -2430,7 +2341,7 @@ static void test_ids_and_lookup(void **state)
 
 static void test_stats(void **state)
 {
-	struct fx *f = *state;
+	struct tu_fx *f = *state;
 	struct taskring_store *st = fx_open(f, 128, 64 * 1024, 8u << 20);
 	struct failer dead = {.fail_first = 1000, .outcome = TASKRING_RETRY};
 	struct failer perm = {.fail_first = 1000, .outcome = TASKRING_FAIL};
@@ -2440,14 +2351,14 @@ static void test_stats(void **state)
 	assert_rc(taskring_worker_register(w, "dead", h_fail, &dead), 0);
 	assert_rc(taskring_worker_register(w, "perm", h_fail, &perm), 0);
 
-	struct taskring_enqueue_opts oa = eopts();
+	struct taskring_enqueue_opts oa = tu_eopts();
 	oa.queue = "a";
 	static const int64_t delays[] = {1 * MS};
 	struct taskring_enqueue_opts od = oa;
 	od.max_retries = 2;
 	od.retry_delays_ns = delays;
 	od.n_retry_delays = 1;
-	struct taskring_enqueue_opts ob = eopts();
+	struct taskring_enqueue_opts ob = tu_eopts();
 	ob.queue = "b";
 
 	/* Queue a: 3 complete, 1 failed, 1 dead (3 attempts), 1 cancelled, 2 pending. */
@@ -2500,10 +2411,10 @@ static void test_stats(void **state)
 	/* A running job counts as running. */
 	struct cw cwst = {.on_cancel = TASKRING_CANCEL};
 	const char *const qr[] = {"r"};
-	struct taskring_worker *wr = make_worker(st, qr, 1, 1);
+	struct taskring_worker *wr = tu_worker(st, qr, 1, 1);
 	assert_rc(taskring_worker_register(wr, "spin", h_cancel_wait, &cwst), 0);
 	assert_rc(taskring_worker_start(wr), 0);
-	struct taskring_enqueue_opts orr = eopts();
+	struct taskring_enqueue_opts orr = tu_eopts();
 	orr.queue = "r";
 	struct taskring_job rj;
 	assert_rc(taskring_enqueue(st, "spin", "r", 1, &orr, &rj), 0);
@@ -2531,34 +2442,45 @@ static int pf_handler(struct taskring_ctx *ctx, void *arg)
 	(void)arg;
 	if (*p == 0)
 		while (!atomic_load(&pf_gate))
-			sleep_ms(1);
+			tu_sleep_ms(1);
 	atomic_fetch_add(&pf_ran[*p], 1);
 	return TASKRING_OK;
 }
 
-static void test_prefetch_claims_and_cancel(void **state)
+/*
+ * @n jobs 0 .. n - 1 of task "pf" (payload: the index), then a started
+ * worker (f->w, one thread) that claims up to @prefetch at once; returns
+ * when the last job runs (within 5000 tries, 1 ms apart).
+ */
+static void pf_start(struct tu_fx *f, struct taskring_job *jobs, int n, uint32_t prefetch)
 {
-	struct fx *f = *state;
 	struct taskring_store *st = fx_open(f, 64, 4096, 1u << 20);
 	struct taskring_worker_opts wo;
-	struct taskring_job jobs[5];
 
 	assert_rc(taskring_task_declare(st, "pf"), 0);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < n; i++)
 		assert_rc(taskring_enqueue(st, "pf", &i, sizeof(i), NULL, &jobs[i]), 0);
 	atomic_store(&pf_gate, 0);
 	for (int i = 0; i < 8; i++)
 		atomic_store(&pf_ran[i], 0);
 	taskring_worker_opts_init(&wo);
-	wo.prefetch = 8;
+	wo.prefetch = prefetch;
 	assert_rc(taskring_worker_create(st, &wo, &f->w), 0);
 	assert_rc(taskring_worker_register(f->w, "pf", pf_handler, NULL), 0);
 	assert_rc(taskring_worker_start(f->w), 0);
-	/* One claim takes all five: they are all running while job 0 waits. */
-	for (int tries = 0; taskring_job_status(&jobs[4]) != TASKRING_RUNNING; tries++) {
+	for (int tries = 0; taskring_job_status(&jobs[n - 1]) != TASKRING_RUNNING; tries++) {
 		assert_true(tries < 5000);
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	}
+}
+
+static void test_prefetch_claims_and_cancel(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_job jobs[5];
+
+	/* One claim takes all five: they are all running while job 0 waits. */
+	pf_start(f, jobs, 5, 8);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(taskring_job_status(&jobs[i]), TASKRING_RUNNING);
 	/* A claimed job that has not started: the cancel request ends it
@@ -2579,26 +2501,10 @@ static void test_prefetch_claims_and_cancel(void **state)
 /* A stop whose drain time runs out cancels the claimed jobs not started. */
 static void test_prefetch_stop_cancels_unstarted(void **state)
 {
-	struct fx *f = *state;
-	struct taskring_store *st = fx_open(f, 64, 4096, 1u << 20);
-	struct taskring_worker_opts wo;
+	struct tu_fx *f = *state;
 	struct taskring_job jobs[4];
 
-	assert_rc(taskring_task_declare(st, "pf"), 0);
-	for (int i = 0; i < 4; i++)
-		assert_rc(taskring_enqueue(st, "pf", &i, sizeof(i), NULL, &jobs[i]), 0);
-	atomic_store(&pf_gate, 0);
-	for (int i = 0; i < 8; i++)
-		atomic_store(&pf_ran[i], 0);
-	taskring_worker_opts_init(&wo);
-	wo.prefetch = 4;
-	assert_rc(taskring_worker_create(st, &wo, &f->w), 0);
-	assert_rc(taskring_worker_register(f->w, "pf", pf_handler, NULL), 0);
-	assert_rc(taskring_worker_start(f->w), 0);
-	for (int tries = 0; taskring_job_status(&jobs[3]) != TASKRING_RUNNING; tries++) {
-		assert_true(tries < 5000);
-		sleep_ms(1);
-	}
+	pf_start(f, jobs, 4, 4);
 	/* Job 0 ignores cancel and waits at the gate: the drain runs out. */
 	assert_rc(taskring_worker_stop(f->w, 50 * MS), -ETIMEDOUT);
 	atomic_store(&pf_gate, 1);
@@ -2650,9 +2556,6 @@ int main(void)
 		T(test_ids_and_lookup),
 		T(test_stats),
 	};
-	if (getenv("TR_TEST_FILTER")) /* run only the tests matching this pattern */
-		cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
-	if (getenv("TR_TEST_SKIP")) /* skip the tests matching this pattern */
-		cmocka_set_skip_filter(getenv("TR_TEST_SKIP"));
+	tu_test_filters();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  * path in one test), except in the anonymous-store test where it inherits the
  * parent's handle, and exits with a status the parent checks (0 = all its
  * checks passed). Children never call cmocka: a failed check in a child
- * prints the file, line and values to stderr and _exit()s with CHILD_FAILED.
+ * prints the file, line and values to stderr and _exit()s with
+ * TU_CHILD_FAILED.
  *
  * The parent never creates a thread (only children start workers), so the
  * fork()s are safe under ThreadSanitizer. Children get the signal handlers
@@ -16,9 +17,9 @@
  * them. Each child has a control pipe: the parent closes it to tell a worker
  * child to stop.
  *
- * Helpers (static, duplicated in test_nopoll.c and test_soak.c on purpose:
- * tests may not add shared headers): spawn(), kid_join(), kid_open(),
- * worker_main() and the CK()/CK_RC() checks for children.
+ * The child helpers (tu_spawn(), tu_kid_join(), tu_kid_open(), the CK()/
+ * CK_RC() checks, ...) are in testutil.h, shared with test_nopoll.c and
+ * test_soak.c; worker_main() is this file's worker child.
  */
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -28,44 +29,7 @@
 #include "testutil.h"
 #include "internal.h"
 
-#define CHILD_FAILED 3
 #define KID_ALARM_S 120
-#define MAX_KIDS 8
-#define SEC 1000000000LL
-#define MS 1000000LL
-
-/* ------------------------------------------------------------------------ */
-/* Child checks                                                              */
-/* ------------------------------------------------------------------------ */
-
-#define CK(cond)                                                                                  \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "[child %d] %s:%d: check failed: %s\n", (int)getpid(),   \
-				__FILE__, __LINE__, #cond);                                       \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-#define CK_RC(expr, want)                                                                         \
-	do {                                                                                      \
-		int ck_rc_ = (expr), ck_want_ = (want);                                           \
-		if (ck_rc_ != ck_want_) {                                                         \
-			fprintf(stderr, "[child %d] %s:%d: %s = %d (%s), want %d (%s)\n",          \
-				(int)getpid(), __FILE__, __LINE__, #expr, ck_rc_,                 \
-				taskring_strerror(ck_rc_), ck_want_, taskring_strerror(ck_want_)); \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-/* Parent-side check of a library return code, printing its text on failure. */
-#define ASSERT_RC(expr, want)                                                                     \
-	do {                                                                                      \
-		int as_rc_ = (expr), as_want_ = (want);                                           \
-		if (as_rc_ != as_want_)                                                           \
-			fail_msg("%s = %d (%s), want %d (%s)", #expr, as_rc_,                     \
-				 taskring_strerror(as_rc_), as_want_, taskring_strerror(as_want_)); \
-	} while (0)
 
 /* ------------------------------------------------------------------------ */
 /* State shared between the parent and its children (MAP_SHARED)             */
@@ -93,177 +57,17 @@ static const char *g_name;       /* the test's store name */
 static char g_dir[64];           /* temporary directory (file-path test) */
 static char g_path[128];         /* file-path store */
 static struct taskring_store *g_store;
-static struct sigaction g_saved_sig[5];
-static const int g_exc_sigs[5] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGSYS };
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / SEC), (long)(ns % SEC) };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static void sleep_ms(int ms)
-{
-	sleep_ns((int64_t)ms * MS);
-}
-
-/* Test-side waiting (not the library's): is *p >= want within timeout_ms? */
-static int wait_int(_Atomic int *p, int want, int timeout_ms)
-{
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	while (atomic_load(p) < want) {
-		if (tu_now_ns() > end)
-			return 0;
-		sleep_ms(1);
-	}
-	return 1;
-}
-
-static int wait_status(const struct taskring_job *j, int status, int timeout_ms)
-{
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	int s;
-	while ((s = taskring_job_status(j)) != status) {
-		if (tu_now_ns() > end)
-			return s;
-		sleep_ms(1);
-	}
-	return s;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Children                                                                  */
 /* ------------------------------------------------------------------------ */
 
-struct kid {
-	pid_t pid;
-	int ctl; /* write end of the child's control pipe; closing it = "stop" */
-};
-static struct kid g_kids[MAX_KIDS];
-static int g_nkids;
-
-typedef int (*kid_fn)(void *arg, int ctl);
-
-static void child_prepare(void)
-{
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], &g_saved_sig[i], NULL);
-	signal(SIGALRM, SIG_DFL);
-	alarm(KID_ALARM_S);
-	/* Other children's control pipes must not stay open here, or they
-	 * would never see their end of file. */
-	for (int i = 0; i < g_nkids; i++)
-		close(g_kids[i].ctl);
-	g_nkids = 0;
-}
-
-static pid_t spawn(kid_fn fn, void *arg)
-{
-	int c[2];
-	assert_true(g_nkids < MAX_KIDS);
-	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		child_prepare();
-		close(c[1]);
-		_exit(fn(arg, c[0]));
-	}
-	close(c[0]);
-	g_kids[g_nkids].pid = pid;
-	g_kids[g_nkids].ctl = c[1];
-	g_nkids++;
-	return pid;
-}
-
-/* Tell the child to stop (close its control pipe). */
-static void kid_release(pid_t pid)
-{
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid && g_kids[i].ctl >= 0) {
-			close(g_kids[i].ctl);
-			g_kids[i].ctl = -1;
-		}
-}
-
-/*
- * Release the child and wait up to timeout_ms for it. Returns its exit
- * status, -1 if a signal killed it, -2 if it had to be killed.
- */
-static int kid_join(pid_t pid, int timeout_ms)
-{
-	int st = 0, ret = 0;
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	kid_release(pid);
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid) {
-			if (WIFEXITED(st)) {
-				ret = WEXITSTATUS(st);
-			} else {
-				fprintf(stderr, "child %d killed by signal %d\n", (int)pid,
-					WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-				ret = -1;
-			}
-			break;
-		}
-		if (r < 0 && errno != EINTR) {
-			ret = -1;
-			break;
-		}
-		if (tu_now_ns() > end) {
-			fprintf(stderr, "child %d did not exit in %d ms; killing it\n", (int)pid, timeout_ms);
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			ret = -2;
-			break;
-		}
-		sleep_ms(2);
-	}
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid) {
-			if (g_kids[i].ctl >= 0)
-				close(g_kids[i].ctl);
-			g_kids[i] = g_kids[--g_nkids];
-			break;
-		}
-	return ret;
-}
-
-/* Block until the parent closes the control pipe. */
-static void wait_eof(int fd)
-{
-	char c;
-	for (;;) {
-		ssize_t r = read(fd, &c, 1);
-		if (r == 0 || (r < 0 && errno != EINTR))
-			return;
-	}
-}
-
-static struct taskring_store *kid_open(const char *name)
-{
-	struct taskring_store_opts o;
-	struct taskring_store *st = NULL;
-	memset(&o, 0, sizeof(o));
-	o.flags = TASKRING_STORE_NOCREATE;
-	CK_RC(taskring_store_open(name, &o, &st), 0);
-	CK(st != NULL);
-	return st;
-}
-
-/* A worker child: what it serves, and how it stops. */
+/* A worker child: what it serves, and how it stops. Its handlers get the
+ * struct wspec as their argument. */
 struct wspec {
+	struct tu_wspec ws;              /* threads, queues, tasks */
 	const char *store_name;          /* opened by the child ... */
 	struct taskring_store *inherit;  /* ... or this inherited handle */
-	const char *queues[4];
-	uint32_t nqueues;                /* 0 = the default queue */
-	uint32_t threads;
-	const char *tasks[4];
-	taskring_handler_fn fns[4];
-	int ntasks;
 	int index;                       /* 0..3: its counters in g_sh */
 	int64_t drain_ns;                /* taskring_worker_stop()'s timeout */
 	int want_stop_rc;
@@ -274,38 +78,20 @@ static void wspec_init(struct wspec *w, const char *name, int index)
 {
 	memset(w, 0, sizeof(*w));
 	w->store_name = name;
-	w->threads = 1;
+	w->ws.threads = 1;
 	w->index = index;
 	w->drain_ns = -1;
 }
 
-static void wspec_task(struct wspec *w, const char *task, taskring_handler_fn fn)
-{
-	w->tasks[w->ntasks] = task;
-	w->fns[w->ntasks] = fn;
-	w->ntasks++;
-}
-
-static int worker_main(void *arg, int ctl)
+static int worker_main(void *arg, int ctl, int ack)
 {
 	struct wspec *w = arg;
-	struct taskring_store *st = w->inherit ? w->inherit : kid_open(w->store_name);
-	struct taskring_worker_opts o;
-	struct taskring_worker *wk = NULL;
+	struct taskring_store *st = w->inherit ? w->inherit : tu_kid_open(w->store_name);
+	struct taskring_worker *wk = tu_kid_worker_start(st, &w->ws, w);
 
-	taskring_worker_opts_init(&o);
-	o.threads = w->threads;
-	if (w->nqueues) {
-		o.queues = w->queues;
-		o.nqueues = w->nqueues;
-	}
-	CK_RC(taskring_worker_create(st, &o, &wk), 0);
-	for (int i = 0; i < w->ntasks; i++)
-		CK_RC(taskring_worker_register(wk, w->tasks[i], w->fns[i], w), 0);
-	CK_RC(taskring_worker_start(wk), 0);
 	atomic_fetch_add(&g_sh->ready, 1);
 
-	wait_eof(ctl);
+	tu_wait_eof(ctl);
 
 	atomic_store(&g_sh->stop_requested[w->index], 1);
 	int64_t t0 = tu_now_ns();
@@ -331,12 +117,9 @@ static int worker_main(void *arg, int ctl)
 static int setup(void **state)
 {
 	(void)state;
-	g_sh = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g_sh == MAP_FAILED)
+	g_sh = tu_mp_setup(sizeof(struct shared), &g_name, &g_store);
+	if (!g_sh)
 		return -1;
-	g_name = tu_shm_name();
-	g_nkids = 0;
-	g_store = NULL;
 	g_dir[0] = g_path[0] = '\0';
 	return 0;
 }
@@ -344,18 +127,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	/* Children still registered belong to a test that failed: kill them. */
-	for (int i = 0; i < g_nkids; i++) {
-		if (g_kids[i].ctl >= 0)
-			close(g_kids[i].ctl);
-		kill(g_kids[i].pid, SIGKILL);
-		waitpid(g_kids[i].pid, NULL, 0);
-	}
-	g_nkids = 0;
-	if (g_store)
-		taskring_store_close(g_store);
-	g_store = NULL;
-	taskring_store_unlink(g_name);
+	tu_mp_teardown(&g_store, g_name);
 	if (g_path[0]) {
 		taskring_store_unlink(g_path);
 		unlink(g_path);
@@ -417,7 +189,7 @@ static int h_share(struct taskring_ctx *ctx, void *arg)
 	CK(seq < MAX_SEEN);
 	atomic_fetch_add(&g_sh->seen[seq], 1);
 	atomic_fetch_add(&g_sh->done[w->index], 1);
-	sleep_ns(300 * 1000); /* long enough that one worker cannot take all */
+	tu_sleep_ns(300 * 1000); /* long enough that one worker cannot take all */
 	res[0] = seq;
 	res[1] = (uint32_t)w->index;
 	CK_RC(taskring_ctx_result(ctx, res, sizeof(res)), 0);
@@ -453,7 +225,7 @@ static int h_until_cancel(struct taskring_ctx *ctx, void *arg)
 	int64_t end = tu_now_ns() + 20 * SEC;
 	atomic_store(&g_sh->flag[5], 1);
 	while (!taskring_ctx_cancel_requested(ctx) && tu_now_ns() < end)
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	atomic_store(&g_sh->flag[6], taskring_ctx_cancel_requested(ctx));
 	return TASKRING_CANCEL;
 }
@@ -466,7 +238,7 @@ static int h_blocker(struct taskring_ctx *ctx, void *arg)
 	CK_RC(taskring_ctx_progress(ctx, 42), 0);
 	atomic_store(&g_sh->flag[0], 1);
 	while (!atomic_load(&g_sh->flag[1]) && tu_now_ns() < end)
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	CK_RC(taskring_ctx_result(ctx, "unblocked", 9), 0);
 	return TASKRING_OK;
 }
@@ -523,8 +295,8 @@ static int h_slow_stop(struct taskring_ctx *ctx, void *arg)
 	int64_t end = tu_now_ns() + 20 * SEC;
 	atomic_store(&g_sh->flag[0], 1);
 	while (!atomic_load(&g_sh->stop_requested[w->index]) && tu_now_ns() < end)
-		sleep_ms(1);
-	sleep_ms(200);
+		tu_sleep_ms(1);
+	tu_sleep_ms(200);
 	CK_RC(taskring_ctx_result(ctx, "finished", 8), 0);
 	atomic_store(&g_sh->flag[1], 1);
 	return TASKRING_OK;
@@ -553,7 +325,7 @@ static void produce_xform(struct taskring_store *st, uint32_t first, uint32_t n,
 	for (uint32_t i = first; i < first + n; i++) {
 		size_t len = t1_len(i);
 		fill(i, pay, len);
-		ASSERT_RC(taskring_enqueue(st, "xform", len ? pay : NULL, len, NULL, &jobs[i]), 0);
+		assert_rc(taskring_enqueue(st, "xform", len ? pay : NULL, len, NULL, &jobs[i]), 0);
 	}
 	free(pay);
 }
@@ -568,11 +340,11 @@ static void check_xform_results(struct taskring_job *jobs, uint32_t n)
 		size_t len = t1_len(i), rlen = 12345;
 		fill(i, pay, len);
 		xform(pay, len, exp);
-		ASSERT_RC(taskring_job_result(&jobs[i], 30 * SEC, got, 64 * 1024, &rlen), 0);
+		assert_rc(taskring_job_result(&jobs[i], 30 * SEC, got, 64 * 1024, &rlen), 0);
 		assert_int_equal(rlen, len);
 		if (memcmp(got, exp, len) != 0)
 			fail_msg("job %u: result bytes differ from the expected transform", i);
-		ASSERT_RC(taskring_job_status(&jobs[i]), TASKRING_COMPLETE);
+		assert_rc(taskring_job_status(&jobs[i]), TASKRING_COMPLETE);
 	}
 	free(pay);
 	free(exp);
@@ -591,28 +363,28 @@ static void test_worker_process_completes_jobs(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 1024);
-	ASSERT_RC(taskring_task_declare(g_store, "xform"), 0);
+	assert_rc(taskring_task_declare(g_store, "xform"), 0);
 	/* Half before the worker process exists, half while it runs. */
 	produce_xform(g_store, 0, T1_JOBS / 2, jobs);
 	wspec_init(&w, g_name, 0);
-	w.threads = 2;
-	wspec_task(&w, "xform", h_xform);
-	pid_t pid = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->ready, 1, 10000));
+	w.ws.threads = 2;
+	tu_wspec_task(&w.ws, "xform", h_xform);
+	pid_t pid = tu_spawn(worker_main, &w);
+	assert_true(tu_wait_int(&g_sh->ready, 1, 10000));
 	produce_xform(g_store, T1_JOBS / 2, T1_JOBS / 2, jobs);
 	check_xform_results(jobs, T1_JOBS);
 
 	/* The big one through a buffer that is too small: -ENOBUFS, length. */
-	ASSERT_RC(taskring_job_result(&jobs[7], 0, NULL, 0, &rlen), -ENOBUFS);
+	assert_rc(taskring_job_result(&jobs[7], 0, NULL, 0, &rlen), -ENOBUFS);
 	assert_int_equal(rlen, 64 * 1024);
-	ASSERT_RC(taskring_job_info(&jobs[7], &info), 0);
+	assert_rc(taskring_job_info(&jobs[7], &info), 0);
 	assert_int_equal(info.result_len, 64 * 1024);
 	assert_int_equal(info.payload_len, 64 * 1024);
 	assert_string_equal(info.task_name, "xform");
 
-	assert_int_equal(kid_join(pid, 20000), 0);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done[0]), T1_JOBS);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.enqueued, T1_JOBS);
 	assert_int_equal(qs.completed, T1_JOBS);
 	assert_int_equal(qs.started, T1_JOBS);
@@ -632,15 +404,15 @@ static void two_workers_share(int batch)
 	assert_non_null(jobs);
 
 	g_store = tu_open_small(g_name, 1024);
-	ASSERT_RC(taskring_task_declare(g_store, "share"), 0);
+	assert_rc(taskring_task_declare(g_store, "share"), 0);
 	wspec_init(&w0, g_name, 0);
-	wspec_task(&w0, "share", h_share);
+	tu_wspec_task(&w0.ws, "share", h_share);
 	wspec_init(&w1, g_name, 1);
-	wspec_task(&w1, "share", h_share);
-	pid_t p0 = spawn(worker_main, &w0);
-	pid_t p1 = spawn(worker_main, &w1);
-	assert_true(wait_int(&g_sh->ready, 2, 10000));
-	sleep_ms(50); /* both asleep */
+	tu_wspec_task(&w1.ws, "share", h_share);
+	pid_t p0 = tu_spawn(worker_main, &w0);
+	pid_t p1 = tu_spawn(worker_main, &w1);
+	assert_true(tu_wait_int(&g_sh->ready, 2, 10000));
+	tu_sleep_ms(50); /* both asleep */
 
 	uint32_t *seqs = calloc(T2_JOBS, sizeof(*seqs));
 	assert_non_null(seqs);
@@ -654,23 +426,23 @@ static void two_workers_share(int batch)
 			items[i].payload = &seqs[i];
 			items[i].len = sizeof(uint32_t);
 		}
-		ASSERT_RC(taskring_enqueue_batch(g_store, items, T2_JOBS, NULL, jobs), 0);
+		assert_rc(taskring_enqueue_batch(g_store, items, T2_JOBS, NULL, jobs), 0);
 		free(items);
 	} else {
 		for (uint32_t i = 0; i < T2_JOBS; i++)
-			ASSERT_RC(taskring_enqueue(g_store, "share", &seqs[i], sizeof(uint32_t), NULL, &jobs[i]), 0);
+			assert_rc(taskring_enqueue(g_store, "share", &seqs[i], sizeof(uint32_t), NULL, &jobs[i]), 0);
 	}
 	for (uint32_t i = 0; i < T2_JOBS; i++) {
 		uint32_t res[2] = { 0, 0 };
 		size_t rlen = 0;
-		ASSERT_RC(taskring_job_result(&jobs[i], 30 * SEC, res, sizeof(res), &rlen), 0);
+		assert_rc(taskring_job_result(&jobs[i], 30 * SEC, res, sizeof(res), &rlen), 0);
 		assert_int_equal(rlen, sizeof(res));
 		assert_int_equal(res[0], i);
 		assert_true(res[1] <= 1);
 		by_result[res[1]]++;
 	}
-	assert_int_equal(kid_join(p0, 20000), 0);
-	assert_int_equal(kid_join(p1, 20000), 0);
+	assert_int_equal(tu_kid_join(p0, 20000), 0);
+	assert_int_equal(tu_kid_join(p1, 20000), 0);
 
 	int d0 = atomic_load(&g_sh->done[0]), d1 = atomic_load(&g_sh->done[1]);
 	printf("# %s: worker 0 ran %d jobs, worker 1 ran %d\n", batch ? "batch" : "single", d0, d1);
@@ -712,62 +484,62 @@ static void test_worker_serves_two_queues(void **state)
 	char buf[96], want[96];
 
 	g_store = tu_open_small(g_name, 256);
-	ASSERT_RC(taskring_task_declare(g_store, "qtask"), 0);
+	assert_rc(taskring_task_declare(g_store, "qtask"), 0);
 	taskring_enqueue_opts_init(&oa);
 	oa.queue = "qa";
 	taskring_enqueue_opts_init(&ob);
 	ob.queue = "qb";
 	/* qb's jobs first, then qa's; the worker starts after both. */
 	for (uint32_t i = 0; i < 20; i++)
-		ASSERT_RC(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &ob, &jb[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &ob, &jb[i]), 0);
 	for (uint32_t i = 0; i < 20; i++)
-		ASSERT_RC(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &oa, &ja[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &oa, &ja[i]), 0);
 
 	wspec_init(&w, g_name, 0);
-	w.queues[0] = "qa";
-	w.queues[1] = "qb";
-	w.nqueues = 2;
-	wspec_task(&w, "qtask", h_queue);
-	pid_t pid = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->done[0], 40, 20000));
+	w.ws.queues[0] = "qa";
+	w.ws.queues[1] = "qb";
+	w.ws.nqueues = 2;
+	tu_wspec_task(&w.ws, "qtask", h_queue);
+	pid_t pid = tu_spawn(worker_main, &w);
+	assert_true(tu_wait_int(&g_sh->done[0], 40, 20000));
 	/* Strict order: every qa job ran before any qb job. */
 	for (int k = 0; k < 40; k++)
 		assert_int_equal(atomic_load(&g_sh->order[k]), k < 20 ? 0 : 1);
 
 	/* The worker is idle now; jobs on either queue wake it. */
-	sleep_ms(50);
+	tu_sleep_ms(50);
 	for (uint32_t i = 20; i < 30; i++) {
-		ASSERT_RC(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &ob, &jb[i]), 0);
-		ASSERT_RC(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &oa, &ja[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &ob, &jb[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "qtask", &i, sizeof(i), &oa, &ja[i]), 0);
 	}
 	for (uint32_t i = 0; i < 30; i++) {
 		size_t rlen = 0;
-		ASSERT_RC(taskring_job_result(&ja[i], 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
+		assert_rc(taskring_job_result(&ja[i], 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
 		buf[rlen] = '\0';
 		snprintf(want, sizeof(want), "qa:%u", i);
 		assert_string_equal(buf, want);
-		ASSERT_RC(taskring_job_result(&jb[i], 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
+		assert_rc(taskring_job_result(&jb[i], 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
 		buf[rlen] = '\0';
 		snprintf(want, sizeof(want), "qb:%u", i);
 		assert_string_equal(buf, want);
 	}
-	assert_int_equal(kid_join(pid, 20000), 0);
-	ASSERT_RC(taskring_queue_stats(g_store, "qa", &qs), 0);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
+	assert_rc(taskring_queue_stats(g_store, "qa", &qs), 0);
 	assert_int_equal(qs.completed, 30);
 	assert_int_equal(qs.enqueued, 30);
-	ASSERT_RC(taskring_queue_stats(g_store, "qb", &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, "qb", &qs), 0);
 	assert_int_equal(qs.completed, 30);
 	assert_int_equal(qs.enqueued, 30);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.completed, 60);
 }
 
 /* Waits for the result of g_sh->id[0] in its own process; expects -ECANCELED. */
-static int waiter_main(void *arg, int ctl)
+static int waiter_main(void *arg, int ctl, int ack)
 {
 	(void)arg;
 	(void)ctl;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_job j;
 	char buf[16];
 	size_t rlen = 0;
@@ -784,17 +556,17 @@ static int waiter_main(void *arg, int ctl)
 }
 
 /* Cancels g_sh->id[0] once the waiter waits; arg = the expected return. */
-static int canceller_main(void *arg, int ctl)
+static int canceller_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
 	int want = (int)(intptr_t)arg;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_job j;
 	CK_RC(taskring_job_lookup(st, g_sh->id[0], &j), 0);
-	CK(wait_int(&g_sh->flag[2], 1, 10000));
+	CK(tu_wait_int(&g_sh->flag[2], 1, 10000));
 	if (want == 1)
-		CK_RC(wait_status(&j, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
-	sleep_ms(200); /* the waiter is asleep by now */
+		CK_RC(tu_wait_status(&j, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	tu_sleep_ms(200); /* the waiter is asleep by now */
 	atomic_store(&g_sh->t[2], tu_now_ns());
 	int rc = taskring_job_cancel(&j);
 	atomic_store(&g_sh->rc[1], rc);
@@ -824,18 +596,18 @@ static void test_cancel_pending_wakes_waiter_elsewhere(void **state)
 	struct taskring_queue_stats qs;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "nobody"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "nobody", "x", 1, NULL, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
-	pid_t pw = spawn(waiter_main, NULL);
-	pid_t pc = spawn(canceller_main, (void *)(intptr_t)0);
-	assert_int_equal(kid_join(pc, 20000), 0);
-	assert_int_equal(kid_join(pw, 20000), 0);
+	assert_rc(taskring_task_declare(g_store, "nobody"), 0);
+	assert_rc(taskring_enqueue(g_store, "nobody", "x", 1, NULL, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
+	pid_t pw = tu_spawn(waiter_main, NULL);
+	pid_t pc = tu_spawn(canceller_main, (void *)(intptr_t)0);
+	assert_int_equal(tu_kid_join(pc, 20000), 0);
+	assert_int_equal(tu_kid_join(pw, 20000), 0);
 	check_cancel_timing();
-	ASSERT_RC(taskring_job_status(&j), TASKRING_CANCELLED);
+	assert_rc(taskring_job_status(&j), TASKRING_CANCELLED);
 	size_t rlen = 0;
-	ASSERT_RC(taskring_job_result(&j, 0, NULL, 0, &rlen), -ECANCELED);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_job_result(&j, 0, NULL, 0, &rlen), -ECANCELED);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.cancelled, 1);
 	assert_int_equal(qs.started, 0);
 }
@@ -850,30 +622,30 @@ static void test_cancel_running_wakes_waiter_elsewhere(void **state)
 	struct wspec w;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "coop"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "coop", "x", 1, NULL, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
+	assert_rc(taskring_task_declare(g_store, "coop"), 0);
+	assert_rc(taskring_enqueue(g_store, "coop", "x", 1, NULL, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
 	wspec_init(&w, g_name, 0);
-	wspec_task(&w, "coop", h_until_cancel);
-	pid_t pk = spawn(worker_main, &w);
-	pid_t pw = spawn(waiter_main, NULL);
-	pid_t pc = spawn(canceller_main, (void *)(intptr_t)1);
-	assert_int_equal(kid_join(pc, 20000), 0);
-	assert_int_equal(kid_join(pw, 20000), 0);
+	tu_wspec_task(&w.ws, "coop", h_until_cancel);
+	pid_t pk = tu_spawn(worker_main, &w);
+	pid_t pw = tu_spawn(waiter_main, NULL);
+	pid_t pc = tu_spawn(canceller_main, (void *)(intptr_t)1);
+	assert_int_equal(tu_kid_join(pc, 20000), 0);
+	assert_int_equal(tu_kid_join(pw, 20000), 0);
 	check_cancel_timing();
 	assert_int_equal(atomic_load(&g_sh->flag[6]), 1); /* the handler saw it */
-	ASSERT_RC(taskring_job_status(&j), TASKRING_CANCELLED);
-	ASSERT_RC(taskring_job_info(&j, &info), 0);
+	assert_rc(taskring_job_status(&j), TASKRING_CANCELLED);
+	assert_rc(taskring_job_info(&j, &info), 0);
 	assert_int_equal(info.cancel_requested, 1);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 }
 
 /* Lookup by id text in a process other than the producer's, both ways. */
-static int lookup_main(void *arg, int ctl)
+static int lookup_main(void *arg, int ctl, int ack)
 {
 	(void)arg;
 	(void)ctl;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_job j, ju, mine;
 	struct taskring_job_info info;
 	struct taskring_enqueue_opts o;
@@ -929,34 +701,34 @@ static void test_lookup_by_id_other_process(void **state)
 	size_t plen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "lk"), 0);
+	assert_rc(taskring_task_declare(g_store, "lk"), 0);
 	taskring_enqueue_opts_init(&o);
 	o.queue = "lq";
 	o.priority = 7;
 	o.metadata = "{\"k\":1}";
-	ASSERT_RC(taskring_enqueue(g_store, "lk", "hello lookup", 12, &o, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
+	assert_rc(taskring_enqueue(g_store, "lk", "hello lookup", 12, &o, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
 	assert_int_equal(strlen(g_sh->id[0]), TASKRING_ID_LEN);
 	for (int k = 0; k <= (int)TASKRING_ID_LEN; k++) {
 		char c = g_sh->id[0][k];
 		g_sh->id[1][k] = (c >= 'a' && c <= 'f') ? (char)(c - 'a' + 'A') : c;
 	}
-	pid_t pid = spawn(lookup_main, NULL);
-	assert_int_equal(kid_join(pid, 20000), 0);
+	pid_t pid = tu_spawn(lookup_main, NULL);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->flag[0]), 1);
-	ASSERT_RC(taskring_job_lookup(g_store, g_sh->id[2], &theirs), 0);
-	ASSERT_RC(taskring_job_payload(&theirs, pay, sizeof(pay), &plen), 0);
+	assert_rc(taskring_job_lookup(g_store, g_sh->id[2], &theirs), 0);
+	assert_rc(taskring_job_payload(&theirs, pay, sizeof(pay), &plen), 0);
 	assert_int_equal(plen, 10);
 	assert_memory_equal(pay, "from child", 10);
-	ASSERT_RC(taskring_job_info(&theirs, &info), 0);
+	assert_rc(taskring_job_info(&theirs, &info), 0);
 	assert_string_equal(info.queue, "lq");
 	assert_int_equal(info.status, TASKRING_PENDING);
 }
 
-static int resume_main(void *arg, int ctl)
+static int resume_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	CK_RC(taskring_queue_resume(st, (const char *)arg), 0);
 	CK_RC(taskring_store_close(st), 0);
 	return 0;
@@ -975,49 +747,49 @@ static void test_pause_resume_across_processes(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "blocker"), 0);
-	ASSERT_RC(taskring_task_declare(g_store, "count"), 0);
+	assert_rc(taskring_task_declare(g_store, "blocker"), 0);
+	assert_rc(taskring_task_declare(g_store, "count"), 0);
 	taskring_enqueue_opts_init(&o);
 	o.queue = "pq";
 	wspec_init(&w, g_name, 0);
-	w.queues[0] = "pq";
-	w.nqueues = 1;
-	wspec_task(&w, "blocker", h_blocker);
-	wspec_task(&w, "count", h_count);
-	pid_t pid = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->ready, 1, 10000));
+	w.ws.queues[0] = "pq";
+	w.ws.nqueues = 1;
+	tu_wspec_task(&w.ws, "blocker", h_blocker);
+	tu_wspec_task(&w.ws, "count", h_count);
+	pid_t pid = tu_spawn(worker_main, &w);
+	assert_true(tu_wait_int(&g_sh->ready, 1, 10000));
 
-	ASSERT_RC(taskring_enqueue(g_store, "blocker", NULL, 0, &o, &blk), 0);
-	assert_int_equal(wait_status(&blk, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	assert_rc(taskring_enqueue(g_store, "blocker", NULL, 0, &o, &blk), 0);
+	assert_int_equal(tu_wait_status(&blk, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
 	/* Progress reported in the worker process is visible here at once. */
-	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
-	ASSERT_RC(taskring_job_progress(&blk), 42);
-	ASSERT_RC(taskring_queue_pause(g_store, "pq"), 0);
-	ASSERT_RC(taskring_queue_pause(g_store, "pq"), 0); /* idempotent */
+	assert_true(tu_wait_int(&g_sh->flag[0], 1, 10000));
+	assert_rc(taskring_job_progress(&blk), 42);
+	assert_rc(taskring_queue_pause(g_store, "pq"), 0);
+	assert_rc(taskring_queue_pause(g_store, "pq"), 0); /* idempotent */
 	for (int i = 0; i < 10; i++)
-		ASSERT_RC(taskring_enqueue(g_store, "count", NULL, 0, &o, &jobs[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "count", NULL, 0, &o, &jobs[i]), 0);
 	atomic_store(&g_sh->flag[1], 1); /* let the blocker finish */
-	ASSERT_RC(taskring_job_result(&blk, 10 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_result(&blk, 10 * SEC, buf, sizeof(buf), &rlen), 0);
 	assert_int_equal(rlen, 9);
 
-	sleep_ms(300);
+	tu_sleep_ms(300);
 	assert_int_equal(atomic_load(&g_sh->done[0]), 0);
 	for (int i = 0; i < 10; i++)
-		ASSERT_RC(taskring_job_status(&jobs[i]), TASKRING_PENDING);
-	ASSERT_RC(taskring_queue_stats(g_store, "pq", &qs), 0);
+		assert_rc(taskring_job_status(&jobs[i]), TASKRING_PENDING);
+	assert_rc(taskring_queue_stats(g_store, "pq", &qs), 0);
 	assert_int_equal(qs.paused, 1);
 	assert_int_equal(qs.by_status[TASKRING_PENDING], 10);
 	assert_int_equal(qs.by_status[TASKRING_RUNNING], 0);
 
-	pid_t pr = spawn(resume_main, (void *)"pq");
-	assert_int_equal(kid_join(pr, 10000), 0);
+	pid_t pr = tu_spawn(resume_main, (void *)"pq");
+	assert_int_equal(tu_kid_join(pr, 10000), 0);
 	for (int i = 0; i < 10; i++) {
-		ASSERT_RC(taskring_job_result(&jobs[i], 10 * SEC, buf, sizeof(buf), &rlen), 0);
+		assert_rc(taskring_job_result(&jobs[i], 10 * SEC, buf, sizeof(buf), &rlen), 0);
 		assert_int_equal(rlen, 7);
 	}
 	assert_int_equal(atomic_load(&g_sh->done[0]), 10);
-	assert_int_equal(kid_join(pid, 20000), 0);
-	ASSERT_RC(taskring_queue_stats(g_store, "pq", &qs), 0);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
+	assert_rc(taskring_queue_stats(g_store, "pq", &qs), 0);
 	assert_int_equal(qs.paused, 0);
 	assert_int_equal(qs.completed, 11);
 }
@@ -1037,10 +809,10 @@ static void test_retries_and_dead_across_processes(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "flaky"), 0);
+	assert_rc(taskring_task_declare(g_store, "flaky"), 0);
 	wspec_init(&w, g_name, 0);
-	wspec_task(&w, "flaky", h_flaky);
-	pid_t pid = spawn(worker_main, &w);
+	tu_wspec_task(&w.ws, "flaky", h_flaky);
+	pid_t pid = tu_spawn(worker_main, &w);
 
 	taskring_enqueue_opts_init(&o);
 	o.max_retries = 2;
@@ -1048,18 +820,18 @@ static void test_retries_and_dead_across_processes(void **state)
 	o.n_retry_delays = 1;
 	taskring_enqueue_opts_init(&o0);
 	o0.max_retries = 0;
-	ASSERT_RC(taskring_enqueue(g_store, "flaky", "dead", 4, &o, &jdead), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "flaky", "fail", 4, &o, &jfail), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "flaky", "once", 4, &o, &jonce), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "flaky", "heal", 4, &o0, &jheal), 0);
+	assert_rc(taskring_enqueue(g_store, "flaky", "dead", 4, &o, &jdead), 0);
+	assert_rc(taskring_enqueue(g_store, "flaky", "fail", 4, &o, &jfail), 0);
+	assert_rc(taskring_enqueue(g_store, "flaky", "once", 4, &o, &jonce), 0);
+	assert_rc(taskring_enqueue(g_store, "flaky", "heal", 4, &o0, &jheal), 0);
 
 	/* Retries exhausted: dead, with the newest error and the history. */
-	ASSERT_RC(taskring_job_result(&jdead, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EDEAD);
-	ASSERT_RC(taskring_job_status(&jdead), TASKRING_DEAD);
+	assert_rc(taskring_job_result(&jdead, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EDEAD);
+	assert_rc(taskring_job_status(&jdead), TASKRING_DEAD);
 	snprintf(want, sizeof(want), "boom attempt 2 pid %d", (int)pid);
 	assert_int_equal(taskring_job_error(&jdead, buf, sizeof(buf)), (int)strlen(want));
 	assert_string_equal(buf, want);
-	ASSERT_RC(taskring_job_id(&jdead, id), 0);
+	assert_rc(taskring_job_id(&jdead, id), 0);
 	assert_int_equal(taskring_job_errors(&jdead, recs, 8), 3);
 	for (uint32_t k = 0; k < 3; k++) {
 		snprintf(want, sizeof(want), "boom attempt %u pid %d", k, (int)pid);
@@ -1071,34 +843,34 @@ static void test_retries_and_dead_across_processes(void **state)
 		if (k > 0)
 			assert_true(recs[k].failed_at_ns >= recs[k - 1].failed_at_ns);
 	}
-	ASSERT_RC(taskring_job_info(&jdead, &info), 0);
+	assert_rc(taskring_job_info(&jdead, &info), 0);
 	assert_int_equal(info.retry_count, 2);
 	assert_int_equal(info.max_retries, 2);
 	assert_int_equal(info.error_count, 3);
 
 	/* Permanent failure: failed, one error, no retry. */
-	ASSERT_RC(taskring_job_result(&jfail, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EFAILED);
-	ASSERT_RC(taskring_job_status(&jfail), TASKRING_FAILED);
+	assert_rc(taskring_job_result(&jfail, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EFAILED);
+	assert_rc(taskring_job_status(&jfail), TASKRING_FAILED);
 	snprintf(want, sizeof(want), "permanent in pid %d", (int)pid);
 	assert_true(taskring_job_error(&jfail, buf, sizeof(buf)) > 0);
 	assert_string_equal(buf, want);
 	assert_int_equal(taskring_job_errors(&jfail, recs, 8), 1);
-	ASSERT_RC(taskring_job_info(&jfail, &info), 0);
+	assert_rc(taskring_job_info(&jfail, &info), 0);
 	assert_int_equal(info.retry_count, 0);
 
 	/* One failed attempt, then success. */
-	ASSERT_RC(taskring_job_result(&jonce, 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
+	assert_rc(taskring_job_result(&jonce, 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
 	buf[rlen] = '\0';
 	assert_string_equal(buf, "recovered");
 	assert_int_equal(taskring_job_errors(&jonce, recs, 8), 1);
 	assert_int_equal(recs[0].attempt, 0);
 	assert_string_equal(recs[0].error, "first attempt fails");
-	ASSERT_RC(taskring_job_info(&jonce, &info), 0);
+	assert_rc(taskring_job_info(&jonce, &info), 0);
 	assert_int_equal(info.retry_count, 1);
 	assert_int_equal(info.status, TASKRING_COMPLETE);
 
 	/* max_retries 0: dead after one run; retry_dead makes a new job. */
-	ASSERT_RC(taskring_job_result(&jheal, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EDEAD);
+	assert_rc(taskring_job_result(&jheal, 20 * SEC, buf, sizeof(buf), &rlen), TASKRING_EDEAD);
 	assert_int_equal(taskring_job_errors(&jheal, NULL, 0), 1);
 
 	/* The dead-letter list, read here, holds both dead jobs. */
@@ -1109,7 +881,7 @@ static void test_retries_and_dead_across_processes(void **state)
 		char itid[TASKRING_ID_LEN + 1];
 		while ((r = taskring_job_next(g_store, 1u << TASKRING_DEAD, NULL, &cur, &it)) == 1) {
 			ndead++;
-			ASSERT_RC(taskring_job_id(&it, itid), 0);
+			assert_rc(taskring_job_id(&it, itid), 0);
 			if (strcmp(itid, id) == 0)
 				found++;
 		}
@@ -1119,20 +891,20 @@ static void test_retries_and_dead_across_processes(void **state)
 	}
 
 	atomic_store(&g_sh->flag[3], 1);
-	ASSERT_RC(taskring_job_retry_dead(&jheal, &jnew), 0);
-	ASSERT_RC(taskring_job_retry_dead(&jonce, NULL), TASKRING_ESTATE);
-	ASSERT_RC(taskring_job_result(&jnew, 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
+	assert_rc(taskring_job_retry_dead(&jheal, &jnew), 0);
+	assert_rc(taskring_job_retry_dead(&jonce, NULL), TASKRING_ESTATE);
+	assert_rc(taskring_job_result(&jnew, 20 * SEC, buf, sizeof(buf) - 1, &rlen), 0);
 	buf[rlen] = '\0';
 	assert_string_equal(buf, "healed");
-	ASSERT_RC(taskring_job_id(&jheal, id), 0);
-	ASSERT_RC(taskring_job_id(&jnew, nid), 0);
+	assert_rc(taskring_job_id(&jheal, id), 0);
+	assert_rc(taskring_job_id(&jnew, nid), 0);
 	assert_string_not_equal(id, nid);
-	ASSERT_RC(taskring_job_status(&jheal), TASKRING_DEAD);
+	assert_rc(taskring_job_status(&jheal), TASKRING_DEAD);
 
 	/* The cumulative counters, once the worker is gone: a waiter may see
 	 * a job terminal a moment before its counter moves. */
-	assert_int_equal(kid_join(pid, 20000), 0);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.dead, 2);
 	assert_int_equal(qs.completed, 2);
 	assert_true(qs.retried >= 3);
@@ -1151,27 +923,27 @@ static void test_graceful_stop_finishes_running_job(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "slow"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "slow", NULL, 0, NULL, &j1), 0);
-	ASSERT_RC(taskring_job_id(&j1, g_sh->id[0]), 0);
+	assert_rc(taskring_task_declare(g_store, "slow"), 0);
+	assert_rc(taskring_enqueue(g_store, "slow", NULL, 0, NULL, &j1), 0);
+	assert_rc(taskring_job_id(&j1, g_sh->id[0]), 0);
 	wspec_init(&w, g_name, 0);
 	w.drain_ns = 10 * SEC;
 	w.want_stop_rc = 0;
 	w.job_complete_after_stop = 1;
-	wspec_task(&w, "slow", h_slow_stop);
-	pid_t pid = spawn(worker_main, &w);
-	assert_int_equal(wait_status(&j1, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	tu_wspec_task(&w.ws, "slow", h_slow_stop);
+	pid_t pid = tu_spawn(worker_main, &w);
+	assert_int_equal(tu_wait_status(&j1, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
 	/* One thread, busy: this one stays pending and must not be claimed
 	 * once the stop began. */
-	ASSERT_RC(taskring_enqueue(g_store, "slow", NULL, 0, NULL, &j2), 0);
-	assert_int_equal(kid_join(pid, 20000), 0); /* closes the pipe: stop */
+	assert_rc(taskring_enqueue(g_store, "slow", NULL, 0, NULL, &j2), 0);
+	assert_int_equal(tu_kid_join(pid, 20000), 0); /* closes the pipe: stop */
 	assert_int_equal(atomic_load(&g_sh->stop_rc[0]), 0);
 	assert_int_equal(atomic_load(&g_sh->flag[1]), 1);
 	assert_true(atomic_load(&g_sh->stop_ns[0]) >= 150 * MS); /* it did wait for the handler */
-	ASSERT_RC(taskring_job_result(&j1, 0, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_result(&j1, 0, buf, sizeof(buf), &rlen), 0);
 	assert_int_equal(rlen, 8);
 	assert_memory_equal(buf, "finished", 8);
-	ASSERT_RC(taskring_job_status(&j2), TASKRING_PENDING);
+	assert_rc(taskring_job_status(&j2), TASKRING_PENDING);
 }
 
 /* The drain timeout expires: stop returns -ETIMEDOUT, the running handler
@@ -1183,23 +955,23 @@ static void test_stop_drain_timeout_cancels(void **state)
 	struct wspec w;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "coop"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "coop", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_task_declare(g_store, "coop"), 0);
+	assert_rc(taskring_enqueue(g_store, "coop", NULL, 0, NULL, &j), 0);
 	wspec_init(&w, g_name, 0);
 	w.drain_ns = 200 * MS;
 	w.want_stop_rc = -ETIMEDOUT;
-	wspec_task(&w, "coop", h_until_cancel);
-	pid_t pid = spawn(worker_main, &w);
-	assert_int_equal(wait_status(&j, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
-	assert_int_equal(kid_join(pid, 20000), 0);
+	tu_wspec_task(&w.ws, "coop", h_until_cancel);
+	pid_t pid = tu_spawn(worker_main, &w);
+	assert_int_equal(tu_wait_status(&j, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	assert_int_equal(tu_kid_join(pid, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->stop_rc[0]), -ETIMEDOUT);
 	assert_int_equal(atomic_load(&g_sh->flag[6]), 1);
 	size_t rlen = 0;
-	ASSERT_RC(taskring_job_result(&j, 5 * SEC, NULL, 0, &rlen), -ECANCELED);
+	assert_rc(taskring_job_result(&j, 5 * SEC, NULL, 0, &rlen), -ECANCELED);
 }
 
 /* Anonymous store, enqueues and checks xform results from a child. */
-static int anon_producer_main(void *arg, int ctl)
+static int anon_producer_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
 	struct taskring_store *st = arg;
@@ -1226,40 +998,35 @@ static int anon_producer_main(void *arg, int ctl)
 static void test_anonymous_store_shared_with_children(void **state)
 {
 	(void)state;
-	struct taskring_store_opts so;
 	struct taskring_job jobs[T1_JOBS];
 	struct taskring_queue_stats qs;
 	struct wspec w;
 
-	memset(&so, 0, sizeof(so));
-	so.slots = 1024;
-	so.max_payload = 64 * 1024;
-	so.arena_bytes = 8u << 20;
-	ASSERT_RC(taskring_store_open(NULL, &so, &g_store), 0);
-	ASSERT_RC(taskring_task_declare(g_store, "xform"), 0);
+	g_store = tu_open_small(NULL, 1024); /* anonymous */
+	assert_rc(taskring_task_declare(g_store, "xform"), 0);
 	wspec_init(&w, NULL, 0);
 	w.inherit = g_store;
-	w.threads = 2;
-	wspec_task(&w, "xform", h_xform);
-	pid_t pw = spawn(worker_main, &w);
-	pid_t pp = spawn(anon_producer_main, g_store);
+	w.ws.threads = 2;
+	tu_wspec_task(&w.ws, "xform", h_xform);
+	pid_t pw = tu_spawn(worker_main, &w);
+	pid_t pp = tu_spawn(anon_producer_main, g_store);
 	produce_xform(g_store, 0, T1_JOBS, jobs);
 	check_xform_results(jobs, T1_JOBS);
-	assert_int_equal(kid_join(pp, 30000), 0);
-	assert_int_equal(kid_join(pw, 20000), 0);
+	assert_int_equal(tu_kid_join(pp, 30000), 0);
+	assert_int_equal(tu_kid_join(pw, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done[0]), T1_JOBS + 50);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.enqueued, T1_JOBS + 50);
 	assert_int_equal(qs.completed, T1_JOBS + 50);
 }
 
 /* A store at a file path: producer and worker are both children that open
  * it by path. */
-static int path_producer_main(void *arg, int ctl)
+static int path_producer_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
-	struct taskring_store *st = kid_open((const char *)arg);
-	CK(anon_producer_main(st, -1) == 0);
+	struct taskring_store *st = tu_kid_open((const char *)arg);
+	CK(anon_producer_main(st, -1, -1) == 0);
 	CK_RC(taskring_store_close(st), 0);
 	return 0;
 }
@@ -1274,15 +1041,15 @@ static void test_file_path_store(void **state)
 	assert_non_null(mkdtemp(g_dir));
 	snprintf(g_path, sizeof(g_path), "%s/store", g_dir);
 	g_store = tu_open_small(g_path, 256);
-	ASSERT_RC(taskring_task_declare(g_store, "xform"), 0);
+	assert_rc(taskring_task_declare(g_store, "xform"), 0);
 	wspec_init(&w, g_path, 0);
-	wspec_task(&w, "xform", h_xform);
-	pid_t pw = spawn(worker_main, &w);
-	pid_t pp = spawn(path_producer_main, g_path);
-	assert_int_equal(kid_join(pp, 30000), 0);
-	assert_int_equal(kid_join(pw, 20000), 0);
+	tu_wspec_task(&w.ws, "xform", h_xform);
+	pid_t pw = tu_spawn(worker_main, &w);
+	pid_t pp = tu_spawn(path_producer_main, g_path);
+	assert_int_equal(tu_kid_join(pp, 30000), 0);
+	assert_int_equal(tu_kid_join(pw, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done[0]), 50);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.completed, 50);
 	struct stat sb;
 	assert_int_equal(lstat(g_path, &sb), 0);
@@ -1293,18 +1060,14 @@ static void test_file_path_store(void **state)
  * either creates it or finds it ready, and all use the same one. */
 #define OPENERS 6
 
-static int opener_main(void *arg, int ctl)
+static int opener_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
 	uint32_t idx = (uint32_t)(intptr_t)arg;
-	struct taskring_store_opts o;
+	struct taskring_store_opts o = tu_store_opts(256, 4096, 1u << 20, 0, 0);
 	struct taskring_store_info info;
 	struct taskring_store *st = NULL;
 
-	memset(&o, 0, sizeof(o));
-	o.slots = 256;
-	o.max_payload = 4096;
-	o.arena_bytes = 1u << 20;
 	atomic_fetch_add(&g_sh->ready, 1);
 	while (!atomic_load(&g_sh->flag[0]))
 		; /* start together */
@@ -1329,22 +1092,22 @@ static void test_concurrent_first_open(void **state)
 	int r, seen[OPENERS] = { 0 };
 
 	for (int i = 0; i < OPENERS; i++)
-		pids[i] = spawn(opener_main, (void *)(intptr_t)i);
-	assert_true(wait_int(&g_sh->ready, OPENERS, 10000));
+		pids[i] = tu_spawn(opener_main, (void *)(intptr_t)i);
+	assert_true(tu_wait_int(&g_sh->ready, OPENERS, 10000));
 	atomic_store(&g_sh->flag[0], 1);
 	for (int i = 0; i < OPENERS; i++)
-		assert_int_equal(kid_join(pids[i], 20000), 0);
+		assert_int_equal(tu_kid_join(pids[i], 20000), 0);
 
 	memset(&o, 0, sizeof(o));
 	o.flags = TASKRING_STORE_NOCREATE;
-	ASSERT_RC(taskring_store_open(g_name, &o, &g_store), 0);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_store_open(g_name, &o, &g_store), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.enqueued, OPENERS);
 	assert_int_equal(qs.by_status[TASKRING_PENDING], OPENERS);
 	while ((r = taskring_job_next(g_store, 0, NULL, &cur, &j)) == 1) {
 		uint32_t idx = 99;
 		size_t len = 0;
-		ASSERT_RC(taskring_job_payload(&j, &idx, sizeof(idx), &len), 0);
+		assert_rc(taskring_job_payload(&j, &idx, sizeof(idx), &len), 0);
 		assert_int_equal(len, sizeof(idx));
 		assert_true(idx < OPENERS);
 		seen[idx]++;
@@ -1356,11 +1119,11 @@ static void test_concurrent_first_open(void **state)
 
 /* A producer process blocked on a full store (TASKRING_ENQ_BLOCK) is woken
  * when a worker process frees slots. */
-static int blocked_producer_main(void *arg, int ctl)
+static int blocked_producer_main(void *arg, int ctl, int ack)
 {
 	(void)arg;
 	(void)ctl;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_enqueue_opts o;
 	struct taskring_enqueue_item items[4];
 	struct taskring_job j, bj[4];
@@ -1405,29 +1168,29 @@ static void test_enqueue_block_woken_by_other_process(void **state)
 	struct wspec w;
 
 	g_store = tu_open_small(g_name, 16);
-	ASSERT_RC(taskring_task_declare(g_store, "count"), 0);
-	pid_t pp = spawn(blocked_producer_main, NULL);
-	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
-	sleep_ms(300);
+	assert_rc(taskring_task_declare(g_store, "count"), 0);
+	pid_t pp = tu_spawn(blocked_producer_main, NULL);
+	assert_true(tu_wait_int(&g_sh->flag[0], 1, 10000));
+	tu_sleep_ms(300);
 	assert_int_equal(atomic_load(&g_sh->flag[1]), 0); /* still blocked: nothing freed a slot */
 	wspec_init(&w, g_name, 0);
-	wspec_task(&w, "count", h_count);
-	pid_t pk = spawn(worker_main, &w);
-	assert_int_equal(kid_join(pp, 30000), 0);
+	tu_wspec_task(&w.ws, "count", h_count);
+	pid_t pk = tu_spawn(worker_main, &w);
+	assert_int_equal(tu_kid_join(pp, 30000), 0);
 	printf("# producer blocked %.1f ms on the full store\n", atomic_load(&g_sh->t[0]) / 1e6);
 	assert_true(atomic_load(&g_sh->t[0]) >= 250 * MS);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done[0]), 16 + 1 + 4);
 }
 
 /* Several processes wait on one job's result; its completion wakes all. */
 #define WAITERS 4
 
-static int result_waiter_main(void *arg, int ctl)
+static int result_waiter_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
 	int idx = (int)(intptr_t)arg;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_job j;
 	char buf[16];
 	size_t rlen = 0;
@@ -1451,29 +1214,28 @@ static void test_completion_wakes_every_waiting_process(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "blocker"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "blocker", NULL, 0, NULL, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
+	assert_rc(taskring_task_declare(g_store, "blocker"), 0);
+	assert_rc(taskring_enqueue(g_store, "blocker", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
 	for (int i = 0; i < WAITERS; i++)
-		pids[i] = spawn(result_waiter_main, (void *)(intptr_t)i);
+		pids[i] = tu_spawn(result_waiter_main, (void *)(intptr_t)i);
 	wspec_init(&w, g_name, 0);
-	wspec_task(&w, "blocker", h_blocker);
-	pid_t pk = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->flag[2], WAITERS, 10000));
-	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
-	sleep_ms(200); /* all asleep on the job */
+	tu_wspec_task(&w.ws, "blocker", h_blocker);
+	pid_t pk = tu_spawn(worker_main, &w);
+	assert_true(tu_wait_int(&g_sh->flag[2], WAITERS, 10000));
+	assert_true(tu_wait_int(&g_sh->flag[0], 1, 10000));
+	tu_sleep_ms(200); /* all asleep on the job */
 	atomic_store(&g_sh->flag[1], 1);
-	ASSERT_RC(taskring_job_result(&j, 20 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_result(&j, 20 * SEC, buf, sizeof(buf), &rlen), 0);
 	for (int i = 0; i < WAITERS; i++)
-		assert_int_equal(kid_join(pids[i], 10000), 0);
-	assert_int_equal(kid_join(pk, 20000), 0);
+		assert_int_equal(tu_kid_join(pids[i], 10000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 }
 
 int main(void)
 {
-	/* The handlers before cmocka's, for children (see child_prepare). */
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], NULL, &g_saved_sig[i]);
+	/* The handlers before cmocka's, for children (see tu_kid_prepare). */
+	tu_kids_init(KID_ALARM_S, 2);
 	tu_alarm(400);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_worker_process_completes_jobs, setup, teardown),

@@ -23,8 +23,8 @@
  * apart from the main thread (and from a sanitizer's background thread) by
  * listing /proc/self/task before and after taskring_worker_start().
  *
- * Helpers (spawn(), kid_join(), CK()...) are static copies of those in
- * test_multiproc.c; see there.
+ * The child helpers (tu_spawn_ack(), tu_kid_join(), CK()...) are in
+ * testutil.h; see test_multiproc.c for how children are run.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -37,40 +37,8 @@
 #include "testutil.h"
 #include "internal.h"
 
-#define CHILD_FAILED 3
 #define KID_ALARM_S 120
-#define MAX_KIDS 8
-#define SEC 1000000000LL
-#define MS 1000000LL
 #define MAX_TIDS 64
-
-#define CK(cond)                                                                                  \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "[child %d] %s:%d: check failed: %s\n", (int)getpid(),   \
-				__FILE__, __LINE__, #cond);                                       \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-#define CK_RC(expr, want)                                                                         \
-	do {                                                                                      \
-		int ck_rc_ = (expr), ck_want_ = (want);                                           \
-		if (ck_rc_ != ck_want_) {                                                         \
-			fprintf(stderr, "[child %d] %s:%d: %s = %d (%s), want %d (%s)\n",          \
-				(int)getpid(), __FILE__, __LINE__, #expr, ck_rc_,                 \
-				taskring_strerror(ck_rc_), ck_want_, taskring_strerror(ck_want_)); \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-#define ASSERT_RC(expr, want)                                                                     \
-	do {                                                                                      \
-		int as_rc_ = (expr), as_want_ = (want);                                           \
-		if (as_rc_ != as_want_)                                                           \
-			fail_msg("%s = %d (%s), want %d (%s)", #expr, as_rc_,                     \
-				 taskring_strerror(as_rc_), as_want_, taskring_strerror(as_want_)); \
-	} while (0)
 
 /* What a worker child's main thread records on a snapshot command. */
 struct snap {
@@ -102,43 +70,6 @@ static const char *g_name;
 static struct taskring_store *g_store;
 static int g_gate[2] = { -1, -1 }; /* the "block" handler reads one byte from g_gate[0] */
 static char g_self[4096];          /* this program, for the strace test */
-static struct sigaction g_saved_sig[5];
-static const int g_exc_sigs[5] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGSYS };
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / SEC), (long)(ns % SEC) };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static void sleep_ms(int ms)
-{
-	sleep_ns((int64_t)ms * MS);
-}
-
-static int wait_int(_Atomic int *p, int want, int timeout_ms)
-{
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	while (atomic_load(p) < want) {
-		if (tu_now_ns() > end)
-			return 0;
-		sleep_ms(1);
-	}
-	return 1;
-}
-
-static int wait_status(const struct taskring_job *j, int status, int timeout_ms)
-{
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	int s;
-	while ((s = taskring_job_status(j)) != status) {
-		if (tu_now_ns() > end)
-			return s;
-		sleep_ms(1);
-	}
-	return s;
-}
 
 static long thread_csw(void)
 {
@@ -182,124 +113,16 @@ static int list_tids(int *out, int max)
 /* Children (see test_multiproc.c)                                           */
 /* ------------------------------------------------------------------------ */
 
-struct kid {
-	pid_t pid;
-	int ctl; /* parent -> child commands; closed = stop */
-	int ack; /* child -> parent acknowledgements */
-};
-static struct kid g_kids[MAX_KIDS];
-static int g_nkids;
-
-typedef int (*kid_fn)(void *arg, int ctl, int ack);
-
-static void child_prepare(void)
-{
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], &g_saved_sig[i], NULL);
-	signal(SIGALRM, SIG_DFL);
-	alarm(KID_ALARM_S);
-	for (int i = 0; i < g_nkids; i++) {
-		close(g_kids[i].ctl);
-		close(g_kids[i].ack);
-	}
-	g_nkids = 0;
-}
-
-static pid_t spawn(kid_fn fn, void *arg)
-{
-	int c[2], a[2];
-	assert_true(g_nkids < MAX_KIDS);
-	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(a, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		child_prepare();
-		close(c[1]);
-		close(a[0]);
-		_exit(fn(arg, c[0], a[1]));
-	}
-	close(c[0]);
-	close(a[1]);
-	g_kids[g_nkids].pid = pid;
-	g_kids[g_nkids].ctl = c[1];
-	g_kids[g_nkids].ack = a[0];
-	g_nkids++;
-	return pid;
-}
-
-static struct kid *kid_find(pid_t pid)
-{
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid)
-			return &g_kids[i];
-	return NULL;
-}
-
 /* Send a command byte and wait (up to 10 s) for the child's answer. */
 static void kid_cmd(pid_t pid, char cmd)
 {
-	struct kid *k = kid_find(pid);
+	struct tu_kid *k = tu_kid_find(pid);
 	char c;
 	assert_non_null(k);
 	assert_int_equal(write(k->ctl, &cmd, 1), 1);
 	struct pollfd pfd = { .fd = k->ack, .events = POLLIN };
 	assert_int_equal(poll(&pfd, 1, 10000), 1);
 	assert_int_equal(read(k->ack, &c, 1), 1);
-}
-
-static int kid_join(pid_t pid, int timeout_ms)
-{
-	int st = 0, ret = 0;
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	struct kid *k = kid_find(pid);
-	if (k && k->ctl >= 0) {
-		close(k->ctl);
-		k->ctl = -1;
-	}
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid) {
-			if (WIFEXITED(st)) {
-				ret = WEXITSTATUS(st);
-			} else {
-				fprintf(stderr, "child %d killed by signal %d\n", (int)pid,
-					WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-				ret = -1;
-			}
-			break;
-		}
-		if (r < 0 && errno != EINTR) {
-			ret = -1;
-			break;
-		}
-		if (tu_now_ns() > end) {
-			fprintf(stderr, "child %d did not exit in %d ms; killing it\n", (int)pid, timeout_ms);
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			ret = -2;
-			break;
-		}
-		sleep_ms(2);
-	}
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid) {
-			close(g_kids[i].ack);
-			g_kids[i] = g_kids[--g_nkids];
-			break;
-		}
-	return ret;
-}
-
-static struct taskring_store *kid_open(const char *name)
-{
-	struct taskring_store_opts o;
-	struct taskring_store *st = NULL;
-	memset(&o, 0, sizeof(o));
-	o.flags = TASKRING_STORE_NOCREATE;
-	CK_RC(taskring_store_open(name, &o, &st), 0);
-	return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -317,7 +140,7 @@ static int h_nop(struct taskring_ctx *ctx, void *arg)
 static int h_sleep1s(struct taskring_ctx *ctx, void *arg)
 {
 	(void)arg;
-	sleep_ms(1000);
+	tu_sleep_ms(1000);
 	CK_RC(taskring_ctx_result(ctx, "slept", 5), 0);
 	return TASKRING_OK;
 }
@@ -333,13 +156,6 @@ static int h_block(struct taskring_ctx *ctx, void *arg)
 	CK_RC(taskring_ctx_result(ctx, "unblocked", 9), 0);
 	return TASKRING_OK;
 }
-
-struct wspec {
-	uint32_t threads;
-	const char *tasks[4];
-	taskring_handler_fn fns[4];
-	int ntasks;
-};
 
 static int g_wtids[MAX_TIDS], g_nwtids;
 
@@ -376,10 +192,9 @@ static void take_snapshot(struct taskring_store *st)
 /* A worker child; its main thread answers 'S' (snapshot) until EOF. */
 static int worker_main(void *arg, int ctl, int ack)
 {
-	struct wspec *w = arg;
-	struct taskring_store *st = kid_open(g_name);
-	struct taskring_worker_opts o;
-	struct taskring_worker *wk = NULL;
+	struct tu_wspec *w = arg;
+	struct taskring_store *st = tu_kid_open(g_name);
+	struct taskring_worker *wk;
 	int before[MAX_TIDS], after[MAX_TIDS], nb, na;
 	pthread_t th;
 
@@ -390,12 +205,7 @@ static int worker_main(void *arg, int ctl, int ack)
 	nb = list_tids(before, MAX_TIDS);
 	CK(nb > 0);
 
-	taskring_worker_opts_init(&o);
-	o.threads = w->threads;
-	CK_RC(taskring_worker_create(st, &o, &wk), 0);
-	for (int i = 0; i < w->ntasks; i++)
-		CK_RC(taskring_worker_register(wk, w->tasks[i], w->fns[i], NULL), 0);
-	CK_RC(taskring_worker_start(wk), 0);
+	wk = tu_kid_worker_start(st, w, NULL);
 	na = list_tids(after, MAX_TIDS);
 	g_nwtids = 0;
 	for (int i = 0; i < na; i++) {
@@ -419,9 +229,7 @@ static int worker_main(void *arg, int ctl, int ack)
 			take_snapshot(st);
 		CK(write(ack, "k", 1) == 1);
 	}
-	CK_RC(taskring_worker_stop(wk, 10 * SEC), 0);
-	CK_RC(taskring_worker_destroy(wk), 0);
-	CK_RC(taskring_store_close(st), 0);
+	tu_kid_worker_end(st, wk, 10 * SEC);
 	return 0;
 }
 
@@ -432,12 +240,9 @@ static int worker_main(void *arg, int ctl, int ack)
 static int setup(void **state)
 {
 	(void)state;
-	g_sh = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g_sh == MAP_FAILED)
+	g_sh = tu_mp_setup(sizeof(struct shared), &g_name, &g_store);
+	if (!g_sh)
 		return -1;
-	g_name = tu_shm_name();
-	g_nkids = 0;
-	g_store = NULL;
 	if (pipe(g_gate) != 0)
 		return -1;
 	return 0;
@@ -446,18 +251,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < g_nkids; i++) {
-		if (g_kids[i].ctl >= 0)
-			close(g_kids[i].ctl);
-		close(g_kids[i].ack);
-		kill(g_kids[i].pid, SIGKILL);
-		waitpid(g_kids[i].pid, NULL, 0);
-	}
-	g_nkids = 0;
-	if (g_store)
-		taskring_store_close(g_store);
-	g_store = NULL;
-	taskring_store_unlink(g_name);
+	tu_mp_teardown(&g_store, g_name);
 	close(g_gate[0]);
 	close(g_gate[1]);
 	munmap(g_sh, sizeof(struct shared));
@@ -474,7 +268,7 @@ static int waiter_main(void *arg, int ctl, int ack)
 	(void)arg;
 	(void)ctl;
 	(void)ack;
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_job j;
 	CK_RC(taskring_job_lookup(st, g_sh->id[0], &j), 0);
 	g_sh->w_waits0 = tr__futex_wait_calls();
@@ -496,25 +290,25 @@ static void test_result_waiter_sleeps_until_completion(void **state)
 {
 	(void)state;
 	struct taskring_job j;
-	struct wspec w = { .threads = 1, .tasks = { "sleepy" }, .fns = { h_sleep1s }, .ntasks = 1 };
+	struct tu_wspec w = { .threads = 1, .tasks = { "sleepy" }, .fns = { h_sleep1s }, .ntasks = 1 };
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "sleepy"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "sleepy", NULL, 0, NULL, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
-	pid_t pw = spawn(waiter_main, NULL);
-	assert_true(wait_int(&g_sh->flag[0], 1, 10000));
-	sleep_ms(50);
-	pid_t pk = spawn(worker_main, &w);
-	assert_int_equal(kid_join(pw, 20000), 0);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_rc(taskring_task_declare(g_store, "sleepy"), 0);
+	assert_rc(taskring_enqueue(g_store, "sleepy", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
+	pid_t pw = tu_spawn_ack(waiter_main, NULL);
+	assert_true(tu_wait_int(&g_sh->flag[0], 1, 10000));
+	tu_sleep_ms(50);
+	pid_t pk = tu_spawn_ack(worker_main, &w);
+	assert_int_equal(tu_kid_join(pw, 20000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 
 	int64_t waited = atomic_load(&g_sh->t[1]) - atomic_load(&g_sh->t[0]);
 	uint64_t waits = g_sh->w_waits1 - g_sh->w_waits0;
 	long csw = g_sh->w_csw1 - g_sh->w_csw0;
 	printf("# waiter: %.1f ms, %llu futex waits, %ld voluntary switches\n", waited / 1e6,
 	       (unsigned long long)waits, csw);
-	ASSERT_RC(atomic_load(&g_sh->rc[0]), 0);
+	assert_rc(atomic_load(&g_sh->rc[0]), 0);
 	assert_int_equal(g_sh->rlen, 5);
 	assert_memory_equal(g_sh->result, "slept", 5);
 	assert_true(waited >= 900 * MS); /* it really waited for the handler */
@@ -533,8 +327,8 @@ static void test_timeout_waiter_no_periodic_wakeups(void **state)
 	size_t rlen = 0;
 
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "nobody"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "nobody", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_task_declare(g_store, "nobody"), 0);
+	assert_rc(taskring_enqueue(g_store, "nobody", NULL, 0, NULL, &j), 0);
 	uint64_t w0 = tr__futex_wait_calls();
 	long c0 = thread_csw();
 	int64_t t0 = tu_now_ns();
@@ -544,7 +338,7 @@ static void test_timeout_waiter_no_periodic_wakeups(void **state)
 	uint64_t w1 = tr__futex_wait_calls();
 	printf("# timed-out waiter: %.1f ms, %llu futex waits, %ld voluntary switches\n", (t1 - t0) / 1e6,
 	       (unsigned long long)(w1 - w0), c1 - c0);
-	ASSERT_RC(rc, -ETIMEDOUT);
+	assert_rc(rc, -ETIMEDOUT);
 	assert_true(t1 - t0 >= 990 * MS);
 	assert_true(t1 - t0 < 10 * SEC);
 	assert_true(w1 - w0 >= 1);
@@ -553,12 +347,12 @@ static void test_timeout_waiter_no_periodic_wakeups(void **state)
 	/* The same through taskring_job_wait(). */
 	w0 = tr__futex_wait_calls();
 	t0 = tu_now_ns();
-	ASSERT_RC(taskring_job_wait(&j, 300 * MS), -ETIMEDOUT);
+	assert_rc(taskring_job_wait(&j, 300 * MS), -ETIMEDOUT);
 	t1 = tu_now_ns();
 	w1 = tr__futex_wait_calls();
 	assert_true(t1 - t0 >= 290 * MS);
 	assert_true(w1 - w0 <= 2);
-	ASSERT_RC(taskring_job_status(&j), TASKRING_PENDING);
+	assert_rc(taskring_job_status(&j), TASKRING_PENDING);
 }
 
 static const struct snap *snap_at(int k)
@@ -567,22 +361,30 @@ static const struct snap *snap_at(int k)
 	return &g_sh->snap[k];
 }
 
+/* A 64-slot store and a worker child as @w says, idle and given 300 ms to
+ * settle into its sleep; then its first snapshot. */
+static pid_t start_idle_worker(struct tu_wspec *w)
+{
+	g_store = tu_open_small(g_name, 64);
+	pid_t pk = tu_spawn_ack(worker_main, w);
+	assert_true(tu_wait_int(&g_sh->ready, 1, 10000));
+	tu_sleep_ms(300);
+	kid_cmd(pk, 'S');
+	return pk;
+}
+
 /* An idle worker process (2 threads) sleeps: over 1 s its threads make at
  * most 2 voluntary switches each; an enqueue wakes it and the job runs. */
 static void test_idle_worker_sleeps_and_enqueue_wakes(void **state)
 {
 	(void)state;
 	struct taskring_job j;
-	struct wspec w = { .threads = 2, .tasks = { "nop" }, .fns = { h_nop }, .ntasks = 1 };
+	struct tu_wspec w = { .threads = 2, .tasks = { "nop" }, .fns = { h_nop }, .ntasks = 1 };
 	char buf[8];
 	size_t rlen = 0;
 
-	g_store = tu_open_small(g_name, 64);
-	pid_t pk = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->ready, 1, 10000));
-	sleep_ms(300); /* let both threads settle into their sleep */
-	kid_cmd(pk, 'S');
-	sleep_ms(1000);
+	pid_t pk = start_idle_worker(&w); /* both threads asleep */
+	tu_sleep_ms(1000);
 	kid_cmd(pk, 'S');
 	const struct snap *a = snap_at(0), *b = snap_at(1);
 	printf("# idle worker (%d threads) over 1 s: %ld voluntary switches (all threads %ld), "
@@ -594,14 +396,14 @@ static void test_idle_worker_sleeps_and_enqueue_wakes(void **state)
 
 	/* A worker is asleep: the enqueue must wake it. */
 	uint64_t k0 = tr__futex_wake_calls();
-	ASSERT_RC(taskring_enqueue(g_store, "nop", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_enqueue(g_store, "nop", NULL, 0, NULL, &j), 0);
 	uint64_t k1 = tr__futex_wake_calls();
 	printf("# enqueue to a sleeping worker: %llu futex wakes\n", (unsigned long long)(k1 - k0));
 	assert_true(k1 - k0 >= 1);
-	ASSERT_RC(taskring_job_result(&j, 5 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_result(&j, 5 * SEC, buf, sizeof(buf), &rlen), 0);
 	assert_int_equal(rlen, 4);
 	assert_memory_equal(buf, "done", 4);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done), 1);
 }
 
@@ -615,22 +417,22 @@ static void test_enqueue_without_workers_makes_no_wake(void **state)
 	struct taskring_queue_stats qs;
 
 	g_store = tu_open_small(g_name, 16384);
-	ASSERT_RC(taskring_task_declare(g_store, "nop"), 0);
+	assert_rc(taskring_task_declare(g_store, "nop"), 0);
 	uint64_t k0 = tr__futex_wake_calls();
 	for (uint32_t i = 0; i < NOWAKE_JOBS; i++)
-		ASSERT_RC(taskring_enqueue(g_store, "nop", &i, sizeof(i), NULL, NULL), 0);
+		assert_rc(taskring_enqueue(g_store, "nop", &i, sizeof(i), NULL, NULL), 0);
 	for (uint32_t i = 0; i < 1000; i++) {
 		items[i].task = "nop";
 		items[i].payload = NULL;
 		items[i].len = 0;
 		items[i].opts = NULL;
 	}
-	ASSERT_RC(taskring_enqueue_batch(g_store, items, 1000, NULL, NULL), 0);
+	assert_rc(taskring_enqueue_batch(g_store, items, 1000, NULL, NULL), 0);
 	uint64_t k1 = tr__futex_wake_calls();
 	printf("# %d enqueues + a batch of 1000, no worker: %llu futex wakes\n", NOWAKE_JOBS,
 	       (unsigned long long)(k1 - k0));
 	assert_int_equal(k1 - k0, 0);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.by_status[TASKRING_PENDING], NOWAKE_JOBS + 1000);
 }
 
@@ -641,31 +443,31 @@ static void test_enqueue_to_busy_worker_makes_no_wake(void **state)
 	(void)state;
 	struct taskring_job blk, *jobs = calloc(NOWAKE_JOBS, sizeof(*jobs));
 	struct taskring_queue_stats qs;
-	struct wspec w = { .threads = 1, .tasks = { "block", "nop" }, .fns = { h_block, h_nop }, .ntasks = 2 };
+	struct tu_wspec w = { .threads = 1, .tasks = { "block", "nop" }, .fns = { h_block, h_nop }, .ntasks = 2 };
 	char buf[16];
 	size_t rlen = 0;
 	assert_non_null(jobs);
 
 	g_store = tu_open_small(g_name, 16384);
-	pid_t pk = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->ready, 1, 10000));
-	ASSERT_RC(taskring_enqueue(g_store, "block", NULL, 0, NULL, &blk), 0);
-	assert_int_equal(wait_status(&blk, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
+	pid_t pk = tu_spawn_ack(worker_main, &w);
+	assert_true(tu_wait_int(&g_sh->ready, 1, 10000));
+	assert_rc(taskring_enqueue(g_store, "block", NULL, 0, NULL, &blk), 0);
+	assert_int_equal(tu_wait_status(&blk, TASKRING_RUNNING, 10000), TASKRING_RUNNING);
 
 	uint64_t k0 = tr__futex_wake_calls();
 	for (uint32_t i = 0; i < NOWAKE_JOBS; i++)
-		ASSERT_RC(taskring_enqueue(g_store, "nop", &i, sizeof(i), NULL, &jobs[i]), 0);
+		assert_rc(taskring_enqueue(g_store, "nop", &i, sizeof(i), NULL, &jobs[i]), 0);
 	uint64_t k1 = tr__futex_wake_calls();
 	printf("# %d enqueues, worker busy: %llu futex wakes\n", NOWAKE_JOBS, (unsigned long long)(k1 - k0));
 	assert_int_equal(k1 - k0, 0);
 
 	assert_int_equal(write(g_gate[1], "g", 1), 1);
-	ASSERT_RC(taskring_job_result(&blk, 10 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_result(&blk, 10 * SEC, buf, sizeof(buf), &rlen), 0);
 	for (uint32_t i = 0; i < NOWAKE_JOBS; i++)
-		ASSERT_RC(taskring_job_result(&jobs[i], 30 * SEC, buf, sizeof(buf), &rlen), 0);
-	assert_int_equal(kid_join(pk, 20000), 0);
+		assert_rc(taskring_job_result(&jobs[i], 30 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done), NOWAKE_JOBS);
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.completed, NOWAKE_JOBS + 1);
 	free(jobs);
 }
@@ -678,25 +480,21 @@ static void test_delayed_job_wakes_worker_when_due(void **state)
 	struct taskring_enqueue_opts o;
 	struct taskring_job j;
 	struct taskring_job_info info;
-	struct wspec w = { .threads = 1, .tasks = { "nop" }, .fns = { h_nop }, .ntasks = 1 };
+	struct tu_wspec w = { .threads = 1, .tasks = { "nop" }, .fns = { h_nop }, .ntasks = 1 };
 	char buf[8];
 	size_t rlen = 0;
 
-	g_store = tu_open_small(g_name, 64);
-	pid_t pk = spawn(worker_main, &w);
-	assert_true(wait_int(&g_sh->ready, 1, 10000));
-	sleep_ms(300);
-	kid_cmd(pk, 'S'); /* A: idle, asleep */
+	pid_t pk = start_idle_worker(&w); /* snapshot A: idle, asleep */
 	taskring_enqueue_opts_init(&o);
 	o.delay_ns = 300 * MS;
 	int64_t t0 = tu_now_ns();
-	ASSERT_RC(taskring_enqueue(g_store, "nop", NULL, 0, &o, &j), 0);
-	sleep_ms(150);
+	assert_rc(taskring_enqueue(g_store, "nop", NULL, 0, &o, &j), 0);
+	tu_sleep_ms(150);
 	kid_cmd(pk, 'S'); /* M: halfway to due */
-	ASSERT_RC(taskring_job_status(&j), TASKRING_PENDING);
-	ASSERT_RC(taskring_job_result(&j, 5 * SEC, buf, sizeof(buf), &rlen), 0);
+	assert_rc(taskring_job_status(&j), TASKRING_PENDING);
+	assert_rc(taskring_job_result(&j, 5 * SEC, buf, sizeof(buf), &rlen), 0);
 	int64_t t1 = tu_now_ns();
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	kid_cmd(pk, 'S'); /* B: ran it, asleep again */
 	const struct snap *a = snap_at(0), *m = snap_at(1), *b = snap_at(2);
 	printf("# delayed job: done after %.1f ms; worker before due: %llu futex waits, %ld switches; "
@@ -705,7 +503,7 @@ static void test_delayed_job_wakes_worker_when_due(void **state)
 	       (unsigned long long)(b->waits - a->waits), b->csw_workers - a->csw_workers);
 	assert_int_equal(rlen, 4);
 	assert_true(t1 - t0 >= 290 * MS);
-	ASSERT_RC(taskring_job_info(&j, &info), 0);
+	assert_rc(taskring_job_info(&j, &info), 0);
 	assert_true(info.scheduled_at_ns - info.created_at_ns >= 299 * MS);
 	assert_true(info.started_at_ns >= info.scheduled_at_ns);
 	/* Before due: at most a wake-up to learn the new deadline. */
@@ -715,7 +513,7 @@ static void test_delayed_job_wakes_worker_when_due(void **state)
 	assert_true(b->waits - a->waits <= 4);
 	assert_true(b->csw_workers - a->csw_workers <= 6);
 	assert_true(b->waits - a->waits >= 1);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 	assert_int_equal(atomic_load(&g_sh->done), 1);
 }
 
@@ -785,7 +583,7 @@ static void test_strace_waiter(void **state)
 {
 	(void)state;
 	struct taskring_job j;
-	struct wspec w = { .threads = 1, .tasks = { "sleepy" }, .fns = { h_sleep1s }, .ntasks = 1 };
+	struct tu_wspec w = { .threads = 1, .tasks = { "sleepy" }, .fns = { h_sleep1s }, .ntasks = 1 };
 	char out[] = "/tmp/taskring-strace-XXXXXX";
 
 	if (!strace_usable()) {
@@ -796,14 +594,14 @@ static void test_strace_waiter(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	g_store = tu_open_small(g_name, 64);
-	ASSERT_RC(taskring_task_declare(g_store, "sleepy"), 0);
-	ASSERT_RC(taskring_enqueue(g_store, "sleepy", NULL, 0, NULL, &j), 0);
-	ASSERT_RC(taskring_job_id(&j, g_sh->id[0]), 0);
-	pid_t ps = spawn(strace_child_main, out);
-	sleep_ms(500); /* the waiter is most likely asleep by now */
-	pid_t pk = spawn(worker_main, &w);
-	int rc = kid_join(ps, 30000);
-	assert_int_equal(kid_join(pk, 20000), 0);
+	assert_rc(taskring_task_declare(g_store, "sleepy"), 0);
+	assert_rc(taskring_enqueue(g_store, "sleepy", NULL, 0, NULL, &j), 0);
+	assert_rc(taskring_job_id(&j, g_sh->id[0]), 0);
+	pid_t ps = tu_spawn_ack(strace_child_main, out);
+	tu_sleep_ms(500); /* the waiter is most likely asleep by now */
+	pid_t pk = tu_spawn_ack(worker_main, &w);
+	int rc = tu_kid_join(ps, 30000);
+	assert_int_equal(tu_kid_join(pk, 20000), 0);
 	long futex = strace_calls(out, "futex");
 	long sleeps = strace_calls(out, "nanosleep") + strace_calls(out, "clock_nanosleep");
 	long polls = strace_calls(out, "poll") + strace_calls(out, "ppoll") + strace_calls(out, "select") +
@@ -824,8 +622,7 @@ int main(int argc, char **argv)
 	ssize_t n = readlink("/proc/self/exe", g_self, sizeof(g_self) - 1);
 	if (n > 0)
 		g_self[n] = '\0';
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], NULL, &g_saved_sig[i]);
+	tu_kids_init(KID_ALARM_S, 2);
 	tu_alarm(300);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_result_waiter_sleeps_until_completion, setup, teardown),

@@ -32,8 +32,8 @@
  * variable TASKRING_SOAK_JOBS overrides (an even number >= 2). The measured
  * jobs/s is printed for information; nothing asserts a time.
  *
- * Helpers (spawn(), kid_join(), CK()...) are static copies of those in
- * test_multiproc.c; see there.
+ * The child helpers (tu_spawn(), tu_kid_join(), CK()...) are in testutil.h;
+ * see test_multiproc.c for how children are run.
  */
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -41,11 +41,7 @@
 
 #include "testutil.h"
 
-#define CHILD_FAILED 3
 #define KID_ALARM_S 580
-#define MAX_KIDS 8
-#define SEC 1000000000LL
-#define MS 1000000LL
 
 #define SOAK_SLOTS 65536u
 #define SOAK_BATCH 256u
@@ -53,34 +49,6 @@
 #define SOAK_CHECK_CHUNK 1024u
 #define RING_CAP 65536u /* per producer; > SOAK_WINDOW + 2 * SOAK_BATCH */
 #define RESULT_SALT 0xa5a5a5a5a5a5a5a5ull
-
-#define CK(cond)                                                                                  \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "[child %d] %s:%d: check failed: %s\n", (int)getpid(),   \
-				__FILE__, __LINE__, #cond);                                       \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-#define CK_RC(expr, want)                                                                         \
-	do {                                                                                      \
-		int ck_rc_ = (expr), ck_want_ = (want);                                           \
-		if (ck_rc_ != ck_want_) {                                                         \
-			fprintf(stderr, "[child %d] %s:%d: %s = %d (%s), want %d (%s)\n",          \
-				(int)getpid(), __FILE__, __LINE__, #expr, ck_rc_,                 \
-				taskring_strerror(ck_rc_), ck_want_, taskring_strerror(ck_want_)); \
-			_exit(CHILD_FAILED);                                                      \
-		}                                                                                 \
-	} while (0)
-
-#define ASSERT_RC(expr, want)                                                                     \
-	do {                                                                                      \
-		int as_rc_ = (expr), as_want_ = (want);                                           \
-		if (as_rc_ != as_want_)                                                           \
-			fail_msg("%s = %d (%s), want %d (%s)", #expr, as_rc_,                     \
-				 taskring_strerror(as_rc_), as_want_, taskring_strerror(as_want_)); \
-	} while (0)
 
 struct soak_payload {
 	uint32_t producer;
@@ -103,8 +71,6 @@ static struct soak_shared *g_sh;
 static size_t g_sh_bytes;
 static const char *g_name;
 static struct taskring_store *g_store;
-static struct sigaction g_saved_sig[5];
-static const int g_exc_sigs[5] = { SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGSYS };
 
 static uint64_t mix64(uint64_t x)
 {
@@ -122,121 +88,6 @@ static uint64_t payload_value(uint32_t producer, uint32_t seq)
 static uint64_t expected_result(uint32_t producer, uint32_t seq)
 {
 	return mix64(payload_value(producer, seq) ^ RESULT_SALT);
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / SEC), (long)(ns % SEC) };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Children (see test_multiproc.c)                                           */
-/* ------------------------------------------------------------------------ */
-
-struct kid {
-	pid_t pid;
-	int ctl;
-};
-static struct kid g_kids[MAX_KIDS];
-static int g_nkids;
-
-typedef int (*kid_fn)(void *arg, int ctl);
-
-static void child_prepare(void)
-{
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], &g_saved_sig[i], NULL);
-	signal(SIGALRM, SIG_DFL);
-	alarm(KID_ALARM_S);
-	for (int i = 0; i < g_nkids; i++)
-		close(g_kids[i].ctl);
-	g_nkids = 0;
-}
-
-static pid_t spawn(kid_fn fn, void *arg)
-{
-	int c[2];
-	assert_true(g_nkids < MAX_KIDS);
-	assert_int_equal(pipe2(c, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		child_prepare();
-		close(c[1]);
-		_exit(fn(arg, c[0]));
-	}
-	close(c[0]);
-	g_kids[g_nkids].pid = pid;
-	g_kids[g_nkids].ctl = c[1];
-	g_nkids++;
-	return pid;
-}
-
-/* Close the child's control pipe and wait up to timeout_ms: its exit
- * status, -1 (signal) or -2 (had to be killed). */
-static int kid_join(pid_t pid, int timeout_ms)
-{
-	int st = 0, ret = 0;
-	int64_t end = tu_now_ns() + (int64_t)timeout_ms * MS;
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid && g_kids[i].ctl >= 0) {
-			close(g_kids[i].ctl);
-			g_kids[i].ctl = -1;
-		}
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid) {
-			if (WIFEXITED(st)) {
-				ret = WEXITSTATUS(st);
-			} else {
-				fprintf(stderr, "child %d killed by signal %d\n", (int)pid,
-					WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-				ret = -1;
-			}
-			break;
-		}
-		if (r < 0 && errno != EINTR) {
-			ret = -1;
-			break;
-		}
-		if (tu_now_ns() > end) {
-			fprintf(stderr, "child %d did not exit in %d ms; killing it\n", (int)pid, timeout_ms);
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			ret = -2;
-			break;
-		}
-		sleep_ns(5 * MS);
-	}
-	for (int i = 0; i < g_nkids; i++)
-		if (g_kids[i].pid == pid) {
-			g_kids[i] = g_kids[--g_nkids];
-			break;
-		}
-	return ret;
-}
-
-static void wait_eof(int fd)
-{
-	char c;
-	for (;;) {
-		ssize_t r = read(fd, &c, 1);
-		if (r == 0 || (r < 0 && errno != EINTR))
-			return;
-	}
-}
-
-static struct taskring_store *kid_open(const char *name)
-{
-	struct taskring_store_opts o;
-	struct taskring_store *st = NULL;
-	memset(&o, 0, sizeof(o));
-	o.flags = TASKRING_STORE_NOCREATE;
-	CK_RC(taskring_store_open(name, &o, &st), 0);
-	return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -269,21 +120,15 @@ bad:
 	return TASKRING_FAIL;
 }
 
-static int worker_main(void *arg, int ctl)
+/* A worker child; @arg is its index (0 or 1). */
+static int worker_main(void *arg, int ctl, int ack)
 {
-	struct taskring_store *st = kid_open(g_name);
-	struct taskring_worker_opts o;
-	struct taskring_worker *wk = NULL;
-	taskring_worker_opts_init(&o);
-	o.threads = 1;
-	CK_RC(taskring_worker_create(st, &o, &wk), 0);
-	CK_RC(taskring_worker_register(wk, "soak", h_soak, arg), 0);
-	CK_RC(taskring_worker_start(wk), 0);
+	static const struct tu_wspec w = { .threads = 1, .tasks = { "soak" }, .fns = { h_soak }, .ntasks = 1 };
+	struct taskring_store *st = tu_kid_open(g_name);
+	struct taskring_worker *wk = tu_kid_worker_start(st, &w, arg);
 	atomic_fetch_add(&g_sh->ready, 1);
-	wait_eof(ctl);
-	CK_RC(taskring_worker_stop(wk, -1), 0);
-	CK_RC(taskring_worker_destroy(wk), 0);
-	CK_RC(taskring_store_close(st), 0);
+	tu_wait_eof(ctl);
+	tu_kid_worker_end(st, wk, -1);
 	return 0;
 }
 
@@ -326,11 +171,11 @@ static void check_oldest(struct producer *pr, uint32_t n)
 	atomic_store(&g_sh->low[pr->me], pr->head != pr->tail ? pr->ring[pr->head % RING_CAP].ticket : UINT64_MAX);
 }
 
-static int producer_main(void *arg, int ctl)
+static int producer_main(void *arg, int ctl, int ack)
 {
 	(void)ctl;
 	struct producer pr = { .me = (int)(intptr_t)arg };
-	struct taskring_store *st = kid_open(g_name);
+	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_enqueue_opts o;
 	struct taskring_enqueue_item items[SOAK_BATCH];
 	struct soak_payload pls[SOAK_BATCH];
@@ -369,7 +214,7 @@ static int producer_main(void *arg, int ctl)
 				if (!stall_since)
 					stall_since = tu_now_ns();
 				CK(tu_now_ns() - stall_since < 120 * SEC);
-				sleep_ns(50 * 1000);
+				tu_sleep_ns(50 * 1000);
 			}
 		}
 		uint64_t t0 = atomic_fetch_add(&g_sh->ticket, b);
@@ -424,32 +269,19 @@ static int setup(void **state)
 	(void)state;
 	uint64_t total = soak_total();
 	g_sh_bytes = sizeof(struct soak_shared) + total;
-	g_sh = mmap(NULL, g_sh_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g_sh == MAP_FAILED)
+	g_sh = tu_mp_setup(g_sh_bytes, &g_name, &g_store);
+	if (!g_sh)
 		return -1;
 	g_sh->per_producer = (uint32_t)(total / 2);
 	atomic_store(&g_sh->low[0], UINT64_MAX);
 	atomic_store(&g_sh->low[1], UINT64_MAX);
-	g_name = tu_shm_name();
-	g_nkids = 0;
-	g_store = NULL;
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < g_nkids; i++) {
-		if (g_kids[i].ctl >= 0)
-			close(g_kids[i].ctl);
-		kill(g_kids[i].pid, SIGKILL);
-		waitpid(g_kids[i].pid, NULL, 0);
-	}
-	g_nkids = 0;
-	if (g_store)
-		taskring_store_close(g_store);
-	g_store = NULL;
-	taskring_store_unlink(g_name);
+	tu_mp_teardown(&g_store, g_name);
 	munmap(g_sh, g_sh_bytes);
 	return 0;
 }
@@ -462,23 +294,20 @@ static void test_soak_two_producers_two_workers(void **state)
 	uint32_t per = g_sh->per_producer;
 	uint64_t total = (uint64_t)per * 2;
 
-	memset(&so, 0, sizeof(so));
-	so.slots = SOAK_SLOTS;
-	so.max_payload = 4096;
-	so.arena_bytes = 16u << 20;
-	ASSERT_RC(taskring_store_open(g_name, &so, &g_store), 0);
-	ASSERT_RC(taskring_task_declare(g_store, "soak"), 0);
+	so = tu_store_opts(SOAK_SLOTS, 4096, 16u << 20, 0, 0);
+	assert_rc(taskring_store_open(g_name, &so, &g_store), 0);
+	assert_rc(taskring_task_declare(g_store, "soak"), 0);
 
-	pid_t w0 = spawn(worker_main, (void *)(intptr_t)0);
-	pid_t w1 = spawn(worker_main, (void *)(intptr_t)1);
+	pid_t w0 = tu_spawn(worker_main, (void *)(intptr_t)0);
+	pid_t w1 = tu_spawn(worker_main, (void *)(intptr_t)1);
 	int64_t end = tu_now_ns() + 20 * SEC;
 	while (atomic_load(&g_sh->ready) < 2 && tu_now_ns() < end)
-		sleep_ns(MS);
+		tu_sleep_ns(MS);
 	assert_int_equal(atomic_load(&g_sh->ready), 2);
 
 	int64_t t0 = tu_now_ns();
-	pid_t p0 = spawn(producer_main, (void *)(intptr_t)0);
-	pid_t p1 = spawn(producer_main, (void *)(intptr_t)1);
+	pid_t p0 = tu_spawn(producer_main, (void *)(intptr_t)0);
+	pid_t p1 = tu_spawn(producer_main, (void *)(intptr_t)1);
 	/* Either producer failing ends the test at once (the other one may be
 	 * waiting for it); the teardown kills the rest. */
 	pid_t prod[2] = { p0, p1 };
@@ -490,12 +319,7 @@ static void test_soak_two_producers_two_workers(void **state)
 			if (rc[i] != -100 || waitpid(prod[i], &st, WNOHANG) != prod[i])
 				continue;
 			rc[i] = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-			for (int k = 0; k < g_nkids; k++)
-				if (g_kids[k].pid == prod[i]) {
-					close(g_kids[k].ctl);
-					g_kids[k] = g_kids[--g_nkids];
-					break;
-				}
+			tu_kid_forget(prod[i]);
 			left--;
 			if (rc[i] != 0)
 				fail_msg("producer %d exited with %d (signal or failed check)", i, rc[i]);
@@ -503,7 +327,7 @@ static void test_soak_two_producers_two_workers(void **state)
 		if (left && tu_now_ns() > deadline)
 			fail_msg("producers still running after 560 s");
 		if (left)
-			sleep_ns(MS);
+			tu_sleep_ns(MS);
 	}
 	int rc0 = rc[0], rc1 = rc[1];
 	int64_t t1 = tu_now_ns();
@@ -515,8 +339,8 @@ static void test_soak_two_producers_two_workers(void **state)
 	fflush(stdout);
 	assert_int_equal(rc0, 0);
 	assert_int_equal(rc1, 0);
-	assert_int_equal(kid_join(w0, 60 * 1000), 0);
-	assert_int_equal(kid_join(w1, 60 * 1000), 0);
+	assert_int_equal(tu_kid_join(w0, 60 * 1000), 0);
+	assert_int_equal(tu_kid_join(w1, 60 * 1000), 0);
 
 	assert_int_equal(atomic_load(&g_sh->bad), 0);
 	assert_int_equal(atomic_load(&g_sh->verified[0]), per);
@@ -529,7 +353,7 @@ static void test_soak_two_producers_two_workers(void **state)
 				 (unsigned long long)(i % per), m);
 	}
 
-	ASSERT_RC(taskring_queue_stats(g_store, NULL, &qs), 0);
+	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.enqueued, total);
 	assert_int_equal(qs.started, total);
 	assert_int_equal(qs.completed, total);
@@ -546,8 +370,7 @@ static void test_soak_two_producers_two_workers(void **state)
 
 int main(void)
 {
-	for (int i = 0; i < 5; i++)
-		sigaction(g_exc_sigs[i], NULL, &g_saved_sig[i]);
+	tu_kids_init(KID_ALARM_S, 5);
 	tu_alarm(590);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_soak_two_producers_two_workers, setup, teardown),

@@ -22,18 +22,6 @@
 
 #include "internal.h"
 
-#define MS 1000000LL
-#define SEC 1000000000LL
-
-/* Like assert_int_equal, but says which error each side is. */
-#define assert_rc(expr, want)                                                                   \
-	do {                                                                                    \
-		long g_ = (long)(expr), w_ = (long)(want);                                      \
-		if (g_ != w_)                                                                   \
-			fail_msg("%s = %ld (%s), expected %ld (%s)", #expr, g_,                 \
-				 taskring_strerror((int)g_), w_, taskring_strerror((int)w_));   \
-	} while (0)
-
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -70,30 +58,32 @@ static char *make_tmpdir(void)
 	return d;
 }
 
-static void rm_rf(const char *dir)
+/* make_tmpdir(), and @path set to @leaf in it. */
+static char *make_tmpdir_with(const char *leaf, char *path, size_t cap)
+{
+	char *dir = make_tmpdir();
+	snprintf(path, cap, "%s/%s", dir, leaf);
+	return dir;
+}
+
+/* Remove (rm -rf) and free a directory from make_tmpdir(). */
+static void remove_tmpdir(char *dir)
 {
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fail_msg("cannot remove %s", dir);
+	free(dir);
 }
 
 static struct taskring_store_opts small_opts(void)
 {
-	struct taskring_store_opts o;
-	memset(&o, 0, sizeof(o));
-	o.slots = 64;
-	o.max_payload = 4096;
-	o.arena_bytes = 1u << 20;
-	o.queues = 4;
-	o.tasks = 8;
-	return o;
+	return tu_store_opts(64, 4096, 1u << 20, 4, 8);
 }
 
 static struct taskring_store *open_ok(const char *name, const struct taskring_store_opts *o)
 {
-	struct taskring_store *st = NULL;
-	assert_rc(taskring_store_open(name, o, &st), 0);
+	struct taskring_store *st = tu_open(name, o);
 	assert_non_null(st);
 	return st;
 }
@@ -118,41 +108,45 @@ static off_t file_size(const char *path)
 	return sb.st_size;
 }
 
-static uint32_t read_u32(const char *path, off_t off)
+/* Read or write exactly @n bytes of the file @path at @off. */
+static void file_io(const char *path, off_t off, void *buf, size_t n, int do_write)
 {
-	uint32_t v = 0;
-	int fd = open(path, O_RDONLY);
+	int fd = open(path, do_write ? O_RDWR : O_RDONLY);
 	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &v, 4, off), 4);
-	close(fd);
-	return v;
-}
-
-static void write_u32(const char *path, off_t off, uint32_t v)
-{
-	int fd = open(path, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, &v, 4, off), 4);
+	if (do_write)
+		assert_int_equal(pwrite(fd, buf, n, off), (ssize_t)n);
+	else
+		assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
 	close(fd);
 }
 
-static uint64_t read_u64(const char *path, off_t off)
+/* A u32 (@n 4) or u64 (@n 8) header word of the file @path at @off. */
+union word {
+	uint32_t u32;
+	uint64_t u64;
+};
+
+static uint64_t read_word(const char *path, off_t off, size_t n)
 {
-	uint64_t v = 0;
-	int fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &v, 8, off), 8);
-	close(fd);
-	return v;
+	union word v = { .u64 = 0 };
+	file_io(path, off, &v, n, 0);
+	return n == 4 ? v.u32 : v.u64;
 }
 
-static void write_u64(const char *path, off_t off, uint64_t v)
+static void write_word(const char *path, off_t off, size_t n, uint64_t x)
 {
-	int fd = open(path, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, &v, 8, off), 8);
-	close(fd);
+	union word v;
+	if (n == 4)
+		v.u32 = (uint32_t)x;
+	else
+		v.u64 = x;
+	file_io(path, off, &v, n, 1);
 }
+
+#define read_u32(path, off) ((uint32_t)read_word(path, off, 4))
+#define read_u64(path, off) read_word(path, off, 8)
+#define write_u32(path, off, v) write_word(path, off, 4, (uint32_t)(v))
+#define write_u64(path, off, v) write_word(path, off, 8, (uint64_t)(v))
 
 static void write_file(const char *path, const void *data, size_t len)
 {
@@ -290,19 +284,13 @@ static void test_open_shm_zeroed_opts_creates_defaults(void **state)
 
 static void test_open_path_custom_sizing(void **state)
 {
-	char *dir = make_tmpdir();
 	char path[512];
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	struct stat sb;
 	struct taskring_store_info info;
-	snprintf(path, sizeof(path), "%s/store", dir);
 
-	struct taskring_store_opts o;
-	memset(&o, 0, sizeof(o));
-	o.slots = 1000; /* not a power of two */
-	o.max_payload = 4096;
-	o.arena_bytes = 1u << 20;
-	o.queues = 5;
-	o.tasks = 9;
+	/* 1000 slots: not a power of two. */
+	struct taskring_store_opts o = tu_store_opts(1000, 4096, 1u << 20, 5, 9);
 	mode_t old = umask(0);
 	struct taskring_store *st = open_ok(path, &o);
 	umask(old);
@@ -359,8 +347,7 @@ static void test_open_path_custom_sizing(void **state)
 	char bad[600];
 	snprintf(bad, sizeof(bad), "%s/nodir/store", dir);
 	open_fails(bad, NULL, -ENOENT);
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_open_anonymous(void **state)
@@ -381,9 +368,7 @@ static void test_open_anonymous(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct taskring_worker *w = NULL;
-		struct taskring_worker_opts wo;
-		taskring_worker_opts_init(&wo);
-		if (taskring_worker_create(st, &wo, &w) != 0)
+		if (tu_worker_create(st, NULL, 0, 1, &w) != 0)
 			_exit(10);
 		if (taskring_worker_register(w, "t", h_upper, NULL) != 0)
 			_exit(11);
@@ -437,10 +422,7 @@ static void test_reopen_sees_same_jobs(void **state)
 	assert_int_equal(sb.enqueued, 4);
 
 	/* A worker on b runs a's job; a sees the result. */
-	struct taskring_worker *w = NULL;
-	struct taskring_worker_opts wo;
-	taskring_worker_opts_init(&wo);
-	assert_rc(taskring_worker_create(b, &wo, &w), 0);
+	struct taskring_worker *w = tu_worker(b, NULL, 0, 1);
 	assert_rc(taskring_worker_register(w, "t", h_upper, NULL), 0);
 	assert_rc(taskring_worker_run_one(w, 5 * SEC), 1);
 	assert_rc(taskring_worker_destroy(w), 0);
@@ -477,9 +459,8 @@ static void test_mode_group(void **state)
 	const char *name = tu_shm_name();
 	char shm[128], path[512];
 	struct stat sb;
-	char *dir = make_tmpdir();
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	shm_file(name, shm, sizeof(shm));
-	snprintf(path, sizeof(path), "%s/store", dir);
 
 	/* With the usual umask 022 a group store is still 0660, as documented. */
 	mode_t old = umask(022);
@@ -511,8 +492,7 @@ static void test_mode_group(void **state)
 	assert_rc(taskring_store_close(b), 0);
 	assert_rc(taskring_store_unlink(name), 0);
 	assert_rc(taskring_store_unlink(path), 0);
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_nocreate_excl(void **state)
@@ -520,9 +500,8 @@ static void test_nocreate_excl(void **state)
 	const char *name = tu_shm_name();
 	char shm[128], path[512];
 	struct stat sb;
-	char *dir = make_tmpdir();
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	shm_file(name, shm, sizeof(shm));
-	snprintf(path, sizeof(path), "%s/store", dir);
 	const char *names[2] = {name, path};
 	const char *files[2] = {shm, path};
 
@@ -555,8 +534,7 @@ static void test_nocreate_excl(void **state)
 		/* After unlink, NOCREATE fails again. */
 		open_fails(names[k], &z, -ENOENT);
 	}
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_sizing_mismatch(void **state)
@@ -652,15 +630,13 @@ static void test_symlink_refused(void **state)
 	unlink(shm);
 	assert_rc(taskring_store_unlink(other), 0);
 
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_bad_magic(void **state)
 {
-	char *dir = make_tmpdir();
 	char path[512];
-	snprintf(path, sizeof(path), "%s/garbage", dir);
+	char *dir = make_tmpdir_with("garbage", path, sizeof(path));
 
 	/* 1 MiB of pseudo-random bytes. */
 	size_t n = 1u << 20;
@@ -679,10 +655,7 @@ static void test_bad_magic(void **state)
 	/* The file is left exactly as it was. */
 	assert_int_equal(file_size(path), (off_t)n);
 	unsigned char *back = malloc(n);
-	int fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(read(fd, back, n), (ssize_t)n);
-	close(fd);
+	file_io(path, 0, back, n, 0);
 	assert_memory_equal(back, g, n);
 	free(back);
 
@@ -715,17 +688,15 @@ static void test_bad_magic(void **state)
 	unlink(shm);
 
 	free(g);
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 /* Files too small to hold a header: refused as not a store (EFORMAT) or as
  * corrupt; the header does not pin which, but never opened, never resized. */
 static void test_tiny_files(void **state)
 {
-	char *dir = make_tmpdir();
 	char path[512];
-	snprintf(path, sizeof(path), "%s/tiny", dir);
+	char *dir = make_tmpdir_with("tiny", path, sizeof(path));
 	size_t sizes[] = {0, 1, 4, 8, 16, 100};
 	unsigned char hdr[128];
 	memset(hdr, 0, sizeof(hdr));
@@ -743,15 +714,13 @@ static void test_tiny_files(void **state)
 		assert_ptr_equal(st, (void *)(uintptr_t)0x77);
 		assert_int_equal(file_size(path), (off_t)sizes[i]);
 	}
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_version_and_build_mismatch(void **state)
 {
-	char *dir = make_tmpdir();
 	char path[512];
-	snprintf(path, sizeof(path), "%s/store", dir);
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	struct taskring_store_opts o = small_opts();
 	struct taskring_store *st = open_ok(path, &o);
 	struct taskring_job j;
@@ -799,15 +768,13 @@ static void test_version_and_build_mismatch(void **state)
 	assert_rc(taskring_store_close(st), 0);
 	assert_rc(taskring_store_unlink(name), 0);
 
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_truncated_and_inconsistent(void **state)
 {
-	char *dir = make_tmpdir();
 	char path[512];
-	snprintf(path, sizeof(path), "%s/store", dir);
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	struct taskring_store_opts o = small_opts();
 	struct taskring_store *st = open_ok(path, &o);
 	struct taskring_store_info info;
@@ -823,10 +790,7 @@ static void test_truncated_and_inconsistent(void **state)
 	 * the header is intact but the size disagrees with it. */
 	unsigned char *saved = malloc((size_t)full);
 	assert_non_null(saved);
-	int sfd = open(path, O_RDONLY);
-	assert_true(sfd >= 0);
-	assert_int_equal(pread(sfd, saved, (size_t)full, 0), (ssize_t)full);
-	close(sfd);
+	file_io(path, 0, saved, (size_t)full, 0);
 	off_t sizes[] = {full / 2, 4096, full - 4096, full + 4096};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		assert_int_equal(truncate(path, sizes[i]), 0);
@@ -888,8 +852,7 @@ static void test_truncated_and_inconsistent(void **state)
 	st = open_ok(path, NULL);
 	expect_job(st, id, "whole", TASKRING_PENDING);
 	assert_rc(taskring_store_close(st), 0);
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 static void test_other_owner(void **state)
@@ -898,10 +861,9 @@ static void test_other_owner(void **state)
 		skip();
 		return;
 	}
-	char *dir = make_tmpdir();
 	char path[512];
 	struct stat sb;
-	snprintf(path, sizeof(path), "%s/store", dir);
+	char *dir = make_tmpdir_with("store", path, sizeof(path));
 	struct taskring_store_opts o = small_opts();
 	struct taskring_store *st = open_ok(path, &o);
 	assert_rc(taskring_store_close(st), 0);
@@ -934,8 +896,7 @@ static void test_other_owner(void **state)
 	assert_int_equal(chown(shm, 0, 0), 0);
 	assert_rc(taskring_store_unlink(name), 0);
 
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 /* Not a regular file: a FIFO, a directory, a character device. Run in a
@@ -972,8 +933,7 @@ static void test_not_regular_file(void **state)
 	struct stat sb;
 	assert_int_equal(lstat(fifo, &sb), 0);
 	assert_true(S_ISFIFO(sb.st_mode));
-	rm_rf(dir);
-	free(dir);
+	remove_tmpdir(dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1119,9 +1079,8 @@ static void test_concurrent_first_openers_path(void **state)
 {
 	int rounds = tu_sanitized() ? 2 : 5;
 	for (int r = 0; r < rounds; r++) {
-		char *dir = make_tmpdir();
 		char path[512];
-		snprintf(path, sizeof(path), "%s/store", dir);
+		char *dir = make_tmpdir_with("store", path, sizeof(path));
 		run_openers(path);
 		check_openers_result(path);
 		/* Only the store itself is in the directory: no temporary file left. */
@@ -1138,8 +1097,7 @@ static void test_concurrent_first_openers_path(void **state)
 		}
 		closedir(d);
 		assert_int_equal(n, 1);
-		rm_rf(dir);
-		free(dir);
+		remove_tmpdir(dir);
 	}
 }
 
@@ -1373,9 +1331,6 @@ int main(void)
 		cmocka_unit_test(test_unlink_then_open_is_fresh),
 		cmocka_unit_test(test_strerror),
 	};
-	if (getenv("TR_TEST_FILTER")) /* run only the tests matching this pattern */
-		cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
-	if (getenv("TR_TEST_SKIP")) /* skip the tests matching this pattern */
-		cmocka_set_skip_filter(getenv("TR_TEST_SKIP"));
+	tu_test_filters();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
