@@ -112,9 +112,10 @@ for label, num, den, cmp, target in targets:
 # futex in both directions: whatever it measured, it was not that.
 a, b = get("rtt.xproc_nospin", "p50_ns"), get("floor.pingpong_futex", "p50_ns")
 if a is not None and b and a < 0.5 * b:
-    print("  note: rtt.xproc_nospin p50 (%.0f ns) is under half the futex floor (%.0f ns): with spin 0 the"
+    print("  note: rtt.xproc_nospin p50 (%.0f ns) is under half the futex floor (%.0f ns): the worker sleeps"
           % (a, b))
-    print("        library still did not sleep on most hand-offs, so that ratio does not measure a wake-up")
+    print("        and is woken, but the producer rarely does: its FUTEX_WAKE returns after the job is")
+    print("        done, so a round trip costs one wake-up where the floor's costs two")
 
 meta = res.get("meta", {})
 cpus = meta.get("cpus") or 1
