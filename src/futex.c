@@ -1,8 +1,9 @@
 /*
  * futex.c - the only place that makes futex system calls.
  *
- * Futex words live in the shared mapping, so FUTEX_PRIVATE_FLAG is never used
- * (it would lose wake-ups across processes). Waits take an absolute
+ * Futex words live in the shared mapping, so FUTEX_PRIVATE_FLAG is not used
+ * for them (it would lose wake-ups across processes); only a worker's own
+ * process-local drain counter uses the private form. Waits take an absolute
  * CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET), so a retry after EINTR never
  * stretches the wait. The bitset lets one word serve many queues: an idle
  * worker waits with the bits of the queues it serves and a producer wakes
@@ -37,6 +38,16 @@ uint64_t tr__futex_wake_calls(void)
  */
 int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset)
 {
+	return tr__futex_wait_op(word, val, deadline_mono, bitset, 0);
+}
+
+/*
+ * The same, with @private set for a word that only this process uses (a
+ * worker's drain counter): FUTEX_PRIVATE_FLAG skips the shared-mapping
+ * lookup. Never use it for a word in the store.
+ */
+int tr__futex_wait_op(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset, int private)
+{
 	struct timespec ts, *tsp = NULL;
 
 	if (deadline_mono >= 0) {
@@ -45,7 +56,8 @@ int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, 
 		tsp = &ts;
 	}
 	atomic_fetch_add_explicit(&futex_waits, 1, memory_order_relaxed);
-	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, val, tsp, NULL, bitset);
+	int op = FUTEX_WAIT_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0);
+	long rc = syscall(SYS_futex, (uint32_t *)word, op, val, tsp, NULL, bitset);
 	if (rc == 0)
 		return 0;
 	return -errno;
@@ -54,7 +66,13 @@ int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, 
 /* Wake up to @n waiters whose bitset intersects @bitset. Returns how many. */
 int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset)
 {
+	return tr__futex_wake_op(word, n, bitset, 0);
+}
+
+int tr__futex_wake_op(_Atomic uint32_t *word, int n, uint32_t bitset, int private)
+{
 	atomic_fetch_add_explicit(&futex_wakes, 1, memory_order_relaxed);
-	long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET, n, NULL, NULL, bitset);
+	int op = FUTEX_WAKE_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0);
+	long rc = syscall(SYS_futex, (uint32_t *)word, op, n, NULL, NULL, bitset);
 	return rc < 0 ? -errno : (int)rc;
 }

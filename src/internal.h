@@ -287,6 +287,9 @@ TR_INTERNAL int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (
 /* futex.c */
 TR_INTERNAL int tr__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset);
 TR_INTERNAL int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
+TR_INTERNAL int tr__futex_wait_op(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset,
+				  int private);
+TR_INTERNAL int tr__futex_wake_op(_Atomic uint32_t *word, int n, uint32_t bitset, int private);
 /* Per-process counts of futex system calls, for tests that prove nothing polls. */
 TR_INTERNAL uint64_t tr__futex_wait_calls(void);
 TR_INTERNAL uint64_t tr__futex_wake_calls(void);

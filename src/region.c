@@ -395,7 +395,9 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 	rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, &l);
 	if (rc)
 		return rc;
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	/* O_TMPFILE leaves nothing behind if we die while building; linking it
+	 * goes through /proc, so without /proc use a hidden temporary name. */
+	fd = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode) : -1;
 	if (fd < 0) {
 		snprintf(tmpname, sizeof(tmpname), "%s/.taskring-%d-%llx.tmp", dir, (int)getpid(),
 			 (unsigned long long)tr__rand64());

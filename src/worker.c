@@ -23,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -582,7 +580,7 @@ static void job_done(struct taskring_worker *w)
 	 * running; one of us sees the other. */
 	if (atomic_fetch_sub_explicit(&w->running, 1, memory_order_seq_cst) == 1 &&
 	    atomic_load_explicit(&w->drain_waiting, memory_order_seq_cst))
-		syscall(SYS_futex, &w->running, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+		tr__futex_wake_op(&w->running, INT32_MAX, 0xffffffffu, 1);
 }
 
 /* Ask for the cancel of a claimed job that has not started. */
@@ -691,13 +689,11 @@ int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 		uint32_t n = atomic_load_explicit(&w->running, memory_order_seq_cst);
 		if (n == 0)
 			break;
-		int64_t left = deadline < 0 ? -1 : deadline - tr__now_mono();
-		if (deadline >= 0 && left <= 0) {
+		if (deadline >= 0 && tr__now_mono() >= deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
-		struct timespec ts = {left / 1000000000LL, left % 1000000000LL}, *tsp = left < 0 ? NULL : &ts;
-		syscall(SYS_futex, &w->running, FUTEX_WAIT_PRIVATE, n, tsp, NULL, 0);
+		tr__futex_wait_op(&w->running, n, deadline, 0xffffffffu, 1);
 	}
 	atomic_store_explicit(&w->drain_waiting, 0, memory_order_relaxed);
 	if (rc) {
