@@ -39,6 +39,11 @@
  *     failed attempt when it returns.
  *   - This release has no log: a store survives the death of any process,
  *     not a reboot. Delivery is at-least-once per attempt.
+ *   - A process that dies holding a queue's lock does not wedge the queue
+ *     (the robust mutex hands the next locker EOWNERDEAD and the queue is
+ *     rebuilt from the slot table). But this release has no reaper yet: a
+ *     job whose worker process dies while running it stays "running", and a
+ *     slot or arena block a process held when it died is not reclaimed.
  *   - The store is shared memory: every process attached to it can read and
  *     write all of it. Only give access to processes you trust with the jobs.
  *   - The library is not async-signal-safe. Handles (struct taskring_job) are

@@ -34,6 +34,12 @@
 
 /* ---- handle validation -------------------------------------------------- */
 
+/*
+ * The slot a handle names, after the checks that need no shared memory: a
+ * handle is a plain value the caller may have copied or forged, so its slot
+ * index is bounds-checked here and an odd generation (one no stable job has)
+ * is refused. Whether the job still lives is read_begin()'s business.
+ */
 struct tr_slot *tr__job_slot(const struct taskring_job *job)
 {
 	if (!job || !job->store || job->slot >= job->store->nslots || (job->gen & 1))
@@ -280,6 +286,12 @@ void taskring_enqueue_opts_init(struct taskring_enqueue_opts *o)
 		*o = (struct taskring_enqueue_opts)TASKRING_ENQUEUE_OPTS_INIT;
 }
 
+/*
+ * Validate enqueue options without touching the store. Every rule here is
+ * listed under taskring_enqueue()'s errors in the header; reserved fields must
+ * be zero so that a later release can give them a meaning without old
+ * callers passing garbage into it.
+ */
 static int check_opts(const struct taskring_enqueue_opts *o)
 {
 	if (o->abi != TASKRING_ENQUEUE_OPTS_ABI)
@@ -348,6 +360,7 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 	return 0;
 }
 
+/* Give back the blocks taken for @n requests (a batch that failed). */
 static void free_req_blocks(struct taskring_store *st, struct enq_req *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -473,6 +486,7 @@ struct free_wait {
 	uint32_t need, done0;
 };
 
+/* Spin condition of wait_free(): enough slots, or (arena mode) a job ended. */
 static int free_ready(void *arg)
 {
 	struct free_wait *f = arg;
@@ -1037,6 +1051,13 @@ static int state_moved(void *arg)
 	return TR_TAG(state) != w->tag || TR_TERMINAL(TR_STATUS(state)) || TR_STATUS(state) == TR_ST_FREE;
 }
 
+/*
+ * Waiting is three steps: a spin on the state word (most hand-offs finish
+ * within it), then a loop that registers in TR_ST_WAITERS with a CAS (so the
+ * transition knows to call FUTEX_WAKE) and sleeps with the absolute
+ * deadline. A wake-up or EINTR only re-reads the word: the deadline never
+ * stretches, and the tag in the word tells a recycled slot from our job.
+ */
 int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 {
 	uint32_t state;
@@ -1110,6 +1131,13 @@ int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void
 
 /* ---- operations ---------------------------------------------------------------- */
 
+/*
+ * A running job only gets its TR_ST_CANCEL bit set, with a CAS that names
+ * the tag, so a request can never land on the slot's next job. A pending job
+ * is cancelled under its queue's lock, where no worker can claim it between
+ * our check and our transition, and is unlinked from its band or timer heap
+ * in the same critical section.
+ */
 int taskring_job_cancel(const struct taskring_job *job)
 {
 	uint32_t state;
@@ -1166,6 +1194,11 @@ int taskring_job_cancel(const struct taskring_job *job)
 	}
 }
 
+/*
+ * The dead job is read under the seqlock and copied (payload, metadata,
+ * retry delays) before the new job is enqueued: the enqueue may itself
+ * recycle the dead job's slot, which is the oldest terminal one.
+ */
 int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob)
 {
 	uint32_t state;
@@ -1270,6 +1303,11 @@ int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queu
 	return 0;
 }
 
+/*
+ * Counts per state come from a walk of the slot table (each state word read
+ * once), so they are exact for a quiet store and a consistent-per-slot
+ * snapshot of a busy one; the cumulative counters are the queues' own.
+ */
 int taskring_queue_stats(struct taskring_store *st, const char *queue, struct taskring_queue_stats *out)
 {
 	struct taskring_queue_stats r;

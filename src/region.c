@@ -59,6 +59,12 @@ static uint64_t page_up(uint64_t x)
 	return (x + TR_PAGE - 1) & ~(uint64_t)(TR_PAGE - 1);
 }
 
+/*
+ * Compute the offsets of every part of a region from its sizing (see the
+ * layout in internal.h). Each part starts on a page, so parts never share a
+ * cache line and a mapping can be made huge-page friendly later. The ring's
+ * capacity is the next power of two of the slot count, for masking.
+ */
 int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *l)
 {
 	uint32_t cap = 1;
@@ -161,6 +167,8 @@ void tr__unlock(pthread_mutex_t *m)
 	pthread_mutex_unlock(m);
 }
 
+/* Turn the validated header's offsets into this process's pointers, and copy
+ * the sizing it uses for every bounds check. */
 static void set_pointers(struct taskring_store *st)
 {
 	struct tr_hdr *h = st->hdr;
@@ -449,6 +457,8 @@ fail_fd:
 	return rc;
 }
 
+/* An anonymous store: MAP_SHARED so that fork()ed children share it, and
+ * MAP_NORESERVE because most of the arena is never touched. */
 static int open_anonymous(const struct taskring_store_opts *o, struct taskring_store **out)
 {
 	struct tr_layout l;
@@ -476,6 +486,11 @@ static int open_anonymous(const struct taskring_store_opts *o, struct taskring_s
 	return 0;
 }
 
+/*
+ * Open-or-create as a loop: open the name; if it is absent, build a region
+ * and link it; if someone linked theirs first (EEXIST), open theirs. The
+ * loop is bounded because a store can also be unlinked between our steps.
+ */
 int taskring_store_open(const char *name, const struct taskring_store_opts *opts, struct taskring_store **storep)
 {
 	struct taskring_store_opts o;
@@ -532,6 +547,8 @@ int taskring_store_close(struct taskring_store *st)
 	return 0;
 }
 
+/* Ownership is checked with lstat(): the name itself, never a link's target,
+ * and never another user's file. */
 int taskring_store_unlink(const char *name)
 {
 	char path[PATH_MAX], dir[PATH_MAX];

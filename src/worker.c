@@ -216,6 +216,11 @@ static void drop_result(struct taskring_store *st, struct tr_slot *s)
 	TR_SET(s->s_flags, TR_GET(s->s_flags) & ~TR_SF_RESULT_INLINE);
 }
 
+/*
+ * The result goes straight into the slot (inline) or an arena block: no
+ * copy in between, and nothing for the worker to free if the process dies.
+ * A full arena gives up the oldest terminal results first.
+ */
 int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 {
 	if (!ctx || (!data && len))
@@ -385,6 +390,11 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 
 /* ---- ending an attempt ---------------------------------------------------------- */
 
+/*
+ * The delay before retry number @attempt + 1: the job's explicit list (its
+ * last entry repeats), or full jitter as taskito computes it, with the
+ * shift bounded so base * 2^attempt cannot overflow.
+ */
 static int64_t backoff(struct taskring_store *st, struct tr_slot *s, uint32_t attempt)
 {
 	uint64_t off = TR_GET(s->s_delays_off);
@@ -428,6 +438,14 @@ static int end_as(struct taskring_store *st, struct taskring_ctx *c, uint32_t no
 	return 0;
 }
 
+/*
+ * Decide how the attempt ends and make it so. The message is fixed first
+ * (the handler's, or one saying why: timeout, unknown outcome), then the
+ * loop re-reads the state word and takes the one transition that fits it;
+ * when the CAS loses to a cancel request it decides again. An attempt that
+ * is no longer the running one (reaped and retried elsewhere) changes
+ * nothing: exactly one completion per attempt is accepted.
+ */
 static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int outcome, uint32_t qi)
 {
 	struct taskring_store *st = w->st;
@@ -514,6 +532,13 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 	}
 }
 
+/*
+ * Run the claimed job in slot @idx: build the handler's context (the payload
+ * is read in place, from the slot or the arena, after bounds checks), record
+ * the start, call the handler and end the attempt. A job whose cancel was
+ * requested before it started, or whose task this worker has no handler for,
+ * does not reach a handler.
+ */
 static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t idx, uint32_t qi)
 {
 	struct taskring_store *st = w->st;
@@ -672,6 +697,11 @@ int taskring_worker_start(struct taskring_worker *w)
 	return 0;
 }
 
+/*
+ * Draining counts jobs, not threads: w->running covers jobs claimed and not
+ * yet ended (prefetched ones included), and the last thread to end one wakes
+ * us through a process-private futex on that counter.
+ */
 int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 {
 	if (!w || drain_timeout_ns < -1)
