@@ -268,6 +268,7 @@ struct tr_layout {
 TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *out);
 TR_INTERNAL uint32_t tr__build_signature(void);
 TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue);
+TR_INTERNAL int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited);
 TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
 
 /* util.c */

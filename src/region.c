@@ -131,9 +131,17 @@ static int init_robust(pthread_mutex_t *m)
  */
 int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue)
 {
+	int waited;
+	return tr__lock_waited(m, st, queue, &waited);
+}
+
+/* tr__lock(), also saying (*@waited) whether the first try failed. */
+int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited)
+{
 	int rc = pthread_mutex_trylock(m);
 	int64_t until = 0;
 
+	*waited = rc == EBUSY;
 	/* Spin up to ~50 us (a holder linking a batch of 64 cold slots needs a
 	 * few), then sleep in the kernel. The time is read every 64 tries. */
 	for (int i = 1; rc == EBUSY; i++) {
