@@ -44,6 +44,12 @@
  *     rebuilt from the slot table). But this release has no reaper yet: a
  *     job whose worker process dies while running it stays "running", and a
  *     slot or arena block a process held when it died is not reclaimed.
+ *   - The arena (payloads and results over 32 bytes, error texts, metadata)
+ *     is shared by all jobs. When it is full, the oldest terminal jobs give
+ *     up their blocks first (they read as gone from then on); if that is not
+ *     enough, an enqueue fails with -EAGAIN (or waits) and a failed attempt
+ *     whose error text finds no room is still retried or ended, without that
+ *     entry in its history.
  *   - The store is shared memory: every process attached to it can read and
  *     write all of it. Only give access to processes you trust with the jobs.
  *   - The library is not async-signal-safe. Handles (struct taskring_job) are
@@ -594,7 +600,8 @@ TASKRING_API int taskring_ctx_progress(struct taskring_ctx *ctx, int percent);
 TASKRING_API int taskring_ctx_cancel_requested(struct taskring_ctx *ctx);
 /*
  * Set the result (copied; the last call wins). Errors: -EMSGSIZE (over the
- * store's max_payload), -EINVAL.
+ * store's max_payload), -ENOSPC (the arena is full even after the oldest
+ * terminal jobs gave up their blocks), -EINVAL.
  */
 TASKRING_API int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len);
 /* Set the error message for a failing return (cut to TASKRING_ERROR_MAX).
