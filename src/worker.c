@@ -77,8 +77,8 @@ struct taskring_worker {
 	_Atomic int drain_expired; /* stop() gave up waiting: cancel the rest */
 	int started;
 	int joined;
-	/* Jobs being run by this worker; a process-private futex word that
-	 * taskring_worker_stop() sleeps on while draining. */
+	/* Threads (and run_one calls) that are not idle; a process-private
+	 * futex word that taskring_worker_stop() sleeps on while draining. */
 	_Atomic uint32_t running;
 	_Atomic uint32_t drain_waiting;
 };
@@ -617,11 +617,24 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	}
 }
 
-/* A job claimed by this worker has ended (whatever the outcome). */
-static void job_done(struct taskring_worker *w)
+/*
+ * w->running counts the threads (and run_one calls) that are active: between
+ * leaving an idle wait and entering the next one. A thread that goes from job
+ * to job stays active and touches the counter not at all; every locked
+ * instruction is a full barrier on x86, which stalls behind the stores a job
+ * leaves in flight to the shared lines.
+ *
+ * enter(): seq_cst increment, then the caller looks at stopping (seq_cst).
+ * stop() sets stopping, then reads running. So either the thread sees the
+ * stop before it claims anything, or stop() sees the thread and drains it.
+ */
+static void enter(struct taskring_worker *w)
 {
-	/* Seq_cst: pairs with stop(), which sets drain_waiting and then reads
-	 * running; one of us sees the other. */
+	atomic_fetch_add_explicit(&w->running, 1, memory_order_seq_cst);
+}
+
+static void leave(struct taskring_worker *w)
+{
 	if (atomic_fetch_sub_explicit(&w->running, 1, memory_order_seq_cst) == 1 &&
 	    atomic_load_explicit(&w->drain_waiting, memory_order_seq_cst))
 		tr__futex_wake_op(&w->running, INT32_MAX, 0xffffffffu, 1);
@@ -635,25 +648,29 @@ static void cancel_claimed(struct taskring_store *st, uint32_t idx)
 }
 
 /*
- * Run one job: the next one this thread claimed earlier, or a new claim
- * (waiting until @deadline for one). Returns 1 when a job ran, 0 when none.
+ * The body of a worker thread, or (@ts NULL, @once) of one run_one call:
+ * run what this thread claimed, claim more, and wait when there is nothing.
  * Claimed jobs are run even while stopping: they are running already.
+ * Returns 1 when a job ran (run_one), 0 otherwise.
  */
-static int serve_one(struct taskring_worker *w, struct thread_slot *ts, int64_t deadline)
+static int serve(struct taskring_worker *w, struct thread_slot *ts, int64_t deadline, int once)
 {
 	uint32_t one, qi;
+	int ran = 0;
 
+	enter(w);
 	for (;;) {
 		if (ts && ts->next < ts->nclaimed) {
 			uint32_t idx = ts->claimed[ts->next++];
 			if (atomic_load_explicit(&w->drain_expired, memory_order_relaxed))
 				cancel_claimed(w->st, idx);
 			run_job(w, ts, idx, ts->claimed_q);
-			job_done(w);
-			return 1;
+			continue;
 		}
-		if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
-			return 0;
+		if (ran && once)
+			break;
+		if (atomic_load_explicit(&w->stopping, memory_order_seq_cst))
+			break;
 		uint32_t max = ts ? w->prefetch : 1;
 		uint32_t *out = ts ? ts->claimed : &one;
 		int waited;
@@ -661,25 +678,28 @@ static int serve_one(struct taskring_worker *w, struct thread_slot *ts, int64_t 
 		if (ts && waited)
 			ts->last_end = 0; /* the claim waited: read the clock afresh */
 		if (n) {
-			atomic_fetch_add_explicit(&w->running, n, memory_order_relaxed);
 			if (ts) {
 				ts->claimed_q = qi;
 				ts->nclaimed = n;
 				ts->next = 0;
-				continue;
+			} else {
+				run_job(w, NULL, one, qi);
+				ran = 1;
 			}
-			run_job(w, NULL, one, qi);
-			job_done(w);
-			return 1;
+			continue;
 		}
 		if (deadline == 0)
-			return 0;
+			break;
 		if (ts)
 			ts->last_end = 0;
+		leave(w);
 		int rc = idle_wait(w, deadline);
+		enter(w);
 		if (rc == -ETIMEDOUT || rc == -ECANCELED)
-			return 0;
+			break;
 	}
+	leave(w);
+	return ran;
 }
 
 int taskring_worker_run_one(struct taskring_worker *w, int64_t timeout_ns)
@@ -687,14 +707,13 @@ int taskring_worker_run_one(struct taskring_worker *w, int64_t timeout_ns)
 	if (!w || timeout_ns < -1)
 		return -EINVAL;
 	int64_t deadline = timeout_ns < 0 ? -1 : (timeout_ns == 0 ? 0 : tr__now_mono() + timeout_ns);
-	return serve_one(w, NULL, deadline);
+	return serve(w, NULL, deadline, 1);
 }
 
 static void *thread_main(void *arg)
 {
 	struct thread_slot *ts = arg;
-	while (serve_one(ts->w, ts, -1) || !atomic_load_explicit(&ts->w->stopping, memory_order_relaxed))
-		;
+	serve(ts->w, ts, -1, 0);
 	return NULL;
 }
 
@@ -722,9 +741,9 @@ int taskring_worker_start(struct taskring_worker *w)
 }
 
 /*
- * Draining counts jobs, not threads: w->running covers jobs claimed and not
- * yet ended (prefetched ones included), and the last thread to end one wakes
- * us through a process-private futex on that counter.
+ * Draining waits for w->running, the threads that are not idle, to reach 0:
+ * a thread leaves only after running every job it claimed, and the last one
+ * to leave wakes us through a process-private futex on that counter.
  */
 int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 {
