@@ -144,8 +144,9 @@ struct tr_hdr {
 	 * for each queue they serve. Bumped before every wake. */
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_wake;
 
-	/* Jobs that reached a terminal state (mod 2^32); producers blocked on
-	 * a full store sleep on it, registered in h_free_waiters. */
+	/* Producers blocked on a full store register in h_free_waiters and
+	 * sleep on h_done, which moves (and wakes them) when a job ends while
+	 * someone is registered. */
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_done;
 	_Atomic uint32_t h_free_waiters;
 
@@ -313,6 +314,7 @@ TR_INTERNAL void tr__queue_link_locked(struct taskring_store *st, struct tr_queu
 TR_INTERNAL void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx);
 TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real);
 TR_INTERNAL void tr__queue_notify(struct taskring_store *st, uint32_t qi, int n);
+TR_INTERNAL void tr__queue_pass_wake(struct taskring_store *st, uint32_t qi);
 TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
 
 /* job.c */

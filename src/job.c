@@ -463,59 +463,70 @@ static uint32_t ring_count(struct taskring_store *st)
 	return (int32_t)(tail - head) > 0 ? tail - head : 0;
 }
 
-/* Wake producers blocked on a full store, if any (h_done has moved). */
+/*
+ * Wake producers blocked on a full store, if any. Called right after a push
+ * into the recycle ring, whose tail CAS is seq_cst: that is the full barrier
+ * between the push and this look at h_free_waiters (store-buffer pattern with
+ * the producer, which registers in h_free_waiters before it looks at the
+ * ring). h_done, the word they sleep on, moves only when someone waits, so a
+ * completion with nobody blocked costs one load here.
+ */
 static void wake_blocked(struct taskring_store *st)
 {
-	/* Seq_cst increment (a full barrier): whatever we freed is visible
-	 * before we look for blocked producers; pairs with their seq_cst
-	 * increment of h_free_waiters before they re-read h_done. */
-	atomic_fetch_add_explicit(&st->hdr->h_done, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_seq_cst))
+	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&st->hdr->h_done, 1, memory_order_seq_cst);
 		tr__futex_wake(&st->hdr->h_done, INT32_MAX, 0xffffffffu);
+	}
+}
+
+/* Register as a producer blocked on a full store, and read h_done. */
+static uint32_t block_begin(struct taskring_store *st)
+{
+	atomic_fetch_add_explicit(&st->hdr->h_free_waiters, 1, memory_order_seq_cst);
+	return atomic_load_explicit(&st->hdr->h_done, memory_order_seq_cst);
+}
+
+static void block_end(struct taskring_store *st)
+{
+	atomic_fetch_sub_explicit(&st->hdr->h_free_waiters, 1, memory_order_seq_cst);
+}
+
+/* Sleep until h_done moves from @done0 or @deadline passes (-ETIMEDOUT). */
+static int block_sleep(struct taskring_store *st, uint32_t done0, int64_t deadline)
+{
+	int rc = tr__futex_wait(&st->hdr->h_done, done0, deadline, 0xffffffffu);
+	return rc == -ETIMEDOUT ? rc : 0;
+}
+
+struct free_wait {
+	struct taskring_store *st;
+	uint32_t need;
+};
+
+/* Spin condition of wait_slots(). */
+static int slots_ready(void *arg)
+{
+	struct free_wait *f = arg;
+	return ring_count(f->st) >= f->need;
 }
 
 /*
- * Wait until a job ends after h_done read @done0, or the ring holds @need
- * slots (0: do not look at the ring), or @deadline (mono ns, -1 = none) passes. Spins for the store's
- * spin time first (a busy worker ends a job every microsecond or so), then
- * sleeps on h_done. Waiting for "a job ended" rather than "a slot is free"
- * also serves a full arena: blocks are reclaimed from terminal jobs.
+ * Wait until the ring holds @need slots or @deadline (mono ns, -1 = none)
+ * passes: spin for the store's spin time (a busy worker ends a job every
+ * microsecond or so), looking at the ring only every 16 pauses (~0.3 us, as
+ * each look pulls the tail's cache line from the worker), then register and
+ * sleep until a job ends.
  */
-struct free_wait {
-	struct taskring_store *st;
-	uint32_t need, done0;
-};
-
-/* Spin condition of wait_free(): enough slots, or (arena mode) a job ended. */
-static int free_ready(void *arg)
+static int wait_slots(struct taskring_store *st, int64_t deadline, uint32_t need)
 {
-	struct free_wait *f = arg;
-	if (f->need)
-		return ring_count(f->st) >= f->need;
-	return atomic_load_explicit(&f->st->hdr->h_done, memory_order_relaxed) != f->done0;
-}
-
-static int wait_free(struct taskring_store *st, int64_t deadline, uint32_t need, uint32_t done0)
-{
-	struct tr_hdr *h = st->hdr;
-	struct free_wait f = {st, need, done0};
-	int rc;
-
-	/* Look at the shared words only every 16 pauses (~0.3 us): a busy
-	 * worker writes them on every job, and each look pulls their cache
-	 * lines away from it. With @need, h_done is not read at all. */
-	rc = tr__spin(atomic_load_explicit(&st->spin_ns, memory_order_relaxed), deadline, 15, free_ready, &f);
+	struct free_wait f = {st, need};
+	int rc = tr__spin(atomic_load_explicit(&st->spin_ns, memory_order_relaxed), deadline, 15, slots_ready, &f);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	atomic_fetch_add_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
-	/* Re-check after registering (store-buffer pattern with the seq_cst
-	 * increment of h_done in tr__slot_finished). */
-	if (atomic_load_explicit(&h->h_done, memory_order_seq_cst) == done0 && !(need && ring_count(st) >= need)) {
-		rc = tr__futex_wait(&h->h_done, done0, deadline, 0xffffffffu);
-		if (rc == -EAGAIN || rc == -EINTR)
-			rc = 0;
-	}
-	atomic_fetch_sub_explicit(&h->h_free_waiters, 1, memory_order_seq_cst);
+	uint32_t done0 = block_begin(st);
+	if (ring_count(st) < need)
+		rc = block_sleep(st, done0, deadline);
+	block_end(st);
 	return rc;
 }
 
@@ -532,21 +543,29 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	if (!idx)
 		return -ENOMEM;
 	for (;;) {
-		uint32_t done0 = atomic_load_explicit(&st->hdr->h_done, memory_order_seq_cst);
 		rc = alloc_req_blocks(st, r, n);
 		if (rc == 0)
 			break;
 		if (!(flags & TASKRING_ENQ_BLOCK))
 			goto out;
-		rc = wait_free(st, deadline, 0, done0);
-		if (rc)
+		/* The arena is full. Register, then try once more: a job that
+		 * ends after we register wakes us (its blocks can then be
+		 * reclaimed); one that ended before is seen by the retry. */
+		uint32_t done0 = block_begin(st);
+		rc = alloc_req_blocks(st, r, n);
+		int wrc = rc ? block_sleep(st, done0, deadline) : 0;
+		block_end(st);
+		if (rc == 0)
+			break;
+		if (wrc) {
+			rc = wrc;
 			goto out;
+		}
 	}
 	/* Slots: all or none. A blocking call pops only when the ring seems
 	 * to hold enough, and gives back a partial set (waking others that
 	 * may need it), so two producers can never hold halves forever. */
 	for (;;) {
-		uint32_t done0 = atomic_load_explicit(&st->hdr->h_done, memory_order_seq_cst);
 		size_t got = 0;
 		if (!(flags & TASKRING_ENQ_BLOCK) || ring_count(st) >= n) {
 			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
@@ -560,7 +579,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		}
 		rc = -EAGAIN;
 		if (flags & TASKRING_ENQ_BLOCK)
-			rc = wait_free(st, deadline, (uint32_t)n, done0);
+			rc = wait_slots(st, deadline, (uint32_t)n);
 		if (rc) {
 			free_req_blocks(st, r, n);
 			goto out;

@@ -481,6 +481,20 @@ void tr__queue_notify(struct taskring_store *st, uint32_t qi, int n)
 	tr__futex_wake(&st->hdr->h_wake, n, 1u << (qi % 32));
 }
 
+/*
+ * A worker that claimed a job and left others ready passes the wake-up on to
+ * one sleeper, if any. No fence here: a worker that registers as a sleeper
+ * after this look re-checks q_ready itself and finds the jobs left; this only
+ * serves sleepers that were asleep already, which the look sees.
+ */
+void tr__queue_pass_wake(struct taskring_store *st, uint32_t qi)
+{
+	if (atomic_load_explicit(&st->queues[qi].q_sleepers, memory_order_relaxed) == 0)
+		return;
+	atomic_fetch_add_explicit(&st->hdr->h_wake, 1, memory_order_seq_cst);
+	tr__futex_wake(&st->hdr->h_wake, 1, 1u << (qi % 32));
+}
+
 static int set_paused(struct taskring_store *st, const char *name, uint32_t v)
 {
 	if (!st)

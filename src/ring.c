@@ -52,7 +52,11 @@ int tr__ring_push(struct taskring_store *st, uint32_t idx)
 		uint64_t c = atomic_load_explicit(cell, memory_order_acquire);
 		int32_t dif = (int32_t)((uint32_t)(c >> 32) - pos);
 		if (dif == 0) {
-			if (atomic_compare_exchange_weak_explicit(tailp, &pos, pos + 1, memory_order_relaxed,
+			/* Seq_cst: the full barrier between this push and the
+			 * look for blocked producers that follows it (see
+			 * wake_blocked() in job.c); a locked instruction on x86
+			 * either way. */
+			if (atomic_compare_exchange_weak_explicit(tailp, &pos, pos + 1, memory_order_seq_cst,
 								  memory_order_relaxed)) {
 				/* Release: the slot's terminal state and fields are
 				 * visible to whoever pops this index. */
