@@ -313,8 +313,8 @@ TR_INTERNAL int tr__task_find(struct taskring_store *st, const char *name, int c
 TR_INTERNAL void tr__queue_link_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx, int64_t now_real);
 TR_INTERNAL void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx);
 TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real);
-TR_INTERNAL void tr__queue_notify(struct taskring_store *st, uint32_t qi, int n);
-TR_INTERNAL void tr__queue_pass_wake(struct taskring_store *st, uint32_t qi);
+TR_INTERNAL void tr__queue_wake(struct taskring_store *st, uint32_t qi, int n);
+TR_INTERNAL uint32_t tr__queue_sleepers_locked(struct tr_queue *q);
 TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
 
 /* job.c */

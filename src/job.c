@@ -601,8 +601,10 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		for (; i < n && r[i].queue == qi; i++, linked++)
 			tr__queue_link_locked(st, q, idx[i], now);
 		atomic_fetch_add_explicit(&q->q_enqueued, (uint64_t)linked, memory_order_relaxed);
+		uint32_t sleepers = tr__queue_sleepers_locked(q);
 		tr__unlock(&q->q_lock);
-		tr__queue_notify(st, qi, linked);
+		if (sleepers)
+			tr__queue_wake(st, qi, linked);
 	}
 	rc = 0;
 out:

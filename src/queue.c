@@ -25,14 +25,19 @@
  * lock, tr__queue_repair() can rebuild the bands and heap from the slot table
  * (every PENDING slot of the queue with s_loc set), in link order.
  *
- * Wake-up protocol (no lost wake-ups, no system call when nobody sleeps).
- *   worker:   q_sleepers += 1 (seq_cst); w = h_wake; re-check q_ready and
- *             q_next_due; futex_wait(h_wake, w, bits of its queues).
- *   producer: link (q_ready += 1, under the lock); unlock; seq_cst fence;
- *             if q_sleepers > 0: h_wake += 1, futex_wake(h_wake, 1, bit q).
- * Either the producer sees the sleeper, or the worker's re-check sees the job
- * (store-buffer pattern with full fences on both sides); and h_wake changes
- * before every wake, so a worker that read w before the bump does not sleep.
+ * Wake-up protocol (no lost wake-ups, no system call when nobody sleeps, no
+ * fence on the hot path). q_sleepers is incremented and read under the
+ * queue's lock, so the lock orders a sleeper's registration against every
+ * link and claim:
+ *   worker:   w = h_wake; for each queue it serves: lock, q_sleepers += 1,
+ *             look at q_ready / q_next_due / q_paused, unlock; if nothing,
+ *             futex_wait(h_wake, w, bits of its queues); then q_sleepers -= 1.
+ *   producer: lock, link, s = q_sleepers, unlock; if s > 0: h_wake += 1,
+ *             futex_wake(h_wake, n, bit of the queue).
+ * A producer that links after a worker's look sees its registration and bumps
+ * h_wake after the worker read it, so the worker's futex_wait returns at once
+ * or is woken. A claimer that leaves jobs behind passes the wake-up on the
+ * same way, so one wake per enqueue is enough however many workers sleep.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -466,33 +471,22 @@ void tr__queue_repair(struct taskring_store *st, uint32_t qi)
 
 /* ---- wake-ups ---------------------------------------------------------- */
 
-/* After linking into queue @qi (lock released): wake up to @n sleepers. */
-void tr__queue_notify(struct taskring_store *st, uint32_t qi, int n)
+/*
+ * Wake up to @n workers asleep on queue @qi: the caller saw q_sleepers > 0
+ * under the queue's lock (see the protocol above) and has released it. The
+ * seq_cst increment moves h_wake before the system call, so a worker about
+ * to sleep with the old value returns at once.
+ */
+void tr__queue_wake(struct taskring_store *st, uint32_t qi, int n)
 {
-	struct tr_queue *q = &st->queues[qi];
-
-	/* Full fence: orders the q_ready/q_next_due stores (made under the
-	 * lock) before the q_sleepers load; pairs with the seq_cst increment
-	 * of q_sleepers that precedes a worker's re-check. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&q->q_sleepers, memory_order_relaxed) == 0)
-		return;
 	atomic_fetch_add_explicit(&st->hdr->h_wake, 1, memory_order_seq_cst);
 	tr__futex_wake(&st->hdr->h_wake, n, 1u << (qi % 32));
 }
 
-/*
- * A worker that claimed a job and left others ready passes the wake-up on to
- * one sleeper, if any. No fence here: a worker that registers as a sleeper
- * after this look re-checks q_ready itself and finds the jobs left; this only
- * serves sleepers that were asleep already, which the look sees.
- */
-void tr__queue_pass_wake(struct taskring_store *st, uint32_t qi)
+/* How many workers sleep on @q; call with its lock held. */
+uint32_t tr__queue_sleepers_locked(struct tr_queue *q)
 {
-	if (atomic_load_explicit(&st->queues[qi].q_sleepers, memory_order_relaxed) == 0)
-		return;
-	atomic_fetch_add_explicit(&st->hdr->h_wake, 1, memory_order_seq_cst);
-	tr__futex_wake(&st->hdr->h_wake, 1, 1u << (qi % 32));
+	return atomic_load_explicit(&q->q_sleepers, memory_order_relaxed);
 }
 
 static int set_paused(struct taskring_store *st, const char *name, uint32_t v)
@@ -502,9 +496,15 @@ static int set_paused(struct taskring_store *st, const char *name, uint32_t v)
 	int qi = tr__queue_find(st, name, 1);
 	if (qi < 0)
 		return qi;
-	atomic_store_explicit(&st->queues[qi].q_paused, v, memory_order_seq_cst);
-	if (!v)
-		tr__queue_notify(st, (uint32_t)qi, INT32_MAX);
+	struct tr_queue *q = &st->queues[qi];
+	int rc = tr__lock(&q->q_lock, st, qi);
+	if (rc)
+		return rc;
+	atomic_store_explicit(&q->q_paused, v, memory_order_relaxed);
+	uint32_t sleepers = tr__queue_sleepers_locked(q);
+	tr__unlock(&q->q_lock);
+	if (!v && sleepers)
+		tr__queue_wake(st, (uint32_t)qi, INT32_MAX);
 	return 0;
 }
 

@@ -303,33 +303,15 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out
 		while (n < max && (out[n] = tr__queue_pop_locked(st, q, now)) != TR_NIL)
 			n++;
 		uint32_t left = atomic_load_explicit(&q->q_ready, memory_order_relaxed);
+		uint32_t sleepers = left ? tr__queue_sleepers_locked(q) : 0;
 		tr__unlock(&q->q_lock);
 		if (n) {
 			/* More work and someone asleep: pass the wake-up on. */
-			if (left)
-				tr__queue_notify(st, qi, 1);
+			if (sleepers)
+				tr__queue_wake(st, qi, 1);
 			*qout = qi;
 			return n;
 		}
-	}
-	return 0;
-}
-
-/* Is there anything for us right now (read-only check)? */
-static int work_visible(struct taskring_worker *w, int64_t now_real, int64_t *next_due)
-{
-	*next_due = INT64_MAX;
-	for (uint32_t i = 0; i < w->nq; i++) {
-		struct tr_queue *q = &w->st->queues[w->qidx[i]];
-		if (atomic_load_explicit(&q->q_paused, memory_order_seq_cst))
-			continue;
-		if (atomic_load_explicit(&q->q_ready, memory_order_seq_cst))
-			return 1;
-		int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_seq_cst);
-		if (due <= now_real)
-			return 1;
-		if (due < *next_due)
-			*next_due = due;
 	}
 	return 0;
 }
@@ -356,20 +338,40 @@ static int ready_or_stopping(void *arg)
 static int idle_wait(struct taskring_worker *w, int64_t deadline)
 {
 	struct taskring_store *st = w->st;
-	int64_t next_due;
 
 	/* Spin (unless the spin time is 0) on the queues' words. */
 	int rc = tr__spin(w->spin_ns, deadline, 0, ready_or_stopping, w);
 	if (rc)
 		return rc < 0 ? rc : (atomic_load_explicit(&w->stopping, memory_order_relaxed) ? -ECANCELED : 0);
 
-	for (uint32_t k = 0; k < w->nq; k++)
-		atomic_fetch_add_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_seq_cst);
-	uint32_t seq = atomic_load_explicit(&st->hdr->h_wake, memory_order_seq_cst);
+	/* Read the wake word first, then register in each queue under its
+	 * lock and look at it there (see the protocol in queue.c). */
+	uint32_t seq = atomic_load_explicit(&st->hdr->h_wake, memory_order_acquire);
 	int64_t now_real = tr__now_real();
+	int64_t next_due = INT64_MAX;
+	int work = 0;
+	uint32_t registered = 0;
+	for (uint32_t k = 0; k < w->nq; k++) {
+		struct tr_queue *q = &st->queues[w->qidx[k]];
+		if (tr__lock(&q->q_lock, st, (int)w->qidx[k])) {
+			work = 1; /* cannot look: do not sleep on it */
+			break;
+		}
+		atomic_fetch_add_explicit(&q->q_sleepers, 1, memory_order_relaxed);
+		registered++;
+		if (!atomic_load_explicit(&q->q_paused, memory_order_relaxed)) {
+			int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_relaxed);
+			if (atomic_load_explicit(&q->q_ready, memory_order_relaxed) || due <= now_real)
+				work = 1;
+			else if (due < next_due)
+				next_due = due;
+		}
+		tr__unlock(&q->q_lock);
+	}
+	rc = 0;
 	if (atomic_load_explicit(&w->stopping, memory_order_seq_cst)) {
 		rc = -ECANCELED;
-	} else if (!work_visible(w, now_real, &next_due)) {
+	} else if (!work) {
 		int64_t now = tr__now_mono();
 		int64_t until = deadline;
 		if (next_due != INT64_MAX) {
@@ -387,8 +389,8 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 		if (rc == -EAGAIN || rc == -EINTR)
 			rc = 0;
 	}
-	for (uint32_t k = 0; k < w->nq; k++)
-		atomic_fetch_sub_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_seq_cst);
+	for (uint32_t k = 0; k < registered; k++)
+		atomic_fetch_sub_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_relaxed);
 	if (rc == 0 && atomic_load_explicit(&w->stopping, memory_order_relaxed))
 		rc = -ECANCELED;
 	return rc;
@@ -530,10 +532,12 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 			tr__queue_link_locked(st, q, c->job.slot, now);
 		else
 			atomic_fetch_sub_explicit(&q->q_retried, 1, memory_order_relaxed);
+		uint32_t sleepers = tr__queue_sleepers_locked(q);
 		tr__unlock(&q->q_lock);
 		if (rc)
 			continue;
-		tr__queue_notify(st, qi, 1);
+		if (sleepers)
+			tr__queue_wake(st, qi, 1);
 		return;
 	}
 }
