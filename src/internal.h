@@ -113,6 +113,16 @@
 #define tr_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
 #define tr_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define tr_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+/* ThreadSanitizer does not model atomic_thread_fence(); under it, the two
+ * seqlock fences become read-modify-writes that order the same accesses. */
+#if defined(__SANITIZE_THREAD__)
+#define TR_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TR_TSAN 1
+#endif
+#endif
+
 /* Plain (non-_Atomic) fields that another process may rewrite concurrently
  * are read and written through these, so the compiler neither tears nor
  * caches them and ThreadSanitizer sees atomic accesses. */

@@ -83,9 +83,14 @@ static struct tr_slot *read_begin(const struct taskring_job *job, uint32_t *stat
 /* Finish a seqlock read: 0 if everything read since read_begin is valid. */
 static int read_end(const struct taskring_job *job, struct tr_slot *s)
 {
-	/* Acquire fence: the copies above happen before this re-check. */
+	/* Acquire fence: the copies above happen before this re-check; pairs
+	 * with the release fence in gen_begin(). */
+#ifdef TR_TSAN
+	return atomic_fetch_add_explicit(&s->s_gen, 0, memory_order_acq_rel) == job->gen ? 0 : -ENOENT;
+#else
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&s->s_gen, memory_order_relaxed) == job->gen ? 0 : -ENOENT;
+#endif
 }
 
 /* ---- state transitions --------------------------------------------------- */
@@ -169,10 +174,15 @@ static void release_blocks(struct taskring_store *st, struct tr_slot *s)
 static uint32_t gen_begin(struct tr_slot *s)
 {
 	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_relaxed) | 1;
+	/* Release fence after the store: the odd generation is visible before
+	 * any field of the slot changes (seqlock writer side); pairs with the
+	 * acquire fence in read_end(). */
+#ifdef TR_TSAN
+	atomic_exchange_explicit(&s->s_gen, g, memory_order_acq_rel);
+#else
 	atomic_store_explicit(&s->s_gen, g, memory_order_relaxed);
-	/* Release fence: the odd generation is visible before any field of
-	 * the slot changes (seqlock writer side). */
 	atomic_thread_fence(memory_order_release);
+#endif
 	return g;
 }
 
