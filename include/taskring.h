@@ -534,6 +534,46 @@ TASKRING_API int taskring_job_cancel(const struct taskring_job *job);
 TASKRING_API int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob);
 
 /*
+ * taskring_job_replay - enqueue a copy of a job, whatever its state: a new
+ * job (new id) with the same task, payload, queue, priority and options and
+ * a fresh retry budget, due at once. The original is unchanged.
+ * @newjob: OUT (may be NULL).
+ * Errors: the errors of taskring_enqueue() (-EAGAIN when the store is full),
+ * -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_replay(const struct taskring_job *job, struct taskring_job *newjob);
+
+/*
+ * taskring_job_set_priority - change the priority of a pending job.
+ * A ready job moves behind the jobs of its new priority that are already
+ * waiting, as if it had been enqueued now. A job waiting for its time
+ * (delay, eta, retry backoff) keeps that time and takes its place by the new
+ * priority when it falls due. Non-blocking (takes the queue's lock).
+ * Errors: TASKRING_ESTATE (not pending), -EINVAL, -ENOENT.
+ */
+TASKRING_API int taskring_job_set_priority(const struct taskring_job *job, int32_t priority);
+
+/*
+ * taskring_queue_purge - remove every pending job of a queue, ready or
+ * waiting for its time. Removed jobs are gone, as if their slots had been
+ * reused: their handles and ids read -ENOENT and their result waiters return
+ * -ENOENT at once. Running and terminal jobs are not touched.
+ * @countp: OUT (may be NULL): how many were removed.
+ * Errors: -EINVAL, -ENAMETOOLONG, -ENOENT (no such queue).
+ */
+TASKRING_API int taskring_queue_purge(struct taskring_store *store, const char *queue, uint64_t *countp);
+
+/*
+ * taskring_store_purge_terminal - remove the terminal jobs (complete, failed,
+ * dead, cancelled) that ended at least @age_ns ago, freeing their slots and
+ * blocks now instead of when they are needed. They read as gone afterwards.
+ * Terminal jobs younger than @age_ns may move later in the reuse order.
+ * @countp: OUT (may be NULL): how many were removed.
+ * Errors: -EINVAL (NULL store, negative age).
+ */
+TASKRING_API int taskring_store_purge_terminal(struct taskring_store *store, int64_t age_ns, uint64_t *countp);
+
+/*
  * taskring_job_next - iterate over the store's jobs (the dead-letter list is
  * status_mask = 1 << TASKRING_DEAD).
  * @status_mask: bit (1 << status) for each status wanted; 0 = all.

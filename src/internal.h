@@ -326,6 +326,8 @@ TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_q
 TR_INTERNAL void tr__queue_wake(struct taskring_store *st, uint32_t qi, int n);
 TR_INTERNAL uint32_t tr__queue_sleepers_locked(struct tr_queue *q);
 TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
+TR_INTERNAL void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx,
+					       int32_t priority);
 
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);

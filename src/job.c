@@ -187,6 +187,20 @@ static uint32_t gen_begin(struct tr_slot *s)
 }
 
 /*
+ * Remove the job in slot @s (ours alone: popped from the ring, or pending
+ * under its queue's lock) from the store: its generation moves on, so its
+ * handles and id read as gone; its blocks are freed; its state becomes free,
+ * waking any waiter, who then finds it gone. @state is the word we saw.
+ */
+static int free_in_place(struct taskring_store *st, struct tr_slot *s, uint32_t state)
+{
+	uint32_t g = gen_begin(s);
+	release_blocks(st, s);
+	atomic_store_explicit(&s->s_gen, g + 1, memory_order_release);
+	return tr__slot_transition(s, state, TR_MKSTATE(TR_ST_FREE, 0, TR_GEN_TAG(g + 1)), NULL);
+}
+
+/*
  * Free the blocks of up to @max of the oldest terminal jobs, turning their
  * slots free (their handles read -ENOENT from then on). Used when the arena
  * is full: terminal results go before new work is refused.
@@ -198,13 +212,9 @@ void tr__reclaim(struct taskring_store *st, uint32_t max)
 		if (tr__ring_pop(st, &idx) < 0)
 			return;
 		struct tr_slot *s = &st->slots[idx];
-		if (TR_STATUS(atomic_load_explicit(&s->s_state, memory_order_relaxed)) != TR_ST_FREE) {
-			uint32_t g = gen_begin(s);
-			release_blocks(st, s);
-			atomic_store_explicit(&s->s_gen, g + 1, memory_order_release);
-			atomic_store_explicit(&s->s_state, TR_MKSTATE(TR_ST_FREE, 0, TR_GEN_TAG(g + 1)),
-					      memory_order_release);
-		}
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_STATUS(state) != TR_ST_FREE)
+			free_in_place(st, s, state);
 		tr__ring_push(st, idx);
 	}
 }
@@ -1230,7 +1240,8 @@ int taskring_job_cancel(const struct taskring_job *job)
  * retry delays) before the new job is enqueued: the enqueue may itself
  * recycle the dead job's slot, which is the oldest terminal one.
  */
-int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob)
+/* Enqueue a copy of @job (dead only, with @dead_only), as a new job. */
+static int copy_enqueue(const struct taskring_job *job, int dead_only, struct taskring_job *newjob)
 {
 	uint32_t state;
 	int err;
@@ -1238,7 +1249,7 @@ int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job 
 
 	if (!s)
 		return err;
-	if (TR_STATUS(state) != TASKRING_DEAD)
+	if (dead_only && TR_STATUS(state) != TASKRING_DEAD)
 		return TASKRING_ESTATE;
 	struct taskring_store *st = job->store;
 	struct enq_req r;
@@ -1292,6 +1303,136 @@ int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job 
 	free(payload);
 	free(meta);
 	return rc;
+}
+
+int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	struct taskring_store *st = job->store;
+	uint32_t qi = TR_GET(s->s_queue);
+	if (qi >= st->nqueues)
+		return -ENOENT;
+	struct tr_queue *q = &st->queues[qi];
+	/* Under the queue lock a pending job can be neither claimed nor
+	 * recycled, so the checks below hold until we unlock. */
+	int rc = tr__lock(&q->q_lock, st, (int)qi);
+	if (rc)
+		return rc;
+	state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE)
+		rc = -ENOENT;
+	else if (TR_STATUS(state) != TASKRING_PENDING)
+		rc = TASKRING_ESTATE;
+	else
+		tr__queue_set_priority_locked(st, q, job->slot, priority);
+	tr__unlock(&q->q_lock);
+	return rc;
+}
+
+int taskring_job_retry_dead(const struct taskring_job *job, struct taskring_job *newjob)
+{
+	return copy_enqueue(job, 1, newjob);
+}
+
+int taskring_job_replay(const struct taskring_job *job, struct taskring_job *newjob)
+{
+	return copy_enqueue(job, 0, newjob);
+}
+
+/*
+ * Take a pending job of @q out of the store, with the queue's lock held: it
+ * is unlinked, its generation moves on (so its handles and id read as gone),
+ * its blocks are freed, its waiters are woken (they find it gone) and its
+ * slot is free. The caller pushes the slot into the ring after unlocking.
+ */
+static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+
+	if (TR_STATUS(state) != TASKRING_PENDING)
+		return -ESTALE;
+	tr__queue_unlink_locked(st, q, idx);
+	/* Under the queue lock the job cannot change state but for waiters
+	 * registering, which the transition ignores (and wakes). */
+	return free_in_place(st, s, state);
+}
+
+int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t *countp)
+{
+	if (!st || !queue)
+		return -EINVAL;
+	int qi = tr__queue_find(st, queue, 0);
+	if (qi < 0)
+		return qi;
+	struct tr_queue *q = &st->queues[qi];
+	uint64_t count = 0;
+	uint32_t batch[64];
+
+	/* In rounds of up to 64, so the lock is never held for long and the
+	 * freed slots go back to the ring (which may wake producers) soon. */
+	for (;;) {
+		uint32_t n = 0;
+		int rc = tr__lock(&q->q_lock, st, qi);
+		if (rc)
+			return rc;
+		while (n < 64) {
+			uint32_t idx = TR_NIL;
+			if (q->q_nbands > 0)
+				idx = q->q_bands[0].b_head;
+			else if (atomic_load_explicit(&q->q_timers, memory_order_relaxed) > 0)
+				idx = st->heaps[(size_t)qi * st->nslots];
+			if (idx >= st->nslots)
+				break;
+			if (remove_pending_locked(st, q, idx) == 0)
+				batch[n++] = idx;
+			else
+				tr__queue_unlink_locked(st, q, idx); /* not pending: cannot be linked */
+		}
+		tr__unlock(&q->q_lock);
+		for (uint32_t i = 0; i < n; i++)
+			tr__slot_finished(st, batch[i]);
+		count += n;
+		if (n < 64)
+			break;
+	}
+	if (countp)
+		*countp = count;
+	return 0;
+}
+
+int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uint64_t *countp)
+{
+	if (!st || age_ns < 0)
+		return -EINVAL;
+	int64_t cutoff = tr__now_real() - age_ns;
+	uint32_t todo = ring_count(st);
+	uint64_t count = 0;
+
+	/* Through the ring: a slot popped from it is ours until pushed back,
+	 * so no producer can be recycling it while we free it. At most one
+	 * pass over what the ring held when we started. */
+	for (uint32_t n = 0; n < todo; n++) {
+		uint32_t idx;
+		if (tr__ring_pop(st, &idx) < 0)
+			break;
+		struct tr_slot *s = &st->slots[idx];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= cutoff &&
+		    free_in_place(st, s, state) == 0)
+			count++;
+		tr__ring_push(st, idx);
+	}
+	if (count)
+		wake_blocked(st);
+	if (countp)
+		*countp = count;
+	return 0;
 }
 
 /* ---- listing and statistics ------------------------------------------------------ */

@@ -342,6 +342,26 @@ void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint
 	s->s_loc = TR_LOC_NONE;
 }
 
+/*
+ * Give a linked pending slot a new priority. A ready job moves to the tail of
+ * its new priority (as if enqueued now); one in the timer heap keeps its time
+ * (the heap is ordered by time alone) and is placed by its new priority when
+ * it falls due.
+ */
+void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx, int32_t priority)
+{
+	struct tr_slot *s = S(st, idx);
+
+	if (s->s_loc == TR_LOC_READY) {
+		ready_remove(st, q, idx);
+		s->s_priority = priority;
+		s->s_link_seq = ++q->q_link_seq;
+		ready_insert(st, q, idx);
+	} else {
+		s->s_priority = priority;
+	}
+}
+
 /* Move every due timer into the bands. */
 static void release_due(struct taskring_store *st, struct tr_queue *q, int64_t now_real)
 {

@@ -1,0 +1,262 @@
+/*
+ * test_ops.c - operations on jobs and queues: replay, change of priority,
+ * purge of a queue's pending jobs, purge of old terminal jobs.
+ */
+#include <pthread.h>
+
+#include "testutil.h"
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_fx_setup, tu_fx_teardown)
+
+/* Records the payload (an int) of every job it runs, in order. */
+static int order[256], norder;
+
+static int rec(struct taskring_ctx *ctx, void *arg)
+{
+	size_t len;
+	const int *p = taskring_ctx_payload(ctx, &len);
+	(void)arg;
+	if (len == sizeof(int) && norder < 256)
+		order[norder++] = *p;
+	int r = len == sizeof(int) ? *p * 10 : -1;
+	taskring_ctx_result(ctx, &r, sizeof(r));
+	return TASKRING_OK;
+}
+
+static struct taskring_store *setup(struct tu_fx *f, uint32_t slots)
+{
+	f->st = tu_open_small(f->name, slots);
+	assert_rc(taskring_task_declare(f->st, "rec"), 0);
+	f->w = tu_worker(f->st, NULL, 0, 1);
+	assert_rc(taskring_worker_register(f->w, "rec", rec, NULL), 0);
+	norder = 0;
+	return f->st;
+}
+
+static void run_all(struct tu_fx *f)
+{
+	while (taskring_worker_run_one(f->w, 0) == 1)
+		;
+}
+
+static void test_replay(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_enqueue_opts o = tu_eopts();
+	struct taskring_job a, b, c;
+	char ida[TASKRING_ID_LEN + 1], idb[TASKRING_ID_LEN + 1];
+	int v = 7, r;
+	size_t len;
+
+	o.priority = 4;
+	o.max_retries = 1;
+	o.metadata = "{\"k\": 1}";
+	assert_rc(taskring_enqueue(st, "rec", &v, sizeof(v), &o, &a), 0);
+	/* A pending job can be replayed too: two jobs then. */
+	assert_rc(taskring_job_replay(&a, &b), 0);
+	taskring_job_id(&a, ida);
+	taskring_job_id(&b, idb);
+	assert_string_not_equal(ida, idb);
+	run_all(f);
+	assert_int_equal(norder, 2);
+	assert_rc(taskring_job_result(&b, SEC, &r, sizeof(r), &len), 0);
+	assert_int_equal(r, 70);
+	/* And a complete one: the copy keeps queue, priority, options. */
+	assert_rc(taskring_job_replay(&a, &c), 0);
+	struct taskring_job_info ia, ic;
+	assert_rc(taskring_job_info(&a, &ia), 0);
+	assert_rc(taskring_job_info(&c, &ic), 0);
+	assert_int_equal(ia.status, TASKRING_COMPLETE);
+	assert_int_equal(ic.status, TASKRING_PENDING);
+	assert_int_equal(ic.priority, 4);
+	assert_int_equal(ic.max_retries, 1);
+	assert_int_equal(ic.retry_count, 0);
+	assert_string_equal(ic.queue, ia.queue);
+	char json[2048];
+	assert_true(taskring_job_to_json(&c, json, sizeof(json)) > 0);
+	assert_non_null(strstr(json, "\"metadata\":\"{\\\"k\\\": 1}\""));
+	size_t plen;
+	int pv = 0;
+	assert_rc(taskring_job_payload(&c, &pv, sizeof(pv), &plen), 0);
+	assert_int_equal(pv, 7);
+	/* Bad handles. */
+	struct taskring_job bad = a;
+	bad.slot = 1u << 30;
+	assert_rc(taskring_job_replay(&bad, NULL), -EINVAL);
+	assert_rc(taskring_job_replay(NULL, NULL), -EINVAL);
+}
+
+static void test_set_priority(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_job j[4], delayed;
+	struct taskring_enqueue_opts o = tu_eopts();
+
+	for (int i = 0; i < 4; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), NULL, &j[i]), 0);
+	/* 3 to the front, 0 to the back, 1 and 2 keep their order. */
+	assert_rc(taskring_job_set_priority(&j[3], 5), 0);
+	assert_rc(taskring_job_set_priority(&j[0], -1), 0);
+	/* A delayed job keeps its time, takes its priority when due. */
+	int d = 9;
+	o.delay_ns = 100 * MS;
+	assert_rc(taskring_enqueue(st, "rec", &d, sizeof(d), &o, &delayed), 0);
+	assert_rc(taskring_job_set_priority(&delayed, 100), 0);
+	struct taskring_job_info in;
+	assert_rc(taskring_job_info(&delayed, &in), 0);
+	assert_int_equal(in.priority, 100);
+	run_all(f);
+	assert_int_equal(norder, 4);
+	assert_int_equal(order[0], 3);
+	assert_int_equal(order[1], 1);
+	assert_int_equal(order[2], 2);
+	assert_int_equal(order[3], 0);
+	/* Terminal: refused, nothing changes. */
+	assert_rc(taskring_job_set_priority(&j[1], 3), TASKRING_ESTATE);
+	assert_rc(taskring_job_info(&j[1], &in), 0);
+	assert_int_equal(in.priority, 0);
+	/* The delayed job, due now, runs before a job of priority 50. */
+	int e = 10;
+	assert_rc(taskring_job_status(&delayed), TASKRING_PENDING);
+	tu_sleep_ms(150);
+	o = tu_eopts();
+	o.priority = 50;
+	assert_rc(taskring_enqueue(st, "rec", &e, sizeof(e), &o, NULL), 0);
+	run_all(f);
+	assert_int_equal(norder, 6);
+	assert_int_equal(order[4], 9);
+	assert_int_equal(order[5], 10);
+	assert_rc(taskring_job_set_priority(NULL, 1), -EINVAL);
+}
+
+struct waiter {
+	struct taskring_job job;
+	_Atomic int rc;
+	_Atomic int done;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	atomic_store(&w->rc, taskring_job_result(&w->job, 10 * SEC, NULL, 0, NULL));
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+static void test_queue_purge(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 128);
+	struct taskring_enqueue_opts o = tu_eopts();
+	struct taskring_job first, kept, delayed;
+	char id[TASKRING_ID_LEN + 1];
+	uint64_t n = 99;
+
+	o.queue = "q1";
+	for (int i = 0; i < 100; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, i == 0 ? &first : NULL), 0);
+	o.delay_ns = 60 * SEC;
+	for (int i = 0; i < 10; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, i == 0 ? &delayed : NULL), 0);
+	o = tu_eopts();
+	o.queue = "q2";
+	for (int i = 0; i < 5; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, &kept), 0);
+	taskring_job_id(&first, id);
+
+	/* A result waiter on a purged job is released at once. */
+	struct waiter w = {.job = first};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
+	tu_sleep_ms(50);
+	assert_int_equal(atomic_load(&w.done), 0);
+
+	assert_rc(taskring_queue_purge(st, "q1", &n), 0);
+	assert_int_equal(n, 110);
+	assert_int_equal(tu_wait_int(&w.done, 1, 5000), 1);
+	pthread_join(t, NULL);
+	assert_rc(atomic_load(&w.rc), -ENOENT);
+
+	assert_rc(taskring_job_status(&first), -ENOENT);
+	assert_rc(taskring_job_status(&delayed), -ENOENT);
+	struct taskring_job look;
+	assert_rc(taskring_job_lookup(st, id, &look), -ENOENT);
+	struct taskring_queue_stats s1, s2;
+	assert_rc(taskring_queue_stats(st, "q1", &s1), 0);
+	assert_rc(taskring_queue_stats(st, "q2", &s2), 0);
+	for (int k = 0; k < TASKRING_STATUS_COUNT; k++)
+		assert_int_equal(s1.by_status[k], 0);
+	assert_int_equal(s2.by_status[TASKRING_PENDING], 5);
+	assert_rc(taskring_job_status(&kept), TASKRING_PENDING);
+
+	/* The slots are free again: 110 more jobs fit in the 128-slot store
+	 * next to the 5 pending in q2. */
+	o = tu_eopts();
+	o.queue = "q1";
+	for (int i = 0; i < 110; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, NULL), 0);
+	assert_rc(taskring_queue_purge(st, "q1", NULL), 0);
+	assert_rc(taskring_queue_purge(st, "q1", &n), 0);
+	assert_int_equal(n, 0);
+	assert_rc(taskring_queue_purge(st, "no-such-queue", &n), -ENOENT);
+	assert_rc(taskring_queue_purge(st, "", &n), -EINVAL);
+	assert_rc(taskring_queue_purge(NULL, "q1", &n), -EINVAL);
+}
+
+static void test_purge_terminal(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_job old[10], young[5], pending;
+	uint64_t n = 99;
+
+	for (int i = 0; i < 10; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), NULL, &old[i]), 0);
+	run_all(f);
+	tu_sleep_ms(200);
+	for (int i = 0; i < 5; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), NULL, &young[i]), 0);
+	run_all(f);
+	int p = 1;
+	assert_rc(taskring_enqueue(st, "rec", &p, sizeof(p), NULL, &pending), 0);
+
+	assert_rc(taskring_store_purge_terminal(st, 100 * MS, &n), 0);
+	assert_int_equal(n, 10);
+	for (int i = 0; i < 10; i++)
+		assert_rc(taskring_job_status(&old[i]), -ENOENT);
+	for (int i = 0; i < 5; i++) {
+		int r;
+		assert_rc(taskring_job_result(&young[i], 0, &r, sizeof(r), NULL), 0);
+		assert_int_equal(r, i * 10);
+	}
+	assert_rc(taskring_job_status(&pending), TASKRING_PENDING);
+	assert_rc(taskring_store_purge_terminal(st, 0, &n), 0);
+	assert_int_equal(n, 5);
+	assert_rc(taskring_job_status(&young[0]), -ENOENT);
+	assert_rc(taskring_job_status(&pending), TASKRING_PENDING);
+	struct taskring_queue_stats s;
+	assert_rc(taskring_queue_stats(st, NULL, &s), 0);
+	assert_int_equal(s.by_status[TASKRING_COMPLETE], 0);
+	assert_int_equal(s.by_status[TASKRING_PENDING], 1);
+	assert_rc(taskring_store_purge_terminal(st, -1, &n), -EINVAL);
+	assert_rc(taskring_store_purge_terminal(NULL, 0, &n), -EINVAL);
+	/* The store still works: 63 more jobs fit. */
+	for (int i = 0; i < 63; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), NULL, NULL), 0);
+	assert_rc(taskring_enqueue(st, "rec", &p, sizeof(p), NULL, NULL), -EAGAIN);
+}
+
+int main(void)
+{
+	tu_alarm(120);
+	tu_test_filters();
+	const struct CMUnitTest tests[] = {
+		T(test_replay),
+		T(test_set_priority),
+		T(test_queue_purge),
+		T(test_purge_terminal),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
