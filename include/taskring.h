@@ -328,7 +328,11 @@ struct taskring_enqueue_opts {
 				      by convention), up to TASKRING_METADATA_MAX
 				      bytes; NULL = none */
 	int64_t block_timeout_ns;  /* with TASKRING_ENQ_BLOCK: -1 = forever */
-	uint64_t reserved[6];      /* must be zero */
+	int64_t expires_ns;        /* a job not started within this time of its
+				      enqueue is cancelled with the error
+				      "expired before execution" when a worker
+				      would claim it; 0 (default) = never */
+	uint64_t reserved[5];      /* must be zero */
 };
 
 #define TASKRING_ENQUEUE_OPTS_INIT                                                    \
@@ -354,7 +358,7 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  *
  * Errors: -EINVAL (NULL store or task, an empty or non-printable task or
  * queue name, @payload NULL with @len > 0, a bad option value: negative
- * delay/eta/ttl/backoff, timeout <= 0, max_retries out of range, both delay
+ * delay/eta/ttl/backoff/expires, timeout <= 0, max_retries out of range, both delay
  * and eta, cap < base, bad retry_delays, non-zero reserved fields, a
  * block_timeout_ns below -1), -ENAMETOOLONG (task or queue name too long),
  * TASKRING_EOPTS (opts not initialised), TASKRING_ENOTASK, -EMSGSIZE (payload
@@ -459,7 +463,8 @@ struct taskring_job_info {
 	int64_t timeout_ns, result_ttl_ns;
 	uint32_t payload_len, result_len;
 	uint32_t error_count;
-	uint64_t reserved[4];
+	int64_t expires_at_ns;   /* 0 = never */
+	uint64_t reserved[3];
 };
 
 /* taskring_job_info - fill @out. Errors: -EINVAL, -ENOENT. Non-blocking. */
@@ -499,6 +504,28 @@ TASKRING_API int taskring_job_to_json(const struct taskring_job *job, char *buf,
  * Errors: -ETIMEDOUT, -EINVAL, -ENOENT (the job's slot was recycled).
  */
 TASKRING_API int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns);
+
+#define TASKRING_WAIT_MAX 128 /* jobs one taskring_job_wait_any() can watch */
+
+/*
+ * taskring_job_wait_any - block until one of @n jobs has ended.
+ * Returns the index of the first job (in array order) that is terminal, or
+ * that is gone (its slot was recycled or purged: it ended long ago). Spins
+ * for the store's spin time, then sleeps on all the jobs' state words at
+ * once (futex_waitv, Linux 5.16+): no polling, one system call per wake-up.
+ * @jobs: 1 .. TASKRING_WAIT_MAX handles, all of one store.
+ * Errors: -ETIMEDOUT, -EINVAL (NULL, @n out of range, a bad handle, handles
+ * of different stores), -ENOSYS (the kernel lacks futex_waitv and no job has
+ * ended yet).
+ */
+TASKRING_API int taskring_job_wait_any(const struct taskring_job *jobs, size_t n, int64_t timeout_ns);
+
+/*
+ * taskring_job_wait_all - block until every one of @n jobs has ended (is
+ * terminal, or gone), with one timeout for the whole set.
+ * Returns 0. Errors: -ETIMEDOUT, -EINVAL (NULL, @n == 0, a bad handle).
+ */
+TASKRING_API int taskring_job_wait_all(const struct taskring_job *jobs, size_t n, int64_t timeout_ns);
 
 /*
  * taskring_job_result - wait for the job to end and copy its result.

@@ -63,6 +63,39 @@ int tr__futex_wait_op(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mon
 	return -errno;
 }
 
+/*
+ * Sleep on several shared words at once (futex_waitv, Linux 5.16+) until one
+ * of them differs from its value, one is woken, or @deadline_mono passes.
+ * Returns the index of a woken word (or 0 on a spurious wake-up), -EAGAIN when
+ * a word already differed, -ETIMEDOUT, -EINTR, or -ENOSYS on older kernels.
+ */
+int tr__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *vals, unsigned n, int64_t deadline_mono)
+{
+	struct futex_waitv w[FUTEX_WAITV_MAX];
+	struct timespec ts, *tsp = NULL;
+
+	if (n == 0 || n > FUTEX_WAITV_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		w[i].val = vals[i];
+		w[i].uaddr = (uintptr_t)words[i];
+		w[i].flags = FUTEX_32; /* shared: no FUTEX_PRIVATE_FLAG */
+		w[i].__reserved = 0;
+	}
+	if (deadline_mono >= 0) {
+		ts.tv_sec = deadline_mono / 1000000000LL;
+		ts.tv_nsec = deadline_mono % 1000000000LL;
+		tsp = &ts;
+	}
+	atomic_fetch_add_explicit(&futex_waits, 1, memory_order_relaxed);
+#ifdef SYS_futex_waitv
+	long rc = syscall(SYS_futex_waitv, w, n, 0, tsp, CLOCK_MONOTONIC);
+	return rc >= 0 ? (int)rc : -errno;
+#else
+	return -ENOSYS;
+#endif
+}
+
 /* Wake up to @n waiters whose bitset intersects @bitset. Returns how many. */
 int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset)
 {

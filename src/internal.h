@@ -66,7 +66,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 1u
+#define TR_FORMAT_VERSION 2u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -75,7 +75,7 @@
 #define TR_ARENA_CLASSES 28 /* 64 B << 27 = 8 GiB: more than any block */
 #define TR_ARENA_MIN_SHIFT 6
 #define TR_INLINE_PAYLOAD 32
-#define TR_INLINE_RESULT 32
+#define TR_INLINE_RESULT 24
 #define TR_NO_PROGRESS 0xffffffffu
 #define TR_DEFAULT_SPIN_NS 20000
 #define TR_DEFAULT_ARENA (64ull << 20)
@@ -228,9 +228,11 @@ struct tr_slot {
 	int64_t s_backoff_base, s_backoff_cap;
 	uint32_t s_error_count;
 	uint32_t s_pad1;
-	/* Line 3: small payloads and results live here, not in the arena. */
+	/* Line 3: small payloads and results live here, not in the arena;
+	 * and the expiry, which only a claim reads. */
 	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
 	uint8_t s_inline_result[TR_INLINE_RESULT];
+	int64_t s_expires_at; /* CLOCK_REALTIME; 0 = never */
 };
 
 /* An arena block: a 16-byte header, then the data. */
@@ -302,6 +304,8 @@ TR_INTERNAL int tr__futex_wake(_Atomic uint32_t *word, int n, uint32_t bitset);
 TR_INTERNAL int tr__futex_wait_op(_Atomic uint32_t *word, uint32_t val, int64_t deadline_mono, uint32_t bitset,
 				  int private);
 TR_INTERNAL int tr__futex_wake_op(_Atomic uint32_t *word, int n, uint32_t bitset, int private);
+TR_INTERNAL int tr__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *vals, unsigned n,
+				int64_t deadline_mono);
 /* Per-process counts of futex system calls, for tests that prove nothing polls. */
 TR_INTERNAL uint64_t tr__futex_wait_calls(void);
 TR_INTERNAL uint64_t tr__futex_wake_calls(void);

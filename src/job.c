@@ -292,7 +292,7 @@ struct enq_req {
 	size_t len;
 	int32_t priority;
 	uint32_t max_retries;
-	int64_t delay_ns, eta_ns, timeout_ns, ttl_ns, base_ns, cap_ns;
+	int64_t delay_ns, eta_ns, timeout_ns, ttl_ns, base_ns, cap_ns, expires_ns;
 	uint64_t payload_off, meta_off, delays_off;
 	const int64_t *delays;
 	uint32_t ndelays;
@@ -323,7 +323,7 @@ static int check_opts(const struct taskring_enqueue_opts *o)
 		return -EINVAL;
 	if (o->max_retries < 0 || o->max_retries > TASKRING_MAX_RETRIES_LIMIT)
 		return -EINVAL;
-	if (o->delay_ns < 0 || o->eta_ns < 0 || (o->delay_ns && o->eta_ns) || o->timeout_ns <= 0 ||
+	if (o->delay_ns < 0 || o->eta_ns < 0 || (o->delay_ns && o->eta_ns) || o->timeout_ns <= 0 || o->expires_ns < 0 ||
 	    o->result_ttl_ns < 0 || o->backoff_base_ns < 0 || o->backoff_cap_ns < o->backoff_base_ns)
 		return -EINVAL;
 	if ((o->flags & TASKRING_ENQ_BLOCK) && o->block_timeout_ns < -1)
@@ -373,6 +373,7 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 	r->ttl_ns = o->result_ttl_ns;
 	r->base_ns = o->backoff_base_ns;
 	r->cap_ns = o->backoff_cap_ns;
+	r->expires_ns = o->expires_ns;
 	r->delays = o->retry_delays_ns;
 	r->ndelays = o->retry_delays_ns ? o->n_retry_delays : 0;
 	r->meta = o->metadata;
@@ -450,6 +451,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	TR_SET(s->s_result_ttl_ns, r->ttl_ns);
 	TR_SET(s->s_backoff_base, r->base_ns);
 	TR_SET(s->s_backoff_cap, r->cap_ns);
+	TR_SET(s->s_expires_at, r->expires_ns ? now + r->expires_ns : 0);
 	TR_SET(s->s_error_count, 0);
 	if (r->len <= TR_INLINE_PAYLOAD) {
 		TR_SET(s->s_flags, TR_SF_PAYLOAD_INLINE);
@@ -867,18 +869,20 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 	i.payload_len = TR_GET(s->s_payload_len);
 	i.result_len = TR_STATUS(state) == TASKRING_COMPLETE ? TR_GET(s->s_result_len) : 0;
 	i.error_count = TR_GET(s->s_error_count);
+	i.expires_at_ns = TR_GET(s->s_expires_at);
 	if (read_end(job, s))
 		return -ENOENT;
 	*out = i;
 	return 0;
 }
 
-/* Locate a blob stored inline or in the arena; NULL if unsound. */
+/* Locate a blob stored inline (in @inl, of @inl_max bytes) or in the arena;
+ * NULL if unsound. */
 static const void *blob(struct taskring_store *st, struct tr_slot *s, int inline_flag, const uint8_t *inl,
-			uint64_t off, uint32_t len)
+			size_t inl_max, uint64_t off, uint32_t len)
 {
 	if (TR_GET(s->s_flags) & inline_flag)
-		return len <= TR_INLINE_PAYLOAD ? inl : NULL;
+		return len <= inl_max ? inl : NULL;
 	if (!len)
 		return inl;
 	uint32_t blen;
@@ -900,8 +904,9 @@ static int copy_blob(const struct taskring_job *job, int result, void *buf, size
 	if (!s)
 		return err;
 	uint32_t len = result ? TR_GET(s->s_result_len) : TR_GET(s->s_payload_len);
-	const void *d = result ? blob(job->store, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_GET(s->s_result_off), len)
-			       : blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload,
+	const void *d = result ? blob(job->store, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_INLINE_RESULT,
+				      TR_GET(s->s_result_off), len)
+			       : blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_INLINE_PAYLOAD,
 				      TR_GET(s->s_payload_off), len);
 	if (!d || len > job->store->max_payload)
 		return read_end(job, s) ? -ENOENT : -EIO;
@@ -1147,6 +1152,98 @@ int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 	}
 }
 
+/* Has job @i of the set ended (terminal or gone)? */
+static int job_ended(const struct taskring_job *job)
+{
+	struct tr_slot *s = &job->store->slots[job->slot];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	return TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE ||
+	       TR_TERMINAL(TR_STATUS(state));
+}
+
+struct any_wait {
+	const struct taskring_job *jobs;
+	size_t n;
+	int found;
+};
+
+static int any_ended(void *arg)
+{
+	struct any_wait *a = arg;
+	for (size_t i = 0; i < a->n; i++)
+		if (job_ended(&a->jobs[i])) {
+			a->found = (int)i;
+			return 1;
+		}
+	return 0;
+}
+
+int taskring_job_wait_any(const struct taskring_job *jobs, size_t n, int64_t timeout_ns)
+{
+	_Atomic uint32_t *words[TASKRING_WAIT_MAX];
+	uint32_t vals[TASKRING_WAIT_MAX];
+
+	if (!jobs || n == 0 || n > TASKRING_WAIT_MAX || timeout_ns < -1)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!tr__job_slot(&jobs[i]) || jobs[i].store != jobs[0].store)
+			return -EINVAL;
+	struct taskring_store *st = jobs[0].store;
+	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
+	struct any_wait a = {jobs, n, -1};
+
+	if (any_ended(&a))
+		return a.found;
+	if (timeout_ns == 0)
+		return -ETIMEDOUT;
+	int rc = tr__spin(atomic_load_explicit(&st->spin_ns, memory_order_relaxed), deadline, 0, any_ended, &a);
+	if (rc == 1)
+		return a.found;
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		/* Register on every word (as taskring_job_wait() does), then
+		 * sleep on all of them; any transition wakes us. */
+		for (size_t i = 0; i < n; i++) {
+			struct tr_slot *s = &st->slots[jobs[i].slot];
+			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+			while (!(state & TR_ST_WAITERS) && !job_ended(&jobs[i]) &&
+			       !atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
+								      memory_order_acq_rel, memory_order_relaxed))
+				;
+			words[i] = &s->s_state;
+			vals[i] = state | TR_ST_WAITERS;
+			if (job_ended(&jobs[i]))
+				return (int)i;
+		}
+		rc = tr__futex_waitv(words, vals, (unsigned)n, deadline);
+		if (any_ended(&a))
+			return a.found;
+		if (rc == -ETIMEDOUT || rc == -ENOSYS)
+			return rc;
+	}
+}
+
+int taskring_job_wait_all(const struct taskring_job *jobs, size_t n, int64_t timeout_ns)
+{
+	if (!jobs || n == 0 || timeout_ns < -1)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!tr__job_slot(&jobs[i]))
+			return -EINVAL;
+	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
+	for (size_t i = 0; i < n; i++) {
+		int64_t left = deadline < 0 ? -1 : deadline - tr__now_mono();
+		if (left < -1 || (deadline >= 0 && left < 0))
+			left = 0;
+		int rc = taskring_job_wait(&jobs[i], left);
+		if (rc == -ETIMEDOUT)
+			return rc;
+		/* Terminal, or gone (-ENOENT): either way it has ended. */
+	}
+	return 0;
+}
+
 int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void *buf, size_t cap, size_t *lenp)
 {
 	size_t dummy;
@@ -1272,7 +1369,8 @@ static int copy_enqueue(const struct taskring_job *job, int dead_only, struct ta
 	int64_t delays[TASKRING_MAX_RETRY_DELAYS];
 	if (!payload)
 		return -ENOMEM;
-	const void *d = blob(st, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_GET(s->s_payload_off), (uint32_t)r.len);
+	const void *d = blob(st, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_INLINE_PAYLOAD,
+			     TR_GET(s->s_payload_off), (uint32_t)r.len);
 	int rc = d ? 0 : -EIO;
 	if (d && r.len)
 		memcpy(payload, d, r.len);

@@ -389,6 +389,33 @@ static void release_due(struct taskring_store *st, struct tr_queue *q, int64_t n
 }
 
 /*
+ * A job at the head of its band whose expiry has passed is cancelled instead
+ * of claimed, with the error taskito gives, so expiry needs nobody to watch
+ * the clock: it happens when a worker would otherwise have run the job.
+ * Counted before the transition, like every ending.
+ */
+static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx, int64_t now_real)
+{
+	static const char msg[] = "expired before execution";
+	struct tr_slot *s = S(st, idx);
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+
+	if (TR_STATUS(state) == TASKRING_PENDING) {
+		tr__error_append(st, s, TR_ATTEMPT(state), msg, sizeof(msg) - 1);
+		s->s_completed_at = now_real;
+		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		if (tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
+					NULL) == 0) {
+			tr__queue_unlink_locked(st, q, idx);
+			tr__slot_finished(st, idx);
+			return;
+		}
+		atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+	}
+	tr__queue_unlink_locked(st, q, idx); /* not pending: cannot stay linked */
+}
+
+/*
  * Claim the best ready job of @q: under the queue lock, move due timers,
  * take band 0's head, and turn it from PENDING to RUNNING (keeping the
  * WAITERS bit so the final transition wakes result waiters). The state
@@ -416,6 +443,15 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 			continue;
 		}
 		struct tr_slot *s = S(st, idx);
+		int64_t expires = s->s_expires_at;
+		if (expires) {
+			if (now_real < 0)
+				now_real = tr__now_real();
+			if (now_real > expires) {
+				expire_locked(st, q, idx, now_real);
+				continue;
+			}
+		}
 		uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
 		for (;;) {
 			if (TR_STATUS(old) != TASKRING_PENDING)

@@ -1,9 +1,11 @@
 /*
  * test_ops.c - operations on jobs and queues: replay, change of priority,
- * purge of a queue's pending jobs, purge of old terminal jobs.
+ * purge of a queue's pending jobs, purge of old terminal jobs; expiry; and
+ * waiting for any or all of a set of jobs.
  */
 #include <pthread.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, tu_fx_setup, tu_fx_teardown)
@@ -248,6 +250,99 @@ static void test_purge_terminal(void **state)
 	assert_rc(taskring_enqueue(st, "rec", &p, sizeof(p), NULL, NULL), -EAGAIN);
 }
 
+
+static void test_expires(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_enqueue_opts o = tu_eopts();
+	struct taskring_job gone, fine, never;
+	int a = 1, b = 2, c = 3;
+
+	o.expires_ns = 50 * MS;
+	assert_rc(taskring_enqueue(st, "rec", &a, sizeof(a), &o, &gone), 0);
+	o.expires_ns = 60 * SEC;
+	assert_rc(taskring_enqueue(st, "rec", &b, sizeof(b), &o, &fine), 0);
+	o.expires_ns = 0;
+	assert_rc(taskring_enqueue(st, "rec", &c, sizeof(c), &o, &never), 0);
+	struct taskring_job_info in;
+	assert_rc(taskring_job_info(&gone, &in), 0);
+	assert_true(in.expires_at_ns > in.created_at_ns);
+	assert_rc(taskring_job_info(&never, &in), 0);
+	assert_int_equal(in.expires_at_ns, 0);
+	tu_sleep_ms(100);
+	/* Nobody watched the clock; the claim finds it expired. */
+	assert_rc(taskring_job_status(&gone), TASKRING_PENDING);
+	run_all(f);
+	assert_int_equal(norder, 2);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 3);
+	assert_rc(taskring_job_result(&gone, 0, NULL, 0, NULL), -ECANCELED);
+	char err[64];
+	assert_true(taskring_job_error(&gone, err, sizeof(err)) > 0);
+	assert_string_equal(err, "expired before execution");
+	assert_rc(taskring_job_info(&gone, &in), 0);
+	assert_true(in.completed_at_ns > 0);
+	assert_int_equal(in.cancel_requested, 0);
+	struct taskring_queue_stats qs;
+	assert_rc(taskring_queue_stats(st, NULL, &qs), 0);
+	assert_int_equal(qs.cancelled, 1);
+	assert_int_equal(qs.by_status[TASKRING_CANCELLED], 1);
+	o.expires_ns = -1;
+	assert_rc(taskring_enqueue(st, "rec", &a, sizeof(a), &o, NULL), -EINVAL);
+}
+
+struct slow_arg {
+	struct taskring_store *st;
+	struct taskring_job job;
+};
+
+/* Cancels a job after 100 ms, from another thread. */
+static void *cancel_later(void *arg)
+{
+	struct slow_arg *a = arg;
+	tu_sleep_ms(100);
+	taskring_job_cancel(&a->job);
+	return NULL;
+}
+
+static void test_wait_any_all(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_job j[3];
+
+	for (int i = 0; i < 3; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), NULL, &j[i]), 0);
+	assert_rc(taskring_job_wait_any(j, 3, 0), -ETIMEDOUT);
+	int64_t t0 = tu_now_ns();
+	assert_rc(taskring_job_wait_any(j, 3, 50 * MS), -ETIMEDOUT);
+	assert_true(tu_now_ns() - t0 >= 50 * MS);
+	/* Another thread ends job 2: wait_any sleeps until then, and says 2. */
+	struct slow_arg a = {st, j[2]};
+	pthread_t t;
+	uint64_t waits0 = tr__futex_wait_calls();
+	assert_int_equal(pthread_create(&t, NULL, cancel_later, &a), 0);
+	assert_rc(taskring_job_wait_any(j, 3, 10 * SEC), 2);
+	pthread_join(t, NULL);
+	/* It slept on the futexes and did not poll: one call, or a few. */
+	uint64_t waits = tr__futex_wait_calls() - waits0;
+	assert_true(waits >= 1 && waits <= 3);
+	assert_rc(taskring_job_wait_all(j, 3, 50 * MS), -ETIMEDOUT);
+	run_all(f);
+	assert_rc(taskring_job_wait_all(j, 3, SEC), 0);
+	assert_rc(taskring_job_wait_any(j, 3, 0), 0);
+	/* Bad input. */
+	assert_rc(taskring_job_wait_any(NULL, 1, 0), -EINVAL);
+	assert_rc(taskring_job_wait_any(j, 0, 0), -EINVAL);
+	assert_rc(taskring_job_wait_any(j, TASKRING_WAIT_MAX + 1, 0), -EINVAL);
+	assert_rc(taskring_job_wait_all(j, 0, 0), -EINVAL);
+	struct taskring_job bad[2] = {j[0], j[1]};
+	bad[1].slot = 1u << 30;
+	assert_rc(taskring_job_wait_any(bad, 2, 0), -EINVAL);
+	assert_rc(taskring_job_wait_all(bad, 2, 0), -EINVAL);
+}
+
 int main(void)
 {
 	tu_alarm(120);
@@ -257,6 +352,8 @@ int main(void)
 		T(test_set_priority),
 		T(test_queue_purge),
 		T(test_purge_terminal),
+		T(test_expires),
+		T(test_wait_any_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
