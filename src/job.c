@@ -1,7 +1,8 @@
 /*
- * job.c - jobs: enqueue (single and batch), slot recycling, the job handle's
- * reads (status, progress, errors, JSON), result waiting, cancel,
- * retry_dead, iteration and statistics.
+ * job.c - jobs: enqueue (single and batch), slot recycling, state
+ * transitions, the job handle's reads (status, progress, errors, payload,
+ * JSON) and copies of jobs (retry_dead, replay). Waiting is in wait.c;
+ * cancel, purge, listing and statistics in ops.c.
  *
  * Slot life cycle. A producer pops the oldest free-or-terminal slot from the
  * recycle ring, makes its generation odd, frees the old job's arena blocks,
@@ -17,11 +18,8 @@
  * handle is (slot, generation, uuid); lookup by id decodes the slot from the
  * id and compares the stored uuid.
  *
- * Waiting. A result waiter spins on s_state for the store's spin time, then
- * sets TR_ST_WAITERS with a CAS and sleeps on s_state with an absolute
- * deadline. Every transition of s_state clears TR_ST_WAITERS and wakes the
- * sleepers if it was set, so a waiter makes exactly one futex call per state
- * change it sleeps through, and none when nobody waits.
+ * Transitions. Every change of s_state is one compare-and-swap that clears
+ * TR_ST_WAITERS and wakes the sleepers if it was set (see wait.c).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -38,7 +36,7 @@
  * The slot a handle names, after the checks that need no shared memory: a
  * handle is a plain value the caller may have copied or forged, so its slot
  * index is bounds-checked here and an odd generation (one no stable job has)
- * is refused. Whether the job still lives is read_begin()'s business.
+ * is refused. Whether the job still lives is tr__read_begin()'s business.
  */
 struct tr_slot *tr__job_slot(const struct taskring_job *job)
 {
@@ -48,7 +46,7 @@ struct tr_slot *tr__job_slot(const struct taskring_job *job)
 }
 
 /* Is this terminal job past its result_ttl? (Then it reads as gone.) */
-static int ttl_expired(struct tr_slot *s, uint32_t state)
+int tr__ttl_expired(struct tr_slot *s, uint32_t state)
 {
 	int64_t ttl = TR_GET(s->s_result_ttl_ns);
 	if (!TR_TERMINAL(TR_STATUS(state)) || ttl <= 0)
@@ -60,7 +58,7 @@ static int ttl_expired(struct tr_slot *s, uint32_t state)
  * Start a seqlock read of the job: returns the slot and its state, or NULL
  * with *err set (-EINVAL bad handle, -ENOENT gone).
  */
-static struct tr_slot *read_begin(const struct taskring_job *job, uint32_t *statep, int *err)
+struct tr_slot *tr__read_begin(const struct taskring_job *job, uint32_t *statep, int *err)
 {
 	struct tr_slot *s = tr__job_slot(job);
 	if (!s) {
@@ -72,7 +70,7 @@ static struct tr_slot *read_begin(const struct taskring_job *job, uint32_t *stat
 	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_acquire);
 	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 	if (g != job->gen || TR_TAG(state) != TR_GEN_TAG(g) || TR_STATUS(state) == TR_ST_FREE ||
-	    ttl_expired(s, state)) {
+	    tr__ttl_expired(s, state)) {
 		*err = -ENOENT;
 		return NULL;
 	}
@@ -81,7 +79,7 @@ static struct tr_slot *read_begin(const struct taskring_job *job, uint32_t *stat
 }
 
 /* Finish a seqlock read: 0 if everything read since read_begin is valid. */
-static int read_end(const struct taskring_job *job, struct tr_slot *s)
+int tr__read_end(const struct taskring_job *job, struct tr_slot *s)
 {
 	/* Acquire fence: the copies above happen before this re-check; pairs
 	 * with the release fence in gen_begin(). */
@@ -126,14 +124,12 @@ int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint3
 	return 0;
 }
 
-static void wake_blocked(struct taskring_store *st);
-
 /* A slot whose job just became terminal goes to the ring's tail; producers
  * blocked on a full store are woken only if there are any. */
 void tr__slot_finished(struct taskring_store *st, uint32_t idx)
 {
 	tr__ring_push(st, idx);
-	wake_blocked(st);
+	tr__wake_blocked(st);
 }
 
 static void free_error_chain(struct taskring_store *st, uint64_t off)
@@ -176,7 +172,7 @@ static uint32_t gen_begin(struct tr_slot *s)
 	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_relaxed) | 1;
 	/* Release fence after the store: the odd generation is visible before
 	 * any field of the slot changes (seqlock writer side); pairs with the
-	 * acquire fence in read_end(). */
+	 * acquire fence in tr__read_end(). */
 #ifdef TR_TSAN
 	atomic_exchange_explicit(&s->s_gen, g, memory_order_acq_rel);
 #else
@@ -192,7 +188,7 @@ static uint32_t gen_begin(struct tr_slot *s)
  * handles and id read as gone; its blocks are freed; its state becomes free,
  * waking any waiter, who then finds it gone. @state is the word we saw.
  */
-static int free_in_place(struct taskring_store *st, struct tr_slot *s, uint32_t state)
+int tr__free_in_place(struct taskring_store *st, struct tr_slot *s, uint32_t state)
 {
 	uint32_t g = gen_begin(s);
 	release_blocks(st, s);
@@ -214,7 +210,7 @@ void tr__reclaim(struct taskring_store *st, uint32_t max)
 		struct tr_slot *s = &st->slots[idx];
 		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 		if (TR_STATUS(state) != TR_ST_FREE)
-			free_in_place(st, s, state);
+			tr__free_in_place(st, s, state);
 		tr__ring_push(st, idx);
 	}
 }
@@ -478,7 +474,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 }
 
 /* Slots in the recycle ring now (a snapshot). */
-static uint32_t ring_count(struct taskring_store *st)
+uint32_t tr__ring_count(struct taskring_store *st)
 {
 	uint32_t head = atomic_load_explicit(&st->hdr->h_ring_head, memory_order_seq_cst);
 	uint32_t tail = atomic_load_explicit(&st->hdr->h_ring_tail, memory_order_seq_cst);
@@ -493,7 +489,7 @@ static uint32_t ring_count(struct taskring_store *st)
  * ring). h_done, the word they sleep on, moves only when someone waits, so a
  * completion with nobody blocked costs one load here.
  */
-static void wake_blocked(struct taskring_store *st)
+void tr__wake_blocked(struct taskring_store *st)
 {
 	if (atomic_load_explicit(&st->hdr->h_free_waiters, memory_order_seq_cst)) {
 		atomic_fetch_add_explicit(&st->hdr->h_done, 1, memory_order_seq_cst);
@@ -529,7 +525,7 @@ struct free_wait {
 static int slots_ready(void *arg)
 {
 	struct free_wait *f = arg;
-	return ring_count(f->st) >= f->need;
+	return tr__ring_count(f->st) >= f->need;
 }
 
 /*
@@ -546,7 +542,7 @@ static int wait_slots(struct taskring_store *st, int64_t deadline, uint32_t need
 	if (rc)
 		return rc < 0 ? rc : 0;
 	uint32_t done0 = block_begin(st);
-	if (ring_count(st) < need)
+	if (tr__ring_count(st) < need)
 		rc = block_sleep(st, done0, deadline);
 	block_end(st);
 	return rc;
@@ -589,7 +585,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	 * may need it), so two producers can never hold halves forever. */
 	for (;;) {
 		size_t got = 0;
-		if (!(flags & TASKRING_ENQ_BLOCK) || ring_count(st) >= n) {
+		if (!(flags & TASKRING_ENQ_BLOCK) || tr__ring_count(st) >= n) {
 			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
 				got++;
 			if (got == n)
@@ -597,7 +593,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 			for (size_t i = 0; i < got; i++)
 				tr__ring_push(st, idx[i]);
 			if (got)
-				wake_blocked(st);
+				tr__wake_blocked(st);
 		}
 		rc = -EAGAIN;
 		if (flags & TASKRING_ENQ_BLOCK)
@@ -712,7 +708,7 @@ int taskring_job_lookup(struct taskring_store *st, const char *id, struct taskri
 		stored[i] = TR_GET(s->s_uuid[i]);
 	uint32_t state;
 	int err;
-	if (memcmp(stored, u, 16) || !read_begin(&job, &state, &err) || read_end(&job, s))
+	if (memcmp(stored, u, 16) || !tr__read_begin(&job, &state, &err) || tr__read_end(&job, s))
 		return -ENOENT;
 	memcpy(job.uuid, u, 16);
 	*jobp = job;
@@ -731,7 +727,7 @@ int taskring_job_status(const struct taskring_job *job)
 {
 	uint32_t state;
 	int err;
-	if (!read_begin(job, &state, &err))
+	if (!tr__read_begin(job, &state, &err))
 		return err;
 	return (int)TR_STATUS(state);
 }
@@ -740,11 +736,11 @@ int taskring_job_progress(const struct taskring_job *job)
 {
 	uint32_t state;
 	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 	if (!s)
 		return err;
 	uint32_t p = atomic_load_explicit(&s->s_progress, memory_order_relaxed);
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		return -ENOENT;
 	return p > 100 ? -ENODATA : (int)p;
 }
@@ -773,11 +769,11 @@ int taskring_job_error(const struct taskring_job *job, char *buf, size_t cap)
 
 	if (!buf && cap)
 		return -EINVAL;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 	if (!s)
 		return err;
 	int len = newest_error(job->store, s, tmp, sizeof(tmp));
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		return -ENOENT;
 	if (len >= 0 && cap) {
 		size_t n = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
@@ -795,7 +791,7 @@ int taskring_job_errors(const struct taskring_job *job, struct taskring_error_re
 
 	if (!out && max)
 		return -EINVAL;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 	if (!s)
 		return err;
 	size_t n = collect_errors(job->store, s, offs);
@@ -818,7 +814,7 @@ int taskring_job_errors(const struct taskring_job *job, struct taskring_error_re
 		memcpy(rec->error, e->e_text, e->e_len);
 		rec->error[e->e_len] = 0;
 	}
-	if (read_end(job, s)) {
+	if (tr__read_end(job, s)) {
 		free(tmp);
 		return -ENOENT;
 	}
@@ -844,7 +840,7 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 
 	if (!out)
 		return -EINVAL;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 	if (!s)
 		return err;
 	struct taskring_store *st = job->store;
@@ -870,7 +866,7 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 	i.result_len = TR_STATUS(state) == TASKRING_COMPLETE ? TR_GET(s->s_result_len) : 0;
 	i.error_count = TR_GET(s->s_error_count);
 	i.expires_at_ns = TR_GET(s->s_expires_at);
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		return -ENOENT;
 	*out = i;
 	return 0;
@@ -895,11 +891,11 @@ static const void *blob(struct taskring_store *st, struct tr_slot *s, int inline
  * caller's buffer may receive bytes of a job that is recycled meanwhile, but
  * the call then reports -ENOENT and *@lenp is untouched.
  */
-static int copy_blob(const struct taskring_job *job, int result, void *buf, size_t cap, size_t *lenp)
+int tr__copy_blob(const struct taskring_job *job, int result, void *buf, size_t cap, size_t *lenp)
 {
 	uint32_t state;
 	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 
 	if (!s)
 		return err;
@@ -909,16 +905,16 @@ static int copy_blob(const struct taskring_job *job, int result, void *buf, size
 			       : blob(job->store, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_INLINE_PAYLOAD,
 				      TR_GET(s->s_payload_off), len);
 	if (!d || len > job->store->max_payload)
-		return read_end(job, s) ? -ENOENT : -EIO;
+		return tr__read_end(job, s) ? -ENOENT : -EIO;
 	if (len > cap) {
-		if (read_end(job, s))
+		if (tr__read_end(job, s))
 			return -ENOENT;
 		*lenp = len;
 		return -ENOBUFS;
 	}
 	if (len)
 		memcpy(buf, d, len);
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		return -ENOENT;
 	*lenp = len;
 	return 0;
@@ -931,7 +927,7 @@ int taskring_job_payload(const struct taskring_job *job, void *buf, size_t cap, 
 		return -EINVAL;
 	if (!lenp)
 		lenp = &dummy;
-	return copy_blob(job, 0, buf, cap, lenp);
+	return tr__copy_blob(job, 0, buf, cap, lenp);
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -1012,7 +1008,7 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 	int rc = taskring_job_info(job, &i);
 	if (rc)
 		return rc;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 	if (!s)
 		return err;
 	/* Rendered straight into the caller's buffer, snprintf-style. */
@@ -1077,272 +1073,19 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 	sb_puts(&b, "]}");
 	if (cap)
 		b.p[b.len < cap - 1 ? b.len : cap - 1] = 0;
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		return -ENOENT;
 	return b.len > INT32_MAX ? -EOVERFLOW : (int)b.len;
 }
 
-/* ---- waiting ----------------------------------------------------------------- */
+/* ---- copies of jobs --------------------------------------------------------- */
 
-struct state_wait {
-	struct tr_slot *s;
-	uint32_t tag;
-};
-
-/* Has the job ended, or its slot moved on to another job? */
-static int state_moved(void *arg)
-{
-	struct state_wait *w = arg;
-	uint32_t state = atomic_load_explicit(&w->s->s_state, memory_order_acquire);
-	return TR_TAG(state) != w->tag || TR_TERMINAL(TR_STATUS(state)) || TR_STATUS(state) == TR_ST_FREE;
-}
-
-/*
- * Waiting is three steps: a spin on the state word (most hand-offs finish
- * within it), then a loop that registers in TR_ST_WAITERS with a CAS (so the
- * transition knows to call FUTEX_WAKE) and sleeps with the absolute
- * deadline. A wake-up or EINTR only re-reads the word: the deadline never
- * stretches, and the tag in the word tells a recycled slot from our job.
- */
-int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
-{
-	uint32_t state;
-	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
-
-	if (!s)
-		return err;
-	if (timeout_ns < -1)
-		return -EINVAL;
-	if (TR_TERMINAL(TR_STATUS(state)))
-		return (int)TR_STATUS(state);
-	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
-	uint32_t tag = TR_GEN_TAG(job->gen);
-
-	/* Spin: a hand-off between running CPUs costs a fraction of a
-	 * microsecond, a futex sleep and wake tens of microseconds. */
-	if (timeout_ns != 0) {
-		struct state_wait sw = {s, tag};
-		if (tr__spin(atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed), deadline, 0, state_moved,
-			     &sw) == -ETIMEDOUT)
-			return -ETIMEDOUT;
-	}
-	for (;;) {
-		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
-			return -ENOENT;
-		if (TR_TERMINAL(TR_STATUS(state)))
-			return (int)TR_STATUS(state);
-		if (deadline >= 0 && tr__now_mono() >= deadline)
-			return -ETIMEDOUT;
-		if (!(state & TR_ST_WAITERS)) {
-			/* Register as a sleeper; the next transition wakes us. */
-			if (!atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-								   memory_order_acq_rel, memory_order_relaxed))
-				continue;
-			state |= TR_ST_WAITERS;
-		}
-		int rc = tr__futex_wait(&s->s_state, state, deadline, 0xffffffffu);
-		if (rc == -ETIMEDOUT) {
-			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			if (TR_TAG(state) == tag && TR_TERMINAL(TR_STATUS(state)))
-				return (int)TR_STATUS(state);
-			return -ETIMEDOUT;
-		}
-	}
-}
-
-/* Has job @i of the set ended (terminal or gone)? */
-static int job_ended(const struct taskring_job *job)
-{
-	struct tr_slot *s = &job->store->slots[job->slot];
-	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	return TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE ||
-	       TR_TERMINAL(TR_STATUS(state));
-}
-
-struct any_wait {
-	const struct taskring_job *jobs;
-	size_t n;
-	int found;
-};
-
-static int any_ended(void *arg)
-{
-	struct any_wait *a = arg;
-	for (size_t i = 0; i < a->n; i++)
-		if (job_ended(&a->jobs[i])) {
-			a->found = (int)i;
-			return 1;
-		}
-	return 0;
-}
-
-int taskring_job_wait_any(const struct taskring_job *jobs, size_t n, int64_t timeout_ns)
-{
-	_Atomic uint32_t *words[TASKRING_WAIT_MAX];
-	uint32_t vals[TASKRING_WAIT_MAX];
-
-	if (!jobs || n == 0 || n > TASKRING_WAIT_MAX || timeout_ns < -1)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!tr__job_slot(&jobs[i]) || jobs[i].store != jobs[0].store)
-			return -EINVAL;
-	struct taskring_store *st = jobs[0].store;
-	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
-	struct any_wait a = {jobs, n, -1};
-
-	if (any_ended(&a))
-		return a.found;
-	if (timeout_ns == 0)
-		return -ETIMEDOUT;
-	int rc = tr__spin(atomic_load_explicit(&st->spin_ns, memory_order_relaxed), deadline, 0, any_ended, &a);
-	if (rc == 1)
-		return a.found;
-	if (rc < 0)
-		return rc;
-	for (;;) {
-		/* Register on every word (as taskring_job_wait() does), then
-		 * sleep on all of them; any transition wakes us. */
-		for (size_t i = 0; i < n; i++) {
-			struct tr_slot *s = &st->slots[jobs[i].slot];
-			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			while (!(state & TR_ST_WAITERS) && !job_ended(&jobs[i]) &&
-			       !atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-								      memory_order_acq_rel, memory_order_relaxed))
-				;
-			words[i] = &s->s_state;
-			vals[i] = state | TR_ST_WAITERS;
-			if (job_ended(&jobs[i]))
-				return (int)i;
-		}
-		rc = tr__futex_waitv(words, vals, (unsigned)n, deadline);
-		if (any_ended(&a))
-			return a.found;
-		if (rc == -ETIMEDOUT || rc == -ENOSYS)
-			return rc;
-	}
-}
-
-int taskring_job_wait_all(const struct taskring_job *jobs, size_t n, int64_t timeout_ns)
-{
-	if (!jobs || n == 0 || timeout_ns < -1)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!tr__job_slot(&jobs[i]))
-			return -EINVAL;
-	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
-	for (size_t i = 0; i < n; i++) {
-		int64_t left = deadline < 0 ? -1 : deadline - tr__now_mono();
-		if (left < -1 || (deadline >= 0 && left < 0))
-			left = 0;
-		int rc = taskring_job_wait(&jobs[i], left);
-		if (rc == -ETIMEDOUT)
-			return rc;
-		/* Terminal, or gone (-ENOENT): either way it has ended. */
-	}
-	return 0;
-}
-
-int taskring_job_result(const struct taskring_job *job, int64_t timeout_ns, void *buf, size_t cap, size_t *lenp)
-{
-	size_t dummy;
-	if (!buf && cap)
-		return -EINVAL;
-	if (!lenp)
-		lenp = &dummy;
-	int st = taskring_job_wait(job, timeout_ns);
-	if (st < 0)
-		return st;
-	switch (st) {
-	case TASKRING_FAILED:
-		return TASKRING_EFAILED;
-	case TASKRING_DEAD:
-		return TASKRING_EDEAD;
-	case TASKRING_CANCELLED:
-		return -ECANCELED;
-	default:
-		break;
-	}
-	return copy_blob(job, 1, buf, cap, lenp);
-}
-
-/* ---- operations ---------------------------------------------------------------- */
-
-/*
- * A running job only gets its TR_ST_CANCEL bit set, with a CAS that names
- * the tag, so a request can never land on the slot's next job. A pending job
- * is cancelled under its queue's lock, where no worker can claim it between
- * our check and our transition, and is unlinked from its band or timer heap
- * in the same critical section.
- */
-int taskring_job_cancel(const struct taskring_job *job)
-{
-	uint32_t state;
-	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
-
-	if (!s)
-		return err;
-	struct taskring_store *st = job->store;
-	uint32_t tag = TR_GEN_TAG(job->gen);
-	for (;;) {
-		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
-			return -ENOENT;
-		uint32_t status = TR_STATUS(state);
-		if (TR_TERMINAL(status))
-			return TASKRING_ESTATE;
-		if (status == TASKRING_RUNNING) {
-			if (state & TR_ST_CANCEL)
-				return 1;
-			if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
-								  memory_order_acq_rel, memory_order_relaxed))
-				return 1;
-			continue;
-		}
-		/* Pending: under the queue lock nobody can claim it, so it
-		 * cannot end and be recycled while we look. */
-		uint32_t qi = TR_GET(s->s_queue);
-		if (qi >= st->nqueues)
-			return -ENOENT;
-		struct tr_queue *q = &st->queues[qi];
-		int rc = tr__lock(&q->q_lock, st, (int)qi);
-		if (rc)
-			return rc;
-		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TAG(state) != tag || TR_STATUS(state) != TASKRING_PENDING) {
-			tr__unlock(&q->q_lock);
-			continue;
-		}
-		TR_SET(s->s_completed_at, tr__now_real());
-		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
-		/* Counted first, so it never lags what a woken waiter sees. */
-		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
-		rc = tr__slot_transition(s, state, next, NULL);
-		if (rc == 0)
-			tr__queue_unlink_locked(st, q, job->slot);
-		else
-			atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
-		tr__unlock(&q->q_lock);
-		if (rc)
-			continue;
-		tr__slot_finished(st, job->slot);
-		return 0;
-	}
-}
-
-/*
- * The dead job is read under the seqlock and copied (payload, metadata,
- * retry delays) before the new job is enqueued: the enqueue may itself
- * recycle the dead job's slot, which is the oldest terminal one.
- */
 /* Enqueue a copy of @job (dead only, with @dead_only), as a new job. */
 static int copy_enqueue(const struct taskring_job *job, int dead_only, struct taskring_job *newjob)
 {
 	uint32_t state;
 	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
 
 	if (!s)
 		return err;
@@ -1361,7 +1104,7 @@ static int copy_enqueue(const struct taskring_job *job, int dead_only, struct ta
 	r.cap_ns = TR_GET(s->s_backoff_cap);
 	r.len = TR_GET(s->s_payload_len);
 	if (r.task >= st->ntasks || r.queue >= st->nqueues || r.len > st->max_payload)
-		return read_end(job, s) ? -ENOENT : -EIO;
+		return tr__read_end(job, s) ? -ENOENT : -EIO;
 	/* Copy what lives in the slot or the arena: the dead job's slot may be
 	 * recycled while we enqueue. */
 	void *payload = malloc(r.len ? r.len : 1);
@@ -1394,41 +1137,12 @@ static int copy_enqueue(const struct taskring_job *job, int dead_only, struct ta
 		memcpy(delays, dl, blen);
 		r.delays = delays;
 	}
-	if (read_end(job, s))
+	if (tr__read_end(job, s))
 		rc = -ENOENT;
 	if (!rc)
 		rc = enqueue_reqs(st, &r, 1, 0, 0, newjob);
 	free(payload);
 	free(meta);
-	return rc;
-}
-
-int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
-{
-	uint32_t state;
-	int err;
-	struct tr_slot *s = read_begin(job, &state, &err);
-
-	if (!s)
-		return err;
-	struct taskring_store *st = job->store;
-	uint32_t qi = TR_GET(s->s_queue);
-	if (qi >= st->nqueues)
-		return -ENOENT;
-	struct tr_queue *q = &st->queues[qi];
-	/* Under the queue lock a pending job can be neither claimed nor
-	 * recycled, so the checks below hold until we unlock. */
-	int rc = tr__lock(&q->q_lock, st, (int)qi);
-	if (rc)
-		return rc;
-	state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE)
-		rc = -ENOENT;
-	else if (TR_STATUS(state) != TASKRING_PENDING)
-		rc = TASKRING_ESTATE;
-	else
-		tr__queue_set_priority_locked(st, q, job->slot, priority);
-	tr__unlock(&q->q_lock);
 	return rc;
 }
 
@@ -1442,179 +1156,3 @@ int taskring_job_replay(const struct taskring_job *job, struct taskring_job *new
 	return copy_enqueue(job, 0, newjob);
 }
 
-/*
- * Take a pending job of @q out of the store, with the queue's lock held: it
- * is unlinked, its generation moves on (so its handles and id read as gone),
- * its blocks are freed, its waiters are woken (they find it gone) and its
- * slot is free. The caller pushes the slot into the ring after unlocking.
- */
-static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
-{
-	struct tr_slot *s = &st->slots[idx];
-	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-
-	if (TR_STATUS(state) != TASKRING_PENDING)
-		return -ESTALE;
-	tr__queue_unlink_locked(st, q, idx);
-	/* Under the queue lock the job cannot change state but for waiters
-	 * registering, which the transition ignores (and wakes). */
-	return free_in_place(st, s, state);
-}
-
-int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t *countp)
-{
-	if (!st || !queue)
-		return -EINVAL;
-	int qi = tr__queue_find(st, queue, 0);
-	if (qi < 0)
-		return qi;
-	struct tr_queue *q = &st->queues[qi];
-	uint64_t count = 0;
-	uint32_t batch[64];
-
-	/* In rounds of up to 64, so the lock is never held for long and the
-	 * freed slots go back to the ring (which may wake producers) soon. */
-	for (;;) {
-		uint32_t n = 0;
-		int rc = tr__lock(&q->q_lock, st, qi);
-		if (rc)
-			return rc;
-		while (n < 64) {
-			uint32_t idx = TR_NIL;
-			if (q->q_nbands > 0)
-				idx = q->q_bands[0].b_head;
-			else if (atomic_load_explicit(&q->q_timers, memory_order_relaxed) > 0)
-				idx = st->heaps[(size_t)qi * st->nslots];
-			if (idx >= st->nslots)
-				break;
-			if (remove_pending_locked(st, q, idx) == 0)
-				batch[n++] = idx;
-			else
-				tr__queue_unlink_locked(st, q, idx); /* not pending: cannot be linked */
-		}
-		tr__unlock(&q->q_lock);
-		for (uint32_t i = 0; i < n; i++)
-			tr__slot_finished(st, batch[i]);
-		count += n;
-		if (n < 64)
-			break;
-	}
-	if (countp)
-		*countp = count;
-	return 0;
-}
-
-int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uint64_t *countp)
-{
-	if (!st || age_ns < 0)
-		return -EINVAL;
-	int64_t cutoff = tr__now_real() - age_ns;
-	uint32_t todo = ring_count(st);
-	uint64_t count = 0;
-
-	/* Through the ring: a slot popped from it is ours until pushed back,
-	 * so no producer can be recycling it while we free it. At most one
-	 * pass over what the ring held when we started. */
-	for (uint32_t n = 0; n < todo; n++) {
-		uint32_t idx;
-		if (tr__ring_pop(st, &idx) < 0)
-			break;
-		struct tr_slot *s = &st->slots[idx];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= cutoff &&
-		    free_in_place(st, s, state) == 0)
-			count++;
-		tr__ring_push(st, idx);
-	}
-	if (count)
-		wake_blocked(st);
-	if (countp)
-		*countp = count;
-	return 0;
-}
-
-/* ---- listing and statistics ------------------------------------------------------ */
-
-int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queue, uint64_t *cursor,
-		      struct taskring_job *jobp)
-{
-	int qi = -1;
-
-	if (!st || !cursor || !jobp || (mask & ~((1u << TASKRING_STATUS_COUNT) - 1)))
-		return -EINVAL;
-	if (queue) {
-		qi = tr__queue_find(st, queue, 0);
-		if (qi == -ENOENT)
-			return 0;
-		if (qi < 0)
-			return qi;
-	}
-	if (!mask)
-		mask = (1u << TASKRING_STATUS_COUNT) - 1;
-	for (uint64_t i = *cursor; i < st->nslots; i++) {
-		struct tr_slot *s = &st->slots[i];
-		struct taskring_job job = {.store = st, .slot = (uint32_t)i};
-		job.gen = atomic_load_explicit(&s->s_gen, memory_order_acquire);
-		uint32_t state;
-		int err;
-		if ((job.gen & 1) || !read_begin(&job, &state, &err))
-			continue;
-		if (!(mask & (1u << TR_STATUS(state))) || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi))
-			continue;
-		for (int k = 0; k < 16; k++)
-			job.uuid[k] = TR_GET(s->s_uuid[k]);
-		if (read_end(&job, s))
-			continue;
-		*cursor = i + 1;
-		*jobp = job;
-		return 1;
-	}
-	*cursor = st->nslots;
-	return 0;
-}
-
-/*
- * Counts per state come from a walk of the slot table (each state word read
- * once), so they are exact for a quiet store and a consistent-per-slot
- * snapshot of a busy one; the cumulative counters are the queues' own.
- */
-int taskring_queue_stats(struct taskring_store *st, const char *queue, struct taskring_queue_stats *out)
-{
-	struct taskring_queue_stats r;
-	int qi = -1;
-
-	if (!st || !out)
-		return -EINVAL;
-	if (queue) {
-		qi = tr__queue_find(st, queue, 0);
-		if (qi < 0)
-			return qi;
-	}
-	memset(&r, 0, sizeof(r));
-	for (uint32_t i = 0; i < st->nslots; i++) {
-		struct tr_slot *s = &st->slots[i];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		uint32_t status = TR_STATUS(state);
-		if (status >= TASKRING_STATUS_COUNT || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi) ||
-		    ttl_expired(s, state))
-			continue;
-		r.by_status[status]++;
-	}
-	uint32_t used = atomic_load_explicit(&st->hdr->h_queues_used, memory_order_acquire);
-	for (uint32_t q = 0; q < used && q < st->nqueues; q++) {
-		if (qi >= 0 && q != (uint32_t)qi)
-			continue;
-		struct tr_queue *Q = &st->queues[q];
-		r.enqueued += atomic_load_explicit(&Q->q_enqueued, memory_order_relaxed);
-		r.started += atomic_load_explicit(&Q->q_started, memory_order_relaxed);
-		r.completed += atomic_load_explicit(&Q->q_completed, memory_order_relaxed);
-		r.failed += atomic_load_explicit(&Q->q_failed, memory_order_relaxed);
-		r.dead += atomic_load_explicit(&Q->q_dead, memory_order_relaxed);
-		r.cancelled += atomic_load_explicit(&Q->q_cancelled, memory_order_relaxed);
-		r.retried += atomic_load_explicit(&Q->q_retried, memory_order_relaxed);
-		if (qi >= 0)
-			r.paused = (int)atomic_load_explicit(&Q->q_paused, memory_order_relaxed);
-	}
-	*out = r;
-	return 0;
-}

@@ -1,0 +1,282 @@
+/*
+ * ops.c - operations on jobs and queues that are not enqueue or waiting:
+ * cancel, change of priority, purge of a queue's pending jobs, purge of old
+ * terminal jobs, listing and statistics.
+ *
+ * Operations on a pending job take its queue's lock: there a pending job can
+ * be neither claimed nor recycled, so what is checked under the lock holds
+ * until it is released. Operations on terminal jobs go through the recycle
+ * ring: a slot popped from it belongs to the popper until pushed back.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int taskring_job_cancel(const struct taskring_job *job)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	struct taskring_store *st = job->store;
+	uint32_t tag = TR_GEN_TAG(job->gen);
+	for (;;) {
+		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
+			return -ENOENT;
+		uint32_t status = TR_STATUS(state);
+		if (TR_TERMINAL(status))
+			return TASKRING_ESTATE;
+		if (status == TASKRING_RUNNING) {
+			if (state & TR_ST_CANCEL)
+				return 1;
+			if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
+								  memory_order_acq_rel, memory_order_relaxed))
+				return 1;
+			continue;
+		}
+		/* Pending: under the queue lock nobody can claim it, so it
+		 * cannot end and be recycled while we look. */
+		uint32_t qi = TR_GET(s->s_queue);
+		if (qi >= st->nqueues)
+			return -ENOENT;
+		struct tr_queue *q = &st->queues[qi];
+		int rc = tr__lock(&q->q_lock, st, (int)qi);
+		if (rc)
+			return rc;
+		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TAG(state) != tag || TR_STATUS(state) != TASKRING_PENDING) {
+			tr__unlock(&q->q_lock);
+			continue;
+		}
+		TR_SET(s->s_completed_at, tr__now_real());
+		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
+		/* Counted first, so it never lags what a woken waiter sees. */
+		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		rc = tr__slot_transition(s, state, next, NULL);
+		if (rc == 0)
+			tr__queue_unlink_locked(st, q, job->slot);
+		else
+			atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		tr__unlock(&q->q_lock);
+		if (rc)
+			continue;
+		tr__slot_finished(st, job->slot);
+		return 0;
+	}
+}
+
+/*
+ * The dead job is read under the seqlock and copied (payload, metadata,
+ * retry delays) before the new job is enqueued: the enqueue may itself
+ * recycle the dead job's slot, which is the oldest terminal one.
+ */
+int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
+{
+	uint32_t state;
+	int err;
+	struct tr_slot *s = tr__read_begin(job, &state, &err);
+
+	if (!s)
+		return err;
+	struct taskring_store *st = job->store;
+	uint32_t qi = TR_GET(s->s_queue);
+	if (qi >= st->nqueues)
+		return -ENOENT;
+	struct tr_queue *q = &st->queues[qi];
+	/* Under the queue lock a pending job can be neither claimed nor
+	 * recycled, so the checks below hold until we unlock. */
+	int rc = tr__lock(&q->q_lock, st, (int)qi);
+	if (rc)
+		return rc;
+	state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE)
+		rc = -ENOENT;
+	else if (TR_STATUS(state) != TASKRING_PENDING)
+		rc = TASKRING_ESTATE;
+	else
+		tr__queue_set_priority_locked(st, q, job->slot, priority);
+	tr__unlock(&q->q_lock);
+	return rc;
+}
+
+/*
+ * Take a pending job of @q out of the store, with the queue's lock held: it
+ * is unlinked, its generation moves on (so its handles and id read as gone),
+ * its blocks are freed, its waiters are woken (they find it gone) and its
+ * slot is free. The caller pushes the slot into the ring after unlocking.
+ */
+static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+
+	if (TR_STATUS(state) != TASKRING_PENDING)
+		return -ESTALE;
+	tr__queue_unlink_locked(st, q, idx);
+	/* Under the queue lock the job cannot change state but for waiters
+	 * registering, which the transition ignores (and wakes). */
+	return tr__free_in_place(st, s, state);
+}
+
+int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t *countp)
+{
+	if (!st || !queue)
+		return -EINVAL;
+	int qi = tr__queue_find(st, queue, 0);
+	if (qi < 0)
+		return qi;
+	struct tr_queue *q = &st->queues[qi];
+	uint64_t count = 0;
+	uint32_t batch[64];
+
+	/* In rounds of up to 64, so the lock is never held for long and the
+	 * freed slots go back to the ring (which may wake producers) soon. */
+	for (;;) {
+		uint32_t n = 0;
+		int rc = tr__lock(&q->q_lock, st, qi);
+		if (rc)
+			return rc;
+		while (n < 64) {
+			uint32_t idx = TR_NIL;
+			if (q->q_nbands > 0)
+				idx = q->q_bands[0].b_head;
+			else if (atomic_load_explicit(&q->q_timers, memory_order_relaxed) > 0)
+				idx = st->heaps[(size_t)qi * st->nslots];
+			if (idx >= st->nslots)
+				break;
+			if (remove_pending_locked(st, q, idx) == 0)
+				batch[n++] = idx;
+			else
+				tr__queue_unlink_locked(st, q, idx); /* not pending: cannot be linked */
+		}
+		tr__unlock(&q->q_lock);
+		for (uint32_t i = 0; i < n; i++)
+			tr__slot_finished(st, batch[i]);
+		count += n;
+		if (n < 64)
+			break;
+	}
+	if (countp)
+		*countp = count;
+	return 0;
+}
+
+int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uint64_t *countp)
+{
+	if (!st || age_ns < 0)
+		return -EINVAL;
+	int64_t cutoff = tr__now_real() - age_ns;
+	uint32_t todo = tr__ring_count(st);
+	uint64_t count = 0;
+
+	/* Through the ring: a slot popped from it is ours until pushed back,
+	 * so no producer can be recycling it while we free it. At most one
+	 * pass over what the ring held when we started. */
+	for (uint32_t n = 0; n < todo; n++) {
+		uint32_t idx;
+		if (tr__ring_pop(st, &idx) < 0)
+			break;
+		struct tr_slot *s = &st->slots[idx];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= cutoff &&
+		    tr__free_in_place(st, s, state) == 0)
+			count++;
+		tr__ring_push(st, idx);
+	}
+	if (count)
+		tr__wake_blocked(st);
+	if (countp)
+		*countp = count;
+	return 0;
+}
+
+/* ---- listing and statistics ------------------------------------------------------ */
+
+int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queue, uint64_t *cursor,
+		      struct taskring_job *jobp)
+{
+	int qi = -1;
+
+	if (!st || !cursor || !jobp || (mask & ~((1u << TASKRING_STATUS_COUNT) - 1)))
+		return -EINVAL;
+	if (queue) {
+		qi = tr__queue_find(st, queue, 0);
+		if (qi == -ENOENT)
+			return 0;
+		if (qi < 0)
+			return qi;
+	}
+	if (!mask)
+		mask = (1u << TASKRING_STATUS_COUNT) - 1;
+	for (uint64_t i = *cursor; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		struct taskring_job job = {.store = st, .slot = (uint32_t)i};
+		job.gen = atomic_load_explicit(&s->s_gen, memory_order_acquire);
+		uint32_t state;
+		int err;
+		if ((job.gen & 1) || !tr__read_begin(&job, &state, &err))
+			continue;
+		if (!(mask & (1u << TR_STATUS(state))) || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi))
+			continue;
+		for (int k = 0; k < 16; k++)
+			job.uuid[k] = TR_GET(s->s_uuid[k]);
+		if (tr__read_end(&job, s))
+			continue;
+		*cursor = i + 1;
+		*jobp = job;
+		return 1;
+	}
+	*cursor = st->nslots;
+	return 0;
+}
+
+/*
+ * Counts per state come from a walk of the slot table (each state word read
+ * once), so they are exact for a quiet store and a consistent-per-slot
+ * snapshot of a busy one; the cumulative counters are the queues' own.
+ */
+int taskring_queue_stats(struct taskring_store *st, const char *queue, struct taskring_queue_stats *out)
+{
+	struct taskring_queue_stats r;
+	int qi = -1;
+
+	if (!st || !out)
+		return -EINVAL;
+	if (queue) {
+		qi = tr__queue_find(st, queue, 0);
+		if (qi < 0)
+			return qi;
+	}
+	memset(&r, 0, sizeof(r));
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		uint32_t status = TR_STATUS(state);
+		if (status >= TASKRING_STATUS_COUNT || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi) ||
+		    tr__ttl_expired(s, state))
+			continue;
+		r.by_status[status]++;
+	}
+	uint32_t used = atomic_load_explicit(&st->hdr->h_queues_used, memory_order_acquire);
+	for (uint32_t q = 0; q < used && q < st->nqueues; q++) {
+		if (qi >= 0 && q != (uint32_t)qi)
+			continue;
+		struct tr_queue *Q = &st->queues[q];
+		r.enqueued += atomic_load_explicit(&Q->q_enqueued, memory_order_relaxed);
+		r.started += atomic_load_explicit(&Q->q_started, memory_order_relaxed);
+		r.completed += atomic_load_explicit(&Q->q_completed, memory_order_relaxed);
+		r.failed += atomic_load_explicit(&Q->q_failed, memory_order_relaxed);
+		r.dead += atomic_load_explicit(&Q->q_dead, memory_order_relaxed);
+		r.cancelled += atomic_load_explicit(&Q->q_cancelled, memory_order_relaxed);
+		r.retried += atomic_load_explicit(&Q->q_retried, memory_order_relaxed);
+		if (qi >= 0)
+			r.paused = (int)atomic_load_explicit(&Q->q_paused, memory_order_relaxed);
+	}
+	*out = r;
+	return 0;
+}
