@@ -528,6 +528,37 @@ TASKRING_API int taskring_job_wait_any(const struct taskring_job *jobs, size_t n
 TASKRING_API int taskring_job_wait_all(const struct taskring_job *jobs, size_t n, int64_t timeout_ns);
 
 /*
+ * Waiting from an event loop (taskito's aresult()): an io_uring request per
+ * job on the caller's own ring, so one thread can wait for any number of
+ * jobs. Needs Linux 6.7+ (IORING_OP_FUTEX_WAIT); taskring_async_supported()
+ * says whether this process can use it.
+ */
+struct io_uring_sqe; /* from <liburing.h> */
+
+/*
+ * taskring_async_supported - 0 when taskring_job_prep_wait() can be used
+ * here, else -EOPNOTSUPP (the kernel lacks IORING_OP_FUTEX_WAIT, io_uring is
+ * blocked, or TASKRING_NO_IOURING=1 is set in the environment). Probed once
+ * per process. Fallback: taskring_job_wait_any() in a thread of your own.
+ */
+TASKRING_API int taskring_async_supported(void);
+
+/*
+ * taskring_job_prep_wait - prepare an io_uring request that completes when
+ * the job's state changes.
+ * Fills every field of @sqe but user_data (set it yourself, before or after)
+ * with a futex wait on the job's state word. Submit it on your ring; its
+ * completion (res 0 when woken, -EAGAIN when the state had already moved)
+ * means "look again": call taskring_job_status() or taskring_job_result(0)
+ * and, if the job has not ended, call this again. Registers as a waiter, so
+ * the job's next transition wakes the request; no polling.
+ * Returns 0 (prepared), or 1 when the job has already ended or is gone
+ * (nothing prepared: read its outcome now).
+ * Errors: -EOPNOTSUPP (see taskring_async_supported()), -EINVAL.
+ */
+TASKRING_API int taskring_job_prep_wait(const struct taskring_job *job, struct io_uring_sqe *sqe);
+
+/*
  * taskring_job_result - wait for the job to end and copy its result.
  * Blocks like taskring_job_wait(). Returns 0 with the result copied to @buf
  * (which may be NULL when @cap is 0 and the result is empty) and its length
