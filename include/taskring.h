@@ -636,14 +636,16 @@ TASKRING_API int taskring_store_purge_terminal(struct taskring_store *store, int
  * status_mask = 1 << TASKRING_DEAD).
  * @status_mask: bit (1 << status) for each status wanted; 0 = all.
  * @queue: only jobs of this queue, or NULL for all.
+ * @task: only jobs of this task name, or NULL for all.
  * @cursor: IN/OUT: start at 0; the call advances it. Each slot is visited once
  *          per pass, so a pass terminates even while the store is busy.
  * @jobp: OUT: the next matching job.
- * Returns 1 when a job was found, 0 at the end (at once for a queue that does
- * not exist). Errors: -EINVAL (NULL argument, bits above the six statuses).
+ * Returns 1 when a job was found, 0 at the end (at once for a queue or task
+ * that does not exist). Errors: -EINVAL (NULL argument, bits above the six
+ * statuses, a bad queue or task name), -ENAMETOOLONG.
  */
 TASKRING_API int taskring_job_next(struct taskring_store *store, uint32_t status_mask, const char *queue,
-				   uint64_t *cursor, struct taskring_job *jobp);
+				   const char *task, uint64_t *cursor, struct taskring_job *jobp);
 
 /* Counts of one queue, or of all queues. */
 struct taskring_queue_stats {

@@ -197,10 +197,10 @@ int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uin
 
 /* ---- listing and statistics ------------------------------------------------------ */
 
-int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queue, uint64_t *cursor,
-		      struct taskring_job *jobp)
+int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queue, const char *task,
+		      uint64_t *cursor, struct taskring_job *jobp)
 {
-	int qi = -1;
+	int qi = -1, ti = -1;
 
 	if (!st || !cursor || !jobp || (mask & ~((1u << TASKRING_STATUS_COUNT) - 1)))
 		return -EINVAL;
@@ -210,6 +210,13 @@ int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queu
 			return 0;
 		if (qi < 0)
 			return qi;
+	}
+	if (task) {
+		ti = tr__task_find(st, task, 0);
+		if (ti == -ENOENT)
+			return 0;
+		if (ti < 0)
+			return ti;
 	}
 	if (!mask)
 		mask = (1u << TASKRING_STATUS_COUNT) - 1;
@@ -221,7 +228,8 @@ int taskring_job_next(struct taskring_store *st, uint32_t mask, const char *queu
 		int err;
 		if ((job.gen & 1) || !tr__read_begin(&job, &state, &err))
 			continue;
-		if (!(mask & (1u << TR_STATUS(state))) || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi))
+		if (!(mask & (1u << TR_STATUS(state))) || (qi >= 0 && TR_GET(s->s_queue) != (uint32_t)qi) ||
+		    (ti >= 0 && TR_GET(s->s_task) != (uint32_t)ti))
 			continue;
 		for (int k = 0; k < 16; k++)
 			job.uuid[k] = TR_GET(s->s_uuid[k]);

@@ -75,7 +75,7 @@ static struct snap snap_take(struct taskring_store *st)
 	assert_rc(taskring_store_info(st, &sn.i), 0);
 	uint64_t cur = 0;
 	struct taskring_job j;
-	while (taskring_job_next(st, 0, NULL, &cur, &j) == 1) {
+	while (taskring_job_next(st, 0, NULL, NULL, &cur, &j) == 1) {
 		if (sn.njobs < 8) {
 			assert_rc(taskring_job_id(&j, sn.ids[sn.njobs]), 0);
 			sn.status[sn.njobs] = taskring_job_status(&j);
@@ -181,9 +181,9 @@ static void test_null_store_args(void **state)
 	char id[TASKRING_ID_LEN + 1];
 	assert_rc(taskring_job_id(&f->job, id), 0);
 	assert_rc(taskring_job_lookup(st, id, NULL), -EINVAL);
-	assert_rc(taskring_job_next(NULL, 0, NULL, &cur, &j), -EINVAL);
-	assert_rc(taskring_job_next(st, 0, NULL, NULL, &j), -EINVAL);
-	assert_rc(taskring_job_next(st, 0, NULL, &cur, NULL), -EINVAL);
+	assert_rc(taskring_job_next(NULL, 0, NULL, NULL, &cur, &j), -EINVAL);
+	assert_rc(taskring_job_next(st, 0, NULL, NULL, NULL, &j), -EINVAL);
+	assert_rc(taskring_job_next(st, 0, NULL, NULL, &cur, NULL), -EINVAL);
 	assert_int_equal(cur, 0);
 	assert_rc(taskring_queue_stats(NULL, NULL, &qs), -EINVAL);
 	assert_rc(taskring_queue_stats(st, NULL, NULL), -EINVAL);
@@ -1193,12 +1193,12 @@ static void test_misc_states(void **state)
 	assert_rc(taskring_queue_stats(st, "nope", &qs), -ENOENT);
 	uint64_t cur = 0;
 	struct taskring_job j;
-	int rc = taskring_job_next(st, 0, "nope", &cur, &j);
+	int rc = taskring_job_next(st, 0, "nope", NULL, &cur, &j);
 	if (rc != 0 && rc != -ENOENT)
 		fail_msg("job_next on unknown queue = %d", rc);
 	/* A mask of states that do not exist selects nothing. */
 	cur = 0;
-	rc = taskring_job_next(st, 1u << 7, NULL, &cur, &j);
+	rc = taskring_job_next(st, 1u << 7, NULL, NULL, &cur, &j);
 	if (rc != 0 && rc != -EINVAL)
 		fail_msg("job_next with mask 1<<7 = %d", rc);
 	/* Errors/progress of a job that has none. */

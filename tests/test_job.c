@@ -897,7 +897,7 @@ static void test_permanent_failure(void **state)
 	/* Not on the dead-letter list. */
 	uint64_t cur = 0;
 	struct taskring_job x;
-	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, NULL, &cur, &x), 0);
+	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, NULL, NULL, &cur, &x), 0);
 	struct taskring_queue_stats s = stats(st, NULL);
 	assert_int_equal(s.failed, 1);
 	assert_int_equal(s.dead, 0);
@@ -989,7 +989,7 @@ static void test_dead_letters_and_retry_dead(void **state)
 	uint64_t cur = 0;
 	struct taskring_job x;
 	int n = 0, got1 = 0, got2 = 0, rc;
-	while ((rc = taskring_job_next(st, 1u << TASKRING_DEAD, NULL, &cur, &x)) == 1) {
+	while ((rc = taskring_job_next(st, 1u << TASKRING_DEAD, NULL, NULL, &cur, &x)) == 1) {
 		char xid[TASKRING_ID_LEN + 1];
 		job_id_of(&x, xid);
 		got1 += !strcmp(xid, id1);
@@ -1002,25 +1002,25 @@ static void test_dead_letters_and_retry_dead(void **state)
 	assert_int_equal(got1, 1);
 	assert_int_equal(got2, 1);
 	/* At the end it stays at the end. */
-	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, NULL, &cur, &x), 0);
+	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, NULL, NULL, &cur, &x), 0);
 	/* A queue filter: none dead in another queue. */
 	cur = 0;
 	assert_rc(taskring_queue_pause(st, "elsewhere"), 0);
-	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, "elsewhere", &cur, &x), 0);
+	assert_rc(taskring_job_next(st, 1u << TASKRING_DEAD, "elsewhere", NULL, &cur, &x), 0);
 	cur = 0;
 	n = 0;
-	while (taskring_job_next(st, 1u << TASKRING_DEAD, "default", &cur, &x) == 1)
+	while (taskring_job_next(st, 1u << TASKRING_DEAD, "default", NULL, &cur, &x) == 1)
 		n++;
 	assert_int_equal(n, 2);
 	/* Mask 0 = all four; a mask of two states. */
 	cur = 0;
 	n = 0;
-	while (taskring_job_next(st, 0, NULL, &cur, &x) == 1)
+	while (taskring_job_next(st, 0, NULL, NULL, &cur, &x) == 1)
 		n++;
 	assert_int_equal(n, 4);
 	cur = 0;
 	n = 0;
-	while (taskring_job_next(st, (1u << TASKRING_COMPLETE) | (1u << TASKRING_PENDING), NULL, &cur, &x) == 1)
+	while (taskring_job_next(st, (1u << TASKRING_COMPLETE) | (1u << TASKRING_PENDING), NULL, NULL, &cur, &x) == 1)
 		n++;
 	assert_int_equal(n, 2);
 
@@ -1061,7 +1061,7 @@ static void test_dead_letters_and_retry_dead(void **state)
 	/* The dead list still holds d1 and d2. */
 	cur = 0;
 	n = 0;
-	while (taskring_job_next(st, 1u << TASKRING_DEAD, NULL, &cur, &x) == 1)
+	while (taskring_job_next(st, 1u << TASKRING_DEAD, NULL, NULL, &cur, &x) == 1)
 		n++;
 	assert_int_equal(n, 2);
 	/* A dead job may be retried again: another new job. */

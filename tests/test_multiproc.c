@@ -879,7 +879,7 @@ static void test_retries_and_dead_across_processes(void **state)
 		struct taskring_job it;
 		int r, ndead = 0, found = 0;
 		char itid[TASKRING_ID_LEN + 1];
-		while ((r = taskring_job_next(g_store, 1u << TASKRING_DEAD, NULL, &cur, &it)) == 1) {
+		while ((r = taskring_job_next(g_store, 1u << TASKRING_DEAD, NULL, NULL, &cur, &it)) == 1) {
 			ndead++;
 			assert_rc(taskring_job_id(&it, itid), 0);
 			if (strcmp(itid, id) == 0)
@@ -1104,7 +1104,7 @@ static void test_concurrent_first_open(void **state)
 	assert_rc(taskring_queue_stats(g_store, NULL, &qs), 0);
 	assert_int_equal(qs.enqueued, OPENERS);
 	assert_int_equal(qs.by_status[TASKRING_PENDING], OPENERS);
-	while ((r = taskring_job_next(g_store, 0, NULL, &cur, &j)) == 1) {
+	while ((r = taskring_job_next(g_store, 0, NULL, NULL, &cur, &j)) == 1) {
 		uint32_t idx = 99;
 		size_t len = 0;
 		assert_rc(taskring_job_payload(&j, &idx, sizeof(idx), &len), 0);

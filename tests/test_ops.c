@@ -343,6 +343,40 @@ static void test_wait_any_all(void **state)
 	assert_rc(taskring_job_wait_all(bad, 2, 0), -EINVAL);
 }
 
+
+/* Listing by task name, alone and with the state and queue filters. */
+static void test_list_by_task(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_enqueue_opts o = tu_eopts();
+	struct taskring_job j;
+	uint64_t cur;
+	int n, v = 1;
+
+	assert_rc(taskring_task_declare(st, "other"), 0);
+	for (int i = 0; i < 6; i++) {
+		o.queue = i % 2 ? "qa" : "qb";
+		assert_rc(taskring_enqueue(st, i < 4 ? "rec" : "other", &v, sizeof(v), &o, NULL), 0);
+	}
+	/* rec: jobs 0-3 (qb, qa, qb, qa); other: 4 (qb), 5 (qa). */
+	for (cur = 0, n = 0; taskring_job_next(st, 0, NULL, "rec", &cur, &j) == 1; n++) {
+		struct taskring_job_info in;
+		assert_rc(taskring_job_info(&j, &in), 0);
+		assert_string_equal(in.task_name, "rec");
+	}
+	assert_int_equal(n, 4);
+	for (cur = 0, n = 0; taskring_job_next(st, 0, "qa", "other", &cur, &j) == 1; n++)
+		;
+	assert_int_equal(n, 1);
+	for (cur = 0, n = 0; taskring_job_next(st, 1u << TASKRING_COMPLETE, NULL, "rec", &cur, &j) == 1; n++)
+		;
+	assert_int_equal(n, 0);
+	cur = 0;
+	assert_rc(taskring_job_next(st, 0, NULL, "never-declared", &cur, &j), 0);
+	assert_rc(taskring_job_next(st, 0, NULL, "", &cur, &j), -EINVAL);
+}
+
 int main(void)
 {
 	tu_alarm(120);
@@ -354,6 +388,7 @@ int main(void)
 		T(test_purge_terminal),
 		T(test_expires),
 		T(test_wait_any_all),
+		T(test_list_by_task),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1011,7 +1011,7 @@ static void check_openers_result(const char *name)
 	uint64_t cur = 0;
 	struct taskring_job j;
 	int n = 0, rc;
-	while ((rc = taskring_job_next(st, 0, NULL, &cur, &j)) == 1) {
+	while ((rc = taskring_job_next(st, 0, NULL, NULL, &cur, &j)) == 1) {
 		int32_t v = -1;
 		size_t len = 0;
 		assert_rc(taskring_job_payload(&j, &v, sizeof(v), &len), 0);
