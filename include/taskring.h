@@ -140,6 +140,7 @@ struct taskring_store;
 #define TASKRING_METADATA_MAX 4096u  /* metadata text, bytes */
 #define TASKRING_MAX_RETRY_DELAYS 32u
 #define TASKRING_MAX_RETRIES_LIMIT 1000
+#define TASKRING_UNIQUE_KEY_MAX 255u
 
 /* Flags for taskring_store_opts.flags. */
 #define TASKRING_STORE_GROUP 0x1u    /* create with mode 0660 instead of 0600 */
@@ -332,7 +333,11 @@ struct taskring_enqueue_opts {
 				      enqueue is cancelled with the error
 				      "expired before execution" when a worker
 				      would claim it; 0 (default) = never */
-	uint64_t reserved[5];      /* must be zero */
+	const char *unique_key;    /* while a job with this key is pending or
+				      running, enqueue returns that job instead
+				      of a new one; 1 .. TASKRING_UNIQUE_KEY_MAX
+				      bytes, NUL-terminated; NULL = none */
+	uint64_t reserved[4];      /* must be zero */
 };
 
 #define TASKRING_ENQUEUE_OPTS_INIT                                                    \
@@ -356,13 +361,18 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * spinning. Does not block unless TASKRING_ENQ_BLOCK is set and the store is
  * full.
  *
+ * Returns 0 for a new job, or 1 when opts->unique_key names a job that is
+ * pending or running: then *@jobp is that job and nothing was enqueued
+ * (exactly one job per key, across processes).
+ *
  * Errors: -EINVAL (NULL store or task, an empty or non-printable task or
  * queue name, @payload NULL with @len > 0, a bad option value: negative
  * delay/eta/ttl/backoff/expires, timeout <= 0, max_retries out of range, both delay
  * and eta, cap < base, bad retry_delays, non-zero reserved fields, a
  * block_timeout_ns below -1), -ENAMETOOLONG (task or queue name too long),
  * TASKRING_EOPTS (opts not initialised), TASKRING_ENOTASK, -EMSGSIZE (payload
- * or metadata too large), -EAGAIN (every slot holds a pending or running job,
+ * or metadata too large), -EINVAL/-ENAMETOOLONG (an empty or too long
+ * unique_key), -EAGAIN (every slot holds a pending or running job,
  * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
  * set and no room appeared in time; at once when block_timeout_ns is 0),
  * -ENOSPC (queue table full). The queue is created by the first enqueue
@@ -387,7 +397,10 @@ struct taskring_enqueue_item {
  * waits, with TASKRING_ENQ_BLOCK in the batch's @opts). Jobs of one queue are
  * linked under one lock acquisition and sleeping workers are woken once.
  * @jobs: OUT (may be NULL): @n handles, in item order.
- * Errors: as taskring_enqueue(), plus -EINVAL for @n == 0 or @items NULL;
+ * Returns how many items named the unique key of a pending or running job
+ * (their handles are those jobs'; two items of one batch with the same key
+ * give one job). Errors: as taskring_enqueue(), plus -EINVAL for @n == 0 or
+ * @items NULL;
  * -E2BIG when @n exceeds the store's slot count.
  */
 TASKRING_API int taskring_enqueue_batch(struct taskring_store *store, const struct taskring_enqueue_item *items,
@@ -485,7 +498,7 @@ TASKRING_API int taskring_job_payload(const struct taskring_job *job, void *buf,
  * scheduled_at, started_at, completed_at (integers, whole milliseconds since
  * the epoch, rounded down, or null; completed_at is set for every terminal
  * state, dead and cancelled included), error (newest message or null),
- * timeout_ms, unique_key (null in this release), metadata (the text as a JSON
+ * timeout_ms, unique_key (the text, or null), metadata (the text as a JSON
  * string, or null), plus dependencies and dependents (arrays of ids; empty in
  * this release) and errors (the history: objects with id, job_id, attempt,
  * error and failed_at as ISO 8601 UTC text). Bytes outside printable ASCII

@@ -18,9 +18,12 @@
  *                  and the hot shared words, each on its own cache line.
  *   h_off_queues   h_queues x struct tr_queue (640 bytes each).
  *   h_off_tasks    h_tasks x 64-byte task names (NUL-terminated).
- *   h_off_slots    h_slots x struct tr_slot (256 bytes, 4 cache lines).
+ *   h_off_slots    h_slots x struct tr_slot (320 bytes, 5 cache lines).
  *   h_off_ring     the recycle ring: h_ring_mask + 1 cells of u64.
  *   h_off_heaps    h_queues x h_slots x u32: each queue's timer heap.
+ *   h_off_unique   h_unique_mask + 1 u64 entries: the unique-key index, an
+ *                  open-addressing table of (generation << 32 | slot + 1),
+ *                  0 = empty (see unique.c).
  *   h_off_arena    h_arena_bytes of blocks (payloads, results, errors,
  *                  metadata, retry-delay lists).
  *
@@ -66,7 +69,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 2u
+#define TR_FORMAT_VERSION 3u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -144,9 +147,14 @@ struct tr_hdr {
 	uint64_t h_region_bytes;
 	uint64_t h_off_queues, h_off_tasks, h_off_slots, h_off_ring, h_off_heaps, h_off_arena;
 	int64_t h_created_at;
+	uint64_t h_off_unique;
+	uint32_t h_unique_mask;
 
 	/* Structural lock: queue and task tables (rare). Robust, process-shared. */
 	_Alignas(TR_CACHELINE) pthread_mutex_t h_lock;
+	/* The unique-key index's lock. Robust; rebuilt from the slots on
+	 * EOWNERDEAD. */
+	_Alignas(TR_CACHELINE) pthread_mutex_t h_unique_lock;
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_queues_used;
 	_Atomic uint32_t h_tasks_used;
 
@@ -233,6 +241,11 @@ struct tr_slot {
 	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
 	uint8_t s_inline_result[TR_INLINE_RESULT];
 	int64_t s_expires_at; /* CLOCK_REALTIME; 0 = never */
+	/* Line 4: the unique key; the rest is kept for dependencies. */
+	uint64_t s_unique_off; /* arena block with the key, NUL-terminated */
+	uint32_t s_unique_hash;
+	uint32_t s_pad2;
+	uint8_t s_reserved[48];
 };
 
 /* An arena block: a 16-byte header, then the data. */
@@ -265,6 +278,8 @@ struct taskring_store {
 	struct tr_slot *slots;
 	_Atomic uint64_t *ring;
 	uint32_t *heaps;
+	uint64_t *unique;
+	uint32_t unique_mask;
 	uint8_t *arena;
 	uint32_t nslots, max_payload, nqueues, ntasks, ring_mask;
 	uint64_t arena_bytes;
@@ -275,11 +290,14 @@ struct taskring_store {
 
 /* layout.c / region.c */
 struct tr_layout {
-	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_arena, total;
-	uint32_t ring_mask;
+	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_unique, off_arena, total;
+	uint32_t ring_mask, unique_mask;
 };
 TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *out);
 TR_INTERNAL uint32_t tr__build_signature(void);
+/* @queue of tr__lock(): a queue index, or one of these. */
+#define TR_LOCK_STORE (-1)
+#define TR_LOCK_UNIQUE (-2)
 TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue);
 TR_INTERNAL int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited);
 TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
@@ -332,6 +350,13 @@ TR_INTERNAL uint32_t tr__queue_sleepers_locked(struct tr_queue *q);
 TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
 TR_INTERNAL void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx,
 					       int32_t priority);
+
+/* unique.c */
+TR_INTERNAL uint32_t tr__unique_hash(const char *key, size_t len);
+TR_INTERNAL int tr__unique_find_locked(struct taskring_store *st, const char *key, size_t len, uint32_t hash,
+				       struct taskring_job *out);
+TR_INTERNAL void tr__unique_insert_locked(struct taskring_store *st, uint32_t hash, uint32_t slot, uint32_t gen);
+TR_INTERNAL void tr__unique_rebuild(struct taskring_store *st);
 
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);

@@ -157,11 +157,14 @@ static void release_blocks(struct taskring_store *st, struct tr_slot *s)
 		tr__arena_free(st, s->s_meta_off);
 	if (TR_GET(s->s_delays_off))
 		tr__arena_free(st, s->s_delays_off);
+	if (TR_GET(s->s_unique_off))
+		tr__arena_free(st, s->s_unique_off);
 	free_error_chain(st, TR_GET(s->s_errors_off));
 	TR_SET(s->s_payload_off, 0);
 	TR_SET(s->s_result_off, 0);
 	TR_SET(s->s_meta_off, 0);
 	TR_SET(s->s_delays_off, 0);
+	TR_SET(s->s_unique_off, 0);
 	TR_SET(s->s_errors_off, 0);
 	TR_SET(s->s_flags, 0);
 }
@@ -294,6 +297,10 @@ struct enq_req {
 	uint32_t ndelays;
 	const char *meta;
 	size_t metalen;
+	const char *ukey;           /* unique key, or NULL */
+	size_t ukeylen;
+	uint32_t uhash;
+	uint64_t ukey_off;
 };
 
 void taskring_enqueue_opts_init(struct taskring_enqueue_opts *o)
@@ -374,6 +381,15 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 	r->ndelays = o->retry_delays_ns ? o->n_retry_delays : 0;
 	r->meta = o->metadata;
 	r->metalen = o->metadata ? strlen(o->metadata) : 0;
+	if (o->unique_key) {
+		r->ukeylen = strnlen(o->unique_key, TASKRING_UNIQUE_KEY_MAX + 1);
+		if (r->ukeylen == 0)
+			return -EINVAL;
+		if (r->ukeylen > TASKRING_UNIQUE_KEY_MAX)
+			return -ENAMETOOLONG;
+		r->ukey = o->unique_key;
+		r->uhash = tr__unique_hash(r->ukey, r->ukeylen);
+	}
 	return 0;
 }
 
@@ -387,7 +403,9 @@ static void free_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 			tr__arena_free(st, r[i].meta_off);
 		if (r[i].delays_off)
 			tr__arena_free(st, r[i].delays_off);
-		r[i].payload_off = r[i].meta_off = r[i].delays_off = 0;
+		if (r[i].ukey_off)
+			tr__arena_free(st, r[i].ukey_off);
+		r[i].payload_off = r[i].meta_off = r[i].delays_off = r[i].ukey_off = 0;
 	}
 }
 
@@ -407,6 +425,8 @@ static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 				break;
 			if (r[i].ndelays &&
 			    !(r[i].delays_off = tr__arena_put(st, r[i].delays, r[i].ndelays * sizeof(int64_t))))
+				break;
+			if (r[i].ukey && !(r[i].ukey_off = tr__arena_put(st, r[i].ukey, r[i].ukeylen + 1)))
 				break;
 		}
 		if (i == n)
@@ -458,6 +478,8 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	}
 	TR_SET(s->s_meta_off, r->meta_off);
 	TR_SET(s->s_delays_off, r->delays_off);
+	TR_SET(s->s_unique_off, r->ukey_off);
+	TR_SET(s->s_unique_hash, r->ukey ? r->uhash : 0);
 	tr__uuid7(s->s_uuid, idx, now);
 	g += 1;
 	/* Release: the job's fields (and its uuid) are visible to any reader
@@ -604,9 +626,41 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		}
 	}
 
-	int64_t now = tr__now_real();
+	/*
+	 * Unique keys: under the index's lock, an item whose key names a live
+	 * job gives back its slot and blocks and returns that job; the others
+	 * are written and indexed before the lock is released, so two
+	 * producers racing on one key make exactly one job.
+	 */
+	int keyed = 0, existing = 0;
 	for (size_t i = 0; i < n; i++)
-		fill_slot(st, idx[i], &r[i], now, jobs ? &jobs[i] : NULL);
+		keyed |= r[i].ukey != NULL;
+	if (keyed && (rc = tr__lock(&st->hdr->h_unique_lock, st, TR_LOCK_UNIQUE)) < 0) {
+		for (size_t i = 0; i < n; i++)
+			tr__ring_push(st, idx[i]);
+		free_req_blocks(st, r, n);
+		goto out;
+	}
+	int64_t now = tr__now_real();
+	for (size_t i = 0; i < n; i++) {
+		struct taskring_job made;
+		if (r[i].ukey && tr__unique_find_locked(st, r[i].ukey, r[i].ukeylen, r[i].uhash, &made)) {
+			tr__ring_push(st, idx[i]); /* untouched: back it goes */
+			idx[i] = TR_NIL;
+			free_req_blocks(st, &r[i], 1);
+			existing++;
+		} else {
+			fill_slot(st, idx[i], &r[i], now, &made);
+			if (r[i].ukey)
+				tr__unique_insert_locked(st, r[i].uhash, made.slot, made.gen);
+		}
+		if (jobs)
+			jobs[i] = made;
+	}
+	if (keyed)
+		tr__unlock(&st->hdr->h_unique_lock);
+	if (existing)
+		tr__wake_blocked(st);
 
 	/* Link, holding each queue's lock across a run of items for it. */
 	for (size_t i = 0; i < n;) {
@@ -616,15 +670,18 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		rc = tr__lock(&q->q_lock, st, (int)qi);
 		if (rc)
 			goto out; /* ENOTRECOVERABLE: cannot happen with repair */
-		for (; i < n && r[i].queue == qi; i++, linked++)
-			tr__queue_link_locked(st, q, idx[i], now);
+		for (; i < n && r[i].queue == qi; i++)
+			if (idx[i] != TR_NIL) {
+				tr__queue_link_locked(st, q, idx[i], now);
+				linked++;
+			}
 		atomic_fetch_add_explicit(&q->q_enqueued, (uint64_t)linked, memory_order_relaxed);
 		uint32_t sleepers = tr__queue_sleepers_locked(q);
 		tr__unlock(&q->q_lock);
-		if (sleepers)
+		if (sleepers && linked)
 			tr__queue_wake(st, qi, linked);
 	}
-	rc = 0;
+	rc = existing;
 out:
 	if (idx != stack_idx)
 		free(idx);
@@ -649,7 +706,7 @@ int taskring_enqueue(struct taskring_store *st, const char *task, const void *pa
 	if (rc)
 		return rc;
 	rc = enqueue_reqs(st, &r, 1, opts->flags, opts->block_timeout_ns, &job);
-	if (rc == 0 && jobp)
+	if (rc >= 0 && jobp)
 		*jobp = job;
 	return rc;
 }
@@ -1039,8 +1096,14 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 	else
 		sb_puts(&b, "null");
 	sb_printf(&b, ",\"timeout_ms\":%lld", (long long)(i.timeout_ns / 1000000));
-	sb_puts(&b, ",\"unique_key\":null,\"metadata\":");
+	sb_puts(&b, ",\"unique_key\":");
 	uint32_t mlen;
+	const char *ukey = TR_GET(s->s_unique_off) ? tr__arena_data(job->store, TR_GET(s->s_unique_off), &mlen) : NULL;
+	if (ukey && mlen > 0)
+		sb_json_str(&b, ukey, strnlen(ukey, mlen - 1));
+	else
+		sb_puts(&b, "null");
+	sb_puts(&b, ",\"metadata\":");
 	const char *meta = TR_GET(s->s_meta_off) ? tr__arena_data(job->store, TR_GET(s->s_meta_off), &mlen) : NULL;
 	if (meta && mlen > 0)
 		sb_json_str(&b, meta, strnlen(meta, mlen - 1));

@@ -41,7 +41,9 @@ _Static_assert(offsetof(struct tr_hdr, h_lock) % TR_CACHELINE == 0, "store lock 
 _Static_assert(offsetof(struct tr_hdr, h_wake) % TR_CACHELINE == 0, "wake word on its own line");
 _Static_assert(offsetof(struct tr_hdr, h_ring_head) % TR_CACHELINE == 0, "ring head on its own line");
 _Static_assert(offsetof(struct tr_hdr, h_ring_tail) % TR_CACHELINE == 0, "ring tail on its own line");
-_Static_assert(sizeof(struct tr_slot) == 256, "slot is four cache lines");
+_Static_assert(sizeof(struct tr_slot) == 320, "slot is five cache lines");
+_Static_assert(offsetof(struct tr_slot, s_unique_off) == 256, "slot line 4");
+_Static_assert(offsetof(struct tr_hdr, h_unique_lock) % TR_CACHELINE == 0, "unique lock on its own line");
 _Static_assert(offsetof(struct tr_slot, s_uuid) == 64, "slot line 1");
 _Static_assert(offsetof(struct tr_slot, s_payload_off) == 128, "slot line 2");
 _Static_assert(offsetof(struct tr_slot, s_inline_payload) == 192, "slot line 3");
@@ -81,7 +83,9 @@ int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, 
 	l->off_slots = l->off_tasks + page_up((uint64_t)tasks * 64);
 	l->off_ring = l->off_slots + page_up((uint64_t)slots * sizeof(struct tr_slot));
 	l->off_heaps = l->off_ring + page_up((uint64_t)cap * 8);
-	l->off_arena = l->off_heaps + page_up((uint64_t)queues * slots * 4);
+	l->unique_mask = 2 * cap - 1;
+	l->off_unique = l->off_heaps + page_up((uint64_t)queues * slots * 4);
+	l->off_arena = l->off_unique + page_up((uint64_t)(l->unique_mask + 1) * 8);
 	l->total = l->off_arena + page_up(arena);
 	return 0;
 }
@@ -165,6 +169,8 @@ int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, in
 	if (rc == EOWNERDEAD) {
 		if (queue >= 0)
 			tr__queue_repair(st, (uint32_t)queue);
+		else if (queue == TR_LOCK_UNIQUE)
+			tr__unique_rebuild(st);
 		rc = pthread_mutex_consistent(m);
 	}
 	return -rc;
@@ -186,6 +192,8 @@ static void set_pointers(struct taskring_store *st)
 	st->ring = (_Atomic uint64_t *)(st->base + h->h_off_ring);
 	st->heaps = (uint32_t *)(st->base + h->h_off_heaps);
 	st->arena = st->base + h->h_off_arena;
+	st->unique = (uint64_t *)(st->base + h->h_off_unique);
+	st->unique_mask = h->h_unique_mask;
 	st->nslots = h->h_slots;
 	st->max_payload = h->h_max_payload;
 	st->nqueues = h->h_queues;
@@ -216,8 +224,12 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 	h->h_off_ring = l->off_ring;
 	h->h_off_heaps = l->off_heaps;
 	h->h_off_arena = l->off_arena;
+	h->h_off_unique = l->off_unique;
+	h->h_unique_mask = l->unique_mask;
 	h->h_created_at = tr__now_real();
 	rc = init_robust(&h->h_lock);
+	if (!rc)
+		rc = init_robust(&h->h_unique_lock);
 	if (rc)
 		return rc;
 	atomic_store_explicit(&h->h_arena_bump, TR_CACHELINE, memory_order_relaxed);
@@ -293,7 +305,8 @@ static int validate(const struct tr_hdr *h, uint64_t file_size, const struct tas
 		return TASKRING_ECORRUPT;
 	if (l.ring_mask != h->h_ring_mask || l.total != h->h_region_bytes || l.off_queues != h->h_off_queues ||
 	    l.off_tasks != h->h_off_tasks || l.off_slots != h->h_off_slots || l.off_ring != h->h_off_ring ||
-	    l.off_heaps != h->h_off_heaps || l.off_arena != h->h_off_arena)
+	    l.off_heaps != h->h_off_heaps || l.off_arena != h->h_off_arena || l.off_unique != h->h_off_unique ||
+	    l.unique_mask != h->h_unique_mask)
 		return TASKRING_ECORRUPT;
 	if (file_size != h->h_region_bytes)
 		return TASKRING_ECORRUPT;

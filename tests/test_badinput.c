@@ -531,7 +531,7 @@ static void s_delays_neg(struct taskring_enqueue_opts *o) { o->retry_delays_ns =
 static void s_res0(struct taskring_enqueue_opts *o) { o->reserved0 = 1; }
 static void s_res1(struct taskring_enqueue_opts *o) { o->reserved[0] = 1; }
 static void s_res2(struct taskring_enqueue_opts *o) { o->reserved[3] = 1ull << 63; }
-static void s_res3(struct taskring_enqueue_opts *o) { o->reserved[4] = 7; }
+static void s_res3(struct taskring_enqueue_opts *o) { o->reserved[3] = 7; }
 static void s_expires_neg(struct taskring_enqueue_opts *o) { o->expires_ns = -1; }
 static void s_meta_big(struct taskring_enqueue_opts *o) { o->metadata = meta_big; }
 static void s_queue_bad(struct taskring_enqueue_opts *o) { o->queue = "no spaces"; }
@@ -558,7 +558,7 @@ static const struct badopt badopts[] = {
 	{"reserved0", -EINVAL, s_res0},
 	{"reserved[0]", -EINVAL, s_res1},
 	{"reserved[3]", -EINVAL, s_res2},
-	{"reserved[4]", -EINVAL, s_res3},
+	{"reserved[3]", -EINVAL, s_res3},
 	{"negative expires", -EINVAL, s_expires_neg},
 	{"metadata too long", -EMSGSIZE, s_meta_big},
 	{"bad queue name", -EINVAL, s_queue_bad},
