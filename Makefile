@@ -71,7 +71,8 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all lib tools tests benches check demo bench deps install uninstall clean
+.PHONY: all lib tools tests benches check demo bench deps install uninstall clean FORCE
+FORCE:
 .DEFAULT_GOAL := all
 
 all: lib tools $(BUILD)/taskring.pc
@@ -94,7 +95,9 @@ $(SHARED): $(LIB_OBJS) src/taskring.map
 	$(Q)ln -sf libtaskring.so.$(VERSION) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libtaskring.so
 
-$(BUILD)/taskring.pc: taskring.pc.in Makefile
+# Regenerated on every run: PREFIX may differ between `make` and
+# `make install PREFIX=...`.
+$(BUILD)/taskring.pc: taskring.pc.in Makefile FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
