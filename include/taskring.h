@@ -552,7 +552,7 @@ struct io_uring_sqe; /* from <liburing.h> */
  * taskring_async_supported - 0 when taskring_job_prep_wait() can be used
  * here, else -EOPNOTSUPP (the kernel lacks IORING_OP_FUTEX_WAIT, io_uring is
  * blocked, or TASKRING_NO_IOURING=1 is set in the environment). Probed once
- * per process. Fallback: taskring_job_wait_any() in a thread of your own.
+ * per process. Fallback: a taskring_waiter (below).
  */
 TASKRING_API int taskring_async_supported(void);
 
@@ -570,6 +570,46 @@ TASKRING_API int taskring_async_supported(void);
  * Errors: -EOPNOTSUPP (see taskring_async_supported()), -EINVAL.
  */
 TASKRING_API int taskring_job_prep_wait(const struct taskring_job *job, struct io_uring_sqe *sqe);
+
+/*
+ * The fallback where taskring_async_supported() says no (Linux 5.16 to 6.6,
+ * such as Debian 12's 6.1): a waiter, a set of jobs with a file descriptor
+ * for your event loop (poll/epoll/select) that is readable while ended jobs
+ * of the set wait to be collected. Helper threads, one per 127 jobs, sleep
+ * on the jobs' state words (futex_waitv); nothing polls.
+ */
+struct taskring_waiter;
+
+/*
+ * taskring_waiter_create - an empty waiter on @store.
+ * Errors: -EINVAL, -ENOSYS (the kernel lacks futex_waitv, Linux < 5.16),
+ * -ENOMEM, -EMFILE/-ENFILE (eventfd).
+ */
+TASKRING_API int taskring_waiter_create(struct taskring_store *store, struct taskring_waiter **waiterp);
+
+/*
+ * taskring_waiter_add - watch @job; @user_data comes back with it. A job
+ * that has already ended is ready at once. A job added twice is reported
+ * twice. Errors: -EINVAL (NULL, a bad handle, another store's job),
+ * -ENOMEM, -EAGAIN (a helper thread could not be started).
+ */
+TASKRING_API int taskring_waiter_add(struct taskring_waiter *waiter, const struct taskring_job *job,
+				     uint64_t user_data);
+
+/* taskring_waiter_fd - the descriptor to poll for reading. Errors: -EINVAL. */
+TASKRING_API int taskring_waiter_fd(const struct taskring_waiter *waiter);
+
+/*
+ * taskring_waiter_next - take one ended job (terminal, or gone) of the set,
+ * in the order they ended. Non-blocking. Returns 1 with *@job and *@user_data
+ * (either may be NULL) filled, or 0 when none is ready (the fd then reads as
+ * not ready). Errors: -EINVAL.
+ */
+TASKRING_API int taskring_waiter_next(struct taskring_waiter *waiter, struct taskring_job *job,
+				      uint64_t *user_data);
+
+/* taskring_waiter_destroy - stop the helpers and free the waiter. */
+TASKRING_API int taskring_waiter_destroy(struct taskring_waiter *waiter);
 
 /*
  * taskring_job_result - wait for the job to end and copy its result.

@@ -1,9 +1,11 @@
 /*
  * test_async.c - waiting for many jobs from one io_uring event loop
  * (taskring_job_prep_wait), with the jobs run by a worker in another
- * process; and the forced fallback answer.
+ * process; the forced fallback answer; and the fallback itself, a waiter
+ * whose file descriptor an event loop polls.
  */
 #include <liburing.h>
+#include <poll.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -149,6 +151,88 @@ static void test_forced_fallback(void **state)
 	taskring_store_unlink(name);
 }
 
+
+/* The fallback: a waiter's fd, polled by the test's "event loop", for more
+ * jobs than one helper thread watches (so several helpers), run by a worker
+ * in another process. */
+#define WJOBS 300
+static int wsquare_worker(void *arg, int ctl, int ack)
+{
+	const char *name = arg;
+	struct taskring_store *st = tu_kid_open(name);
+	struct taskring_worker *w;
+	(void)ctl;
+	(void)ack;
+	CK_RC(tu_worker_create(st, NULL, 0, 1, &w), 0);
+	CK_RC(taskring_worker_register(w, "square", square, NULL), 0);
+	for (int done = 0; done < WJOBS;)
+		if (taskring_worker_run_one(w, 10 * SEC) == 1)
+			done++;
+	taskring_worker_destroy(w);
+	taskring_store_close(st);
+	return 0;
+}
+
+static void test_waiter_fd(void **state)
+{
+	(void)state;
+	const char *name = tu_shm_name();
+	struct taskring_store *st = tu_open_small(name, 1024);
+	struct taskring_job jobs[WJOBS], early;
+	struct taskring_waiter *w;
+	int seen[WJOBS] = {0};
+
+	assert_rc(taskring_task_declare(st, "square"), 0);
+	assert_rc(taskring_waiter_create(st, &w), 0);
+	int fd = taskring_waiter_fd(w);
+	assert_true(fd >= 0);
+	/* An ended job is ready at once. */
+	int e = 5;
+	assert_rc(taskring_enqueue(st, "square", &e, sizeof(e), NULL, &early), 0);
+	assert_rc(taskring_job_cancel(&early), 0);
+	assert_rc(taskring_waiter_add(w, &early, 777), 0);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	uint64_t ud = 0;
+	struct taskring_job got;
+	assert_rc(taskring_waiter_next(w, &got, &ud), 1);
+	assert_int_equal(ud, 777);
+	assert_rc(taskring_waiter_next(w, &got, &ud), 0);
+	assert_int_equal(poll(&pfd, 1, 0), 0); /* cleared */
+
+	for (int i = 0; i < WJOBS; i++) {
+		assert_rc(taskring_enqueue(st, "square", &i, sizeof(i), NULL, &jobs[i]), 0);
+		assert_rc(taskring_waiter_add(w, &jobs[i], (uint64_t)i), 0);
+	}
+	tu_kids_init(60, 2);
+	uint64_t waits0 = tr__futex_wait_calls();
+	pid_t pid = tu_spawn(wsquare_worker, (void *)name);
+	int n = 0;
+	while (n < WJOBS) {
+		assert_int_equal(poll(&pfd, 1, 10000), 1);
+		while (taskring_waiter_next(w, &got, &ud) == 1) {
+			assert_true(ud < WJOBS);
+			assert_int_equal(seen[ud], 0);
+			seen[ud] = 1;
+			int r;
+			assert_rc(taskring_job_result(&got, 0, &r, sizeof(r), NULL), 0);
+			assert_int_equal(r, (int)(ud * ud));
+			n++;
+		}
+	}
+	/* The helpers slept between changes: about one wait per job, not a
+	 * stream of them. */
+	uint64_t waits = tr__futex_wait_calls() - waits0;
+	print_message("%d jobs through the waiter's fd, %llu futex waits by its helpers\n", WJOBS,
+		      (unsigned long long)waits);
+	assert_true(waits <= 3 * WJOBS + 20);
+	assert_int_equal(tu_kid_join(pid, 30000), 0);
+	assert_rc(taskring_waiter_destroy(w), 0);
+	assert_rc(taskring_waiter_add(NULL, &early, 0), -EINVAL);
+	taskring_store_close(st);
+	taskring_store_unlink(name);
+}
+
 int main(void)
 {
 	tu_alarm(120);
@@ -156,6 +240,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ring_waits_for_many),
 		cmocka_unit_test(test_forced_fallback),
+		cmocka_unit_test(test_waiter_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
