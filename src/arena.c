@@ -152,6 +152,6 @@ uint64_t tr__arena_put(struct taskring_store *st, const void *data, size_t len)
 {
 	uint64_t off = tr__arena_alloc(st, len);
 	if (off && len)
-		memcpy((struct tr_block *)(st->arena + off) + 1, data, len);
+		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
 	return off;
 }

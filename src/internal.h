@@ -314,6 +314,7 @@ TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
 TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
 TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);
 TR_INTERNAL void tr__cpu_relax(void);
+TR_INTERNAL void tr__copy_shared(void *dst, const void *src, size_t n);
 TR_INTERNAL int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (*done)(void *), void *arg);
 
 /* futex.c */

@@ -472,7 +472,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	if (r->len <= TR_INLINE_PAYLOAD) {
 		TR_SET(s->s_flags, TR_SF_PAYLOAD_INLINE);
 		if (r->len)
-			memcpy(s->s_inline_payload, r->payload, r->len);
+			tr__copy_shared(s->s_inline_payload, r->payload, r->len);
 	} else {
 		TR_SET(s->s_payload_off, r->payload_off);
 	}
@@ -480,7 +480,9 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	TR_SET(s->s_delays_off, r->delays_off);
 	TR_SET(s->s_unique_off, r->ukey_off);
 	TR_SET(s->s_unique_hash, r->ukey ? r->uhash : 0);
-	tr__uuid7(s->s_uuid, idx, now);
+	uint8_t uuid[16];
+	tr__uuid7(uuid, idx, now);
+	tr__copy_shared(s->s_uuid, uuid, 16);
 	g += 1;
 	/* Release: the job's fields (and its uuid) are visible to any reader
 	 * that sees the even generation. */
@@ -491,7 +493,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		out->store = st;
 		out->slot = idx;
 		out->gen = g;
-		memcpy(out->uuid, s->s_uuid, 16);
+		memcpy(out->uuid, uuid, 16);
 	}
 }
 
@@ -970,7 +972,7 @@ int tr__copy_blob(const struct taskring_job *job, int result, void *buf, size_t 
 		return -ENOBUFS;
 	}
 	if (len)
-		memcpy(buf, d, len);
+		tr__copy_shared(buf, d, len);
 	if (tr__read_end(job, s))
 		return -ENOENT;
 	*lenp = len;
@@ -1179,7 +1181,7 @@ static int copy_enqueue(const struct taskring_job *job, int dead_only, struct ta
 			     TR_GET(s->s_payload_off), (uint32_t)r.len);
 	int rc = d ? 0 : -EIO;
 	if (d && r.len)
-		memcpy(payload, d, r.len);
+		tr__copy_shared(payload, d, r.len);
 	r.payload = payload;
 	uint32_t blen;
 	const char *m = TR_GET(s->s_meta_off) ? tr__arena_data(st, TR_GET(s->s_meta_off), &blen) : NULL;

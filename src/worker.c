@@ -237,7 +237,7 @@ int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 	drop_result(st, s);
 	if (len <= TR_INLINE_RESULT) {
 		if (len)
-			memcpy(s->s_inline_result, data, len);
+			tr__copy_shared(s->s_inline_result, data, len);
 		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
 	} else {
 		uint64_t off = tr__arena_put(st, data, len);
@@ -567,7 +567,7 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	c.job.store = st;
 	c.job.slot = idx;
 	c.job.gen = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
-	memcpy(c.job.uuid, s->s_uuid, 16);
+	tr__copy_shared(c.job.uuid, s->s_uuid, 16);
 	/*
 	 * One clock read per job, not two: a thread that went straight from
 	 * its last job to claiming this one (no wait in between, not even for

@@ -377,6 +377,78 @@ static void test_list_by_task(void **state)
 	assert_rc(taskring_job_next(st, 0, NULL, "", &cur, &j), -EINVAL);
 }
 
+
+/* Listing a busy store: a producer thread and two worker threads run while
+ * the test lists every job again and again. Each pass ends, sees no job
+ * twice (by id), and every handle it returns reads back, or reads as gone. */
+struct busy {
+	struct taskring_store *st;
+	_Atomic int stop;
+	_Atomic long made;
+};
+
+static void *busy_producer(void *arg)
+{
+	struct busy *b = arg;
+	int v = 1;
+	while (!atomic_load(&b->stop))
+		if (taskring_enqueue(b->st, "rec", &v, sizeof(v), NULL, NULL) == 0)
+			atomic_fetch_add(&b->made, 1);
+	return NULL;
+}
+
+static int noop(struct taskring_ctx *ctx, void *arg)
+{
+	(void)ctx;
+	(void)arg;
+	return TASKRING_OK;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, TASKRING_ID_LEN + 1);
+}
+
+static void test_list_while_busy(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = f->st = tu_open_small(f->name, 256);
+	struct busy b = {.st = st};
+	pthread_t prod;
+	static char ids[256][TASKRING_ID_LEN + 1];
+
+	assert_rc(taskring_task_declare(st, "rec"), 0);
+	f->w = tu_worker(st, NULL, 0, 2);
+	assert_rc(taskring_worker_register(f->w, "rec", noop, NULL), 0);
+	assert_rc(taskring_worker_start(f->w), 0);
+	assert_int_equal(pthread_create(&prod, NULL, busy_producer, &b), 0);
+	int passes = 0;
+	long listed = 0;
+	long want = tu_sanitized() ? 2000 : 20000;
+	int64_t give_up = tu_now_ns() + 20 * SEC;
+	/* List until the store has turned over many times under us. */
+	for (; passes < 20 || (atomic_load(&b.made) < want && tu_now_ns() < give_up); passes++) {
+		uint64_t cur = 0;
+		struct taskring_job j;
+		int n = 0, rc;
+		while ((rc = taskring_job_next(st, 0, NULL, NULL, &cur, &j)) == 1) {
+			assert_true(n < 256); /* one visit per slot: it ends */
+			taskring_job_id(&j, ids[n++]);
+			int s2 = taskring_job_status(&j);
+			assert_true((s2 >= TASKRING_PENDING && s2 <= TASKRING_CANCELLED) || s2 == -ENOENT);
+		}
+		assert_rc(rc, 0);
+		qsort(ids, (size_t)n, sizeof(ids[0]), cmp_id);
+		for (int i = 1; i < n; i++)
+			assert_string_not_equal(ids[i - 1], ids[i]);
+		listed += n;
+	}
+	atomic_store(&b.stop, 1);
+	pthread_join(prod, NULL);
+	print_message("%d passes listed %ld jobs while %ld were enqueued\n", passes, listed, atomic_load(&b.made));
+	assert_true(atomic_load(&b.made) >= want);
+}
+
 int main(void)
 {
 	tu_alarm(120);
@@ -389,6 +461,7 @@ int main(void)
 		T(test_expires),
 		T(test_wait_any_all),
 		T(test_list_by_task),
+		T(test_list_while_busy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
