@@ -1145,7 +1145,12 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 
 /* ---- copies of jobs --------------------------------------------------------- */
 
-/* Enqueue a copy of @job (dead only, with @dead_only), as a new job. */
+/*
+ * Enqueue a copy of @job (dead only, with @dead_only), as a new job. The job
+ * is read under the seqlock and copied (payload, metadata, retry delays)
+ * before the new job is enqueued: the enqueue may itself recycle the old
+ * job's slot, which may be the oldest terminal one.
+ */
 static int copy_enqueue(const struct taskring_job *job, int dead_only, struct taskring_job *newjob)
 {
 	uint32_t state;

@@ -14,6 +14,32 @@
 
 #include "internal.h"
 
+/*
+ * Lock the queue of @job (in slot @s) and read the job's state under that
+ * lock, where a pending job can be neither claimed nor recycled. Returns 0
+ * with the lock held, or -ENOENT (no lock held) when the slot no longer holds
+ * the job.
+ */
+static int lock_job_queue(const struct taskring_job *job, struct tr_slot *s, struct tr_queue **qp, uint32_t *statep)
+{
+	struct taskring_store *st = job->store;
+	uint32_t qi = TR_GET(s->s_queue);
+	if (qi >= st->nqueues)
+		return -ENOENT;
+	struct tr_queue *q = &st->queues[qi];
+	int rc = tr__lock(&q->q_lock, st, (int)qi);
+	if (rc)
+		return rc;
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE) {
+		tr__unlock(&q->q_lock);
+		return -ENOENT;
+	}
+	*qp = q;
+	*statep = state;
+	return 0;
+}
+
 int taskring_job_cancel(const struct taskring_job *job)
 {
 	uint32_t state;
@@ -41,15 +67,11 @@ int taskring_job_cancel(const struct taskring_job *job)
 		}
 		/* Pending: under the queue lock nobody can claim it, so it
 		 * cannot end and be recycled while we look. */
-		uint32_t qi = TR_GET(s->s_queue);
-		if (qi >= st->nqueues)
-			return -ENOENT;
-		struct tr_queue *q = &st->queues[qi];
-		int rc = tr__lock(&q->q_lock, st, (int)qi);
+		struct tr_queue *q;
+		int rc = lock_job_queue(job, s, &q, &state);
 		if (rc)
 			return rc;
-		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TAG(state) != tag || TR_STATUS(state) != TASKRING_PENDING) {
+		if (TR_STATUS(state) != TASKRING_PENDING) {
 			tr__unlock(&q->q_lock);
 			continue;
 		}
@@ -70,36 +92,22 @@ int taskring_job_cancel(const struct taskring_job *job)
 	}
 }
 
-/*
- * The dead job is read under the seqlock and copied (payload, metadata,
- * retry delays) before the new job is enqueued: the enqueue may itself
- * recycle the dead job's slot, which is the oldest terminal one.
- */
 int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
 {
 	uint32_t state;
 	int err;
 	struct tr_slot *s = tr__read_begin(job, &state, &err);
+	struct tr_queue *q;
 
 	if (!s)
 		return err;
-	struct taskring_store *st = job->store;
-	uint32_t qi = TR_GET(s->s_queue);
-	if (qi >= st->nqueues)
-		return -ENOENT;
-	struct tr_queue *q = &st->queues[qi];
-	/* Under the queue lock a pending job can be neither claimed nor
-	 * recycled, so the checks below hold until we unlock. */
-	int rc = tr__lock(&q->q_lock, st, (int)qi);
+	int rc = lock_job_queue(job, s, &q, &state);
 	if (rc)
 		return rc;
-	state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE)
-		rc = -ENOENT;
-	else if (TR_STATUS(state) != TASKRING_PENDING)
+	if (TR_STATUS(state) != TASKRING_PENDING)
 		rc = TASKRING_ESTATE;
 	else
-		tr__queue_set_priority_locked(st, q, job->slot, priority);
+		tr__queue_set_priority_locked(job->store, q, job->slot, priority);
 	tr__unlock(&q->q_lock);
 	return rc;
 }

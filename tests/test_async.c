@@ -24,16 +24,22 @@ static int square(struct taskring_ctx *ctx, void *arg)
 	return TASKRING_OK;
 }
 
+/* A worker process that runs @n square jobs of store @name, then exits. */
+struct kid_args {
+	const char *name;
+	int n;
+};
+
 static int worker_main(void *arg, int ctl, int ack)
 {
-	const char *name = arg;
-	struct taskring_store *st = tu_kid_open(name);
+	const struct kid_args *a = arg;
+	struct taskring_store *st = tu_kid_open(a->name);
 	struct taskring_worker *w;
 	(void)ctl;
 	(void)ack;
 	CK_RC(tu_worker_create(st, NULL, 0, 1, &w), 0);
 	CK_RC(taskring_worker_register(w, "square", square, NULL), 0);
-	for (int done = 0; done < NJOBS;)
+	for (int done = 0; done < a->n;)
 		if (taskring_worker_run_one(w, 10 * SEC) == 1)
 			done++;
 	taskring_worker_destroy(w);
@@ -68,7 +74,8 @@ static void test_ring_waits_for_many(void **state)
 
 	/* Only now does a worker, in another process, start running them. */
 	tu_kids_init(60, 2);
-	pid_t pid = tu_spawn(worker_main, (void *)name);
+	struct kid_args ka = {name, NJOBS};
+	pid_t pid = tu_spawn(worker_main, &ka);
 	uint64_t waits0 = tr__futex_wait_calls();
 	while (ndone < NJOBS) {
 		struct io_uring_cqe *cqe;
@@ -156,23 +163,6 @@ static void test_forced_fallback(void **state)
  * jobs than one helper thread watches (so several helpers), run by a worker
  * in another process. */
 #define WJOBS 300
-static int wsquare_worker(void *arg, int ctl, int ack)
-{
-	const char *name = arg;
-	struct taskring_store *st = tu_kid_open(name);
-	struct taskring_worker *w;
-	(void)ctl;
-	(void)ack;
-	CK_RC(tu_worker_create(st, NULL, 0, 1, &w), 0);
-	CK_RC(taskring_worker_register(w, "square", square, NULL), 0);
-	for (int done = 0; done < WJOBS;)
-		if (taskring_worker_run_one(w, 10 * SEC) == 1)
-			done++;
-	taskring_worker_destroy(w);
-	taskring_store_close(st);
-	return 0;
-}
-
 static void test_waiter_fd(void **state)
 {
 	(void)state;
@@ -206,7 +196,8 @@ static void test_waiter_fd(void **state)
 	}
 	tu_kids_init(60, 2);
 	uint64_t waits0 = tr__futex_wait_calls();
-	pid_t pid = tu_spawn(wsquare_worker, (void *)name);
+	struct kid_args ka = {name, WJOBS};
+	pid_t pid = tu_spawn(worker_main, &ka);
 	int n = 0;
 	while (n < WJOBS) {
 		assert_int_equal(poll(&pfd, 1, 10000), 1);
