@@ -91,20 +91,8 @@ int taskring_job_prep_wait(const struct taskring_job *job, struct io_uring_sqe *
 	int rc = taskring_async_supported();
 	if (rc)
 		return rc;
-	uint32_t tag = TR_GEN_TAG(job->gen);
-	for (;;) {
-		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE || TR_TERMINAL(TR_STATUS(state)))
-			return 1;
-		if (state & TR_ST_WAITERS)
-			break;
-		/* Acq_rel: as in taskring_job_wait(), the next transition sees
-		 * the flag and wakes the word. */
-		if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-							  memory_order_acq_rel, memory_order_acquire)) {
-			state |= TR_ST_WAITERS;
-			break;
-		}
-	}
+	if (tr__job_arm(job, &state))
+		return 1;
 	/* Every field but user_data, which is the caller's. */
 	sqe->opcode = TR_IORING_OP_FUTEX_WAIT;
 	sqe->flags = 0;

@@ -368,6 +368,10 @@ TR_INTERNAL int tr__free_in_place(struct taskring_store *st, struct tr_slot *s, 
 TR_INTERNAL uint32_t tr__ring_count(struct taskring_store *st);
 TR_INTERNAL void tr__wake_blocked(struct taskring_store *st);
 TR_INTERNAL int tr__copy_blob(const struct taskring_job *job, int result, void *buf, size_t cap, size_t *lenp);
+
+/* wait.c */
+TR_INTERNAL int tr__job_ended(const struct taskring_job *job);
+TR_INTERNAL int tr__job_arm(const struct taskring_job *job, uint32_t *valp);
 TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp);
 TR_INTERNAL void tr__slot_finished(struct taskring_store *st, uint32_t idx);

@@ -18,17 +18,48 @@
 
 #include "internal.h"
 
-struct state_wait {
-	struct tr_slot *s;
-	uint32_t tag;
-};
-
-/* Has the job ended, or its slot moved on to another job? */
-static int state_moved(void *arg)
+/* Has @job ended: terminal, or its slot moved on to another job? */
+int tr__job_ended(const struct taskring_job *job)
 {
-	struct state_wait *w = arg;
-	uint32_t state = atomic_load_explicit(&w->s->s_state, memory_order_acquire);
-	return TR_TAG(state) != w->tag || TR_TERMINAL(TR_STATUS(state)) || TR_STATUS(state) == TR_ST_FREE;
+	struct tr_slot *s = &job->store->slots[job->slot];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	return TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE ||
+	       TR_TERMINAL(TR_STATUS(state));
+}
+
+static int ended_cb(void *arg)
+{
+	return tr__job_ended(arg);
+}
+
+/*
+ * Register as a waiter on @job's state word, for every kind of waiter
+ * (blocking, futex_waitv, io_uring, helper thread): set TR_ST_WAITERS with a
+ * CAS, so that the job's next transition calls FUTEX_WAKE on the word.
+ * Returns 0 with *@valp set to the value to wait on, or 1 when the job has
+ * ended (nothing to wait for).
+ */
+int tr__job_arm(const struct taskring_job *job, uint32_t *valp)
+{
+	struct tr_slot *s = &job->store->slots[job->slot];
+	uint32_t tag = TR_GEN_TAG(job->gen);
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+
+	for (;;) {
+		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE || TR_TERMINAL(TR_STATUS(state)))
+			return 1;
+		if (state & TR_ST_WAITERS)
+			break;
+		/* Acq_rel: the transition that clears the flag is ordered after
+		 * it, so it sees the flag and wakes the word. */
+		if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
+							  memory_order_acq_rel, memory_order_acquire)) {
+			state |= TR_ST_WAITERS;
+			break;
+		}
+	}
+	*valp = state;
+	return 0;
 }
 
 /*
@@ -51,48 +82,27 @@ int taskring_job_wait(const struct taskring_job *job, int64_t timeout_ns)
 	if (TR_TERMINAL(TR_STATUS(state)))
 		return (int)TR_STATUS(state);
 	int64_t deadline = timeout_ns < 0 ? -1 : tr__now_mono() + timeout_ns;
-	uint32_t tag = TR_GEN_TAG(job->gen);
 
 	/* Spin: a hand-off between running CPUs costs a fraction of a
 	 * microsecond, a futex sleep and wake tens of microseconds. */
-	if (timeout_ns != 0) {
-		struct state_wait sw = {s, tag};
-		if (tr__spin(atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed), deadline, 0, state_moved,
-			     &sw) == -ETIMEDOUT)
-			return -ETIMEDOUT;
-	}
-	for (;;) {
-		state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TAG(state) != tag || TR_STATUS(state) == TR_ST_FREE)
-			return -ENOENT;
-		if (TR_TERMINAL(TR_STATUS(state)))
-			return (int)TR_STATUS(state);
+	if (timeout_ns != 0 && tr__spin(atomic_load_explicit(&job->store->spin_ns, memory_order_relaxed), deadline,
+					0, ended_cb, (void *)job) == -ETIMEDOUT)
+		return -ETIMEDOUT;
+	/* Sleep. The deadline is looked at before registering, so a caller
+	 * that only checks (or whose time is up) never makes the job's next
+	 * transition pay for a FUTEX_WAKE. */
+	while (!tr__job_ended(job)) {
+		uint32_t val;
 		if (deadline >= 0 && tr__now_mono() >= deadline)
 			return -ETIMEDOUT;
-		if (!(state & TR_ST_WAITERS)) {
-			/* Register as a sleeper; the next transition wakes us. */
-			if (!atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-								   memory_order_acq_rel, memory_order_relaxed))
-				continue;
-			state |= TR_ST_WAITERS;
-		}
-		int rc = tr__futex_wait(&s->s_state, state, deadline, 0xffffffffu);
-		if (rc == -ETIMEDOUT) {
-			state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			if (TR_TAG(state) == tag && TR_TERMINAL(TR_STATUS(state)))
-				return (int)TR_STATUS(state);
-			return -ETIMEDOUT;
-		}
+		if (tr__job_arm(job, &val))
+			break;
+		tr__futex_wait(&s->s_state, val, deadline, 0xffffffffu);
 	}
-}
-
-/* Has job @i of the set ended (terminal or gone)? */
-static int job_ended(const struct taskring_job *job)
-{
-	struct tr_slot *s = &job->store->slots[job->slot];
-	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	return TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE ||
-	       TR_TERMINAL(TR_STATUS(state));
+	state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if (TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE || tr__ttl_expired(s, state))
+		return -ENOENT;
+	return (int)TR_STATUS(state);
 }
 
 struct any_wait {
@@ -105,7 +115,7 @@ static int any_ended(void *arg)
 {
 	struct any_wait *a = arg;
 	for (size_t i = 0; i < a->n; i++)
-		if (job_ended(&a->jobs[i])) {
+		if (tr__job_ended(&a->jobs[i])) {
 			a->found = (int)i;
 			return 1;
 		}
@@ -139,16 +149,9 @@ int taskring_job_wait_any(const struct taskring_job *jobs, size_t n, int64_t tim
 		/* Register on every word (as taskring_job_wait() does), then
 		 * sleep on all of them; any transition wakes us. */
 		for (size_t i = 0; i < n; i++) {
-			struct tr_slot *s = &st->slots[jobs[i].slot];
-			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			while (!(state & TR_ST_WAITERS) && !job_ended(&jobs[i]) &&
-			       !atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-								      memory_order_acq_rel, memory_order_relaxed))
-				;
-			words[i] = &s->s_state;
-			vals[i] = state | TR_ST_WAITERS;
-			if (job_ended(&jobs[i]))
+			if (tr__job_arm(&jobs[i], &vals[i]))
 				return (int)i;
+			words[i] = &st->slots[jobs[i].slot].s_state;
 		}
 		rc = tr__futex_waitv(words, vals, (unsigned)n, deadline);
 		if (any_ended(&a))

@@ -59,15 +59,6 @@ static void helper_kick(struct helper *h)
 	tr__futex_wake(&h->ctl, 1, 0xffffffffu);
 }
 
-/* Has the job ended (terminal, or its slot moved on)? */
-static int ended(const struct taskring_job *job)
-{
-	struct tr_slot *s = &job->store->slots[job->slot];
-	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	return TR_TAG(state) != TR_GEN_TAG(job->gen) || TR_STATUS(state) == TR_ST_FREE ||
-	       TR_TERMINAL(TR_STATUS(state));
-}
-
 static int push_ready(struct taskring_waiter *w, const struct wjob *j)
 {
 	if (w->nready == w->ready_cap) {
@@ -107,7 +98,7 @@ static void *helper_main(void *arg)
 		h->ninbox = 0;
 		/* Hand over what has ended. */
 		for (uint32_t i = 0; i < h->nwatch;) {
-			if (ended(&h->watch[i].job) && push_ready(w, &h->watch[i]) == 0) {
+			if (tr__job_ended(&h->watch[i].job) && push_ready(w, &h->watch[i]) == 0) {
 				h->watch[i] = h->watch[--h->nwatch];
 				h->load--;
 			} else {
@@ -117,20 +108,17 @@ static void *helper_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 
 		unsigned n = 0;
+		int ended_meanwhile = 0;
 		words[n] = &h->ctl;
 		vals[n++] = c;
-		for (uint32_t i = 0; i < h->nwatch; i++) {
-			struct tr_slot *s = &w->st->slots[h->watch[i].job.slot];
-			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-			/* Register, as a blocking waiter does, so the next
-			 * transition wakes the word. */
-			while (!(state & TR_ST_WAITERS) &&
-			       !atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_WAITERS,
-								      memory_order_acq_rel, memory_order_acquire))
-				;
-			words[n] = &s->s_state;
-			vals[n++] = state | TR_ST_WAITERS;
+		for (uint32_t i = 0; i < h->nwatch && !ended_meanwhile; i++) {
+			/* A job that ended since the look above: look again
+			 * instead of sleeping. */
+			ended_meanwhile = tr__job_arm(&h->watch[i].job, &vals[n]);
+			words[n++] = &w->st->slots[h->watch[i].job.slot].s_state;
 		}
+		if (ended_meanwhile)
+			continue;
 		int rc = tr__futex_waitv(words, vals, n, -1);
 		if (rc == -ENOSYS)
 			return NULL; /* cannot wait here: taskring_waiter_create() refused */
