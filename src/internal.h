@@ -110,6 +110,8 @@
 /* s_flags */
 #define TR_SF_PAYLOAD_INLINE 0x1
 #define TR_SF_RESULT_INLINE 0x2
+#define TR_SF_UNIQUE 0x4 /* s_unique_off/s_unique_hash hold a key: line 4 is
+			   touched only for jobs that have one */
 
 /* Memory-ordering helpers. Each use says what it orders against. */
 #define tr_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
@@ -314,7 +316,25 @@ TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
 TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
 TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);
 TR_INTERNAL void tr__cpu_relax(void);
-TR_INTERNAL void tr__copy_shared(void *dst, const void *src, size_t n);
+/*
+ * memcpy() for bytes in the shared region that another process may rewrite
+ * while they are copied (a seqlock reader copying a job's data, a writer
+ * filling a recycled slot): the seqlock decides afterwards whether the copy
+ * counts. Under ThreadSanitizer the copy is made of relaxed atomic byte
+ * accesses, so such a race is not reported as the undefined one it is not.
+ * Inline, so that small fixed copies (a uuid) stay a few moves.
+ */
+static inline void tr__copy_shared(void *dst, const void *src, size_t n)
+{
+#ifdef TR_TSAN
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+	for (size_t i = 0; i < n; i++)
+		__atomic_store_n(&d[i], __atomic_load_n(&s[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+#else
+	__builtin_memcpy(dst, src, n);
+#endif
+}
 TR_INTERNAL int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (*done)(void *), void *arg);
 
 /* futex.c */

@@ -157,14 +157,13 @@ static void release_blocks(struct taskring_store *st, struct tr_slot *s)
 		tr__arena_free(st, s->s_meta_off);
 	if (TR_GET(s->s_delays_off))
 		tr__arena_free(st, s->s_delays_off);
-	if (TR_GET(s->s_unique_off))
-		tr__arena_free(st, s->s_unique_off);
+	if (TR_GET(s->s_flags) & TR_SF_UNIQUE)
+		tr__arena_free(st, TR_GET(s->s_unique_off));
 	free_error_chain(st, TR_GET(s->s_errors_off));
 	TR_SET(s->s_payload_off, 0);
 	TR_SET(s->s_result_off, 0);
 	TR_SET(s->s_meta_off, 0);
 	TR_SET(s->s_delays_off, 0);
-	TR_SET(s->s_unique_off, 0);
 	TR_SET(s->s_errors_off, 0);
 	TR_SET(s->s_flags, 0);
 }
@@ -353,8 +352,6 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 
 	if (!task || (!payload && len))
 		return -EINVAL;
-	if (o->queue && (rc = tr__queue_find(st, o->queue, 0)) < 0 && rc != -ENOENT)
-		return rc; /* a bad queue name is refused before anything is made */
 	if (len > st->max_payload)
 		return -EMSGSIZE;
 	rc = tr__task_find(st, task, 0);
@@ -478,8 +475,11 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	}
 	TR_SET(s->s_meta_off, r->meta_off);
 	TR_SET(s->s_delays_off, r->delays_off);
-	TR_SET(s->s_unique_off, r->ukey_off);
-	TR_SET(s->s_unique_hash, r->ukey ? r->uhash : 0);
+	if (r->ukey) {
+		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_UNIQUE);
+		TR_SET(s->s_unique_off, r->ukey_off);
+		TR_SET(s->s_unique_hash, r->uhash);
+	}
 	uint8_t uuid[16];
 	tr__uuid7(uuid, idx, now);
 	tr__copy_shared(s->s_uuid, uuid, 16);
@@ -1100,7 +1100,8 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 	sb_printf(&b, ",\"timeout_ms\":%lld", (long long)(i.timeout_ns / 1000000));
 	sb_puts(&b, ",\"unique_key\":");
 	uint32_t mlen;
-	const char *ukey = TR_GET(s->s_unique_off) ? tr__arena_data(job->store, TR_GET(s->s_unique_off), &mlen) : NULL;
+	const char *ukey = (TR_GET(s->s_flags) & TR_SF_UNIQUE) ? tr__arena_data(job->store, TR_GET(s->s_unique_off), &mlen)
+							       : NULL;
 	if (ukey && mlen > 0)
 		sb_json_str(&b, ukey, strnlen(ukey, mlen - 1));
 	else

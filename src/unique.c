@@ -6,7 +6,7 @@
  * The index is an open-addressing table in the region (h_off_unique), twice
  * the ring's size, of u64 entries: (generation << 32) | (slot + 1), 0 for
  * empty. The key itself lives in the job's arena block (s_unique_off) and its
- * hash in s_unique_hash. An entry is live only while its slot still has that
+ * hash in s_unique_hash, both valid only with TR_SF_UNIQUE in s_flags. An entry is live only while its slot still has that
  * generation, the job is pending or running, and the key matches; ending a
  * job therefore frees its key with no work at all, and dead entries are
  * reused by later inserts (they are tombstones in the probe chains). When a
@@ -57,7 +57,8 @@ static int entry_live(struct taskring_store *st, uint64_t e, const char *key, si
 		return 0;
 	if (key) {
 		uint32_t blen;
-		const char *k = TR_GET(s->s_unique_off) ? tr__arena_data(st, TR_GET(s->s_unique_off), &blen) : NULL;
+		const char *k = (TR_GET(s->s_flags) & TR_SF_UNIQUE) ? tr__arena_data(st, TR_GET(s->s_unique_off), &blen)
+								 : NULL;
 		if (TR_GET(s->s_unique_hash) != hash || !k || blen != len + 1 || memcmp(k, key, len) != 0)
 			return 0;
 	}
@@ -120,7 +121,7 @@ void tr__unique_rebuild(struct taskring_store *st)
 		struct tr_slot *s = &st->slots[i];
 		uint32_t gen = atomic_load_explicit(&s->s_gen, memory_order_acquire);
 		uint64_t e = ((uint64_t)gen << 32) | (i + 1);
-		if ((gen & 1) || !TR_GET(s->s_unique_off) || !entry_live(st, e, NULL, 0, 0, NULL))
+		if ((gen & 1) || !(TR_GET(s->s_flags) & TR_SF_UNIQUE) || !entry_live(st, e, NULL, 0, 0, NULL))
 			continue;
 		insert(st, TR_GET(s->s_unique_hash), e);
 	}

@@ -79,25 +79,6 @@ int tr__spin(int64_t spin_ns, int64_t deadline, unsigned mask, int (*done)(void 
 	}
 }
 
-/*
- * memcpy() for bytes in the shared region that another process may rewrite
- * while they are copied (a seqlock reader copying a job's data, a writer
- * filling a recycled slot): the seqlock decides afterwards whether the copy
- * counts. Under ThreadSanitizer the copy is made of relaxed atomic byte
- * accesses, so such a race is not reported as the undefined one it is not.
- */
-void tr__copy_shared(void *dst, const void *src, size_t n)
-{
-#ifdef TR_TSAN
-	unsigned char *d = dst;
-	const unsigned char *s = src;
-	for (size_t i = 0; i < n; i++)
-		__atomic_store_n(&d[i], __atomic_load_n(&s[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-#else
-	memcpy(dst, src, n);
-#endif
-}
-
 void tr__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
