@@ -236,8 +236,7 @@ struct tr_slot {
 	/* Line 2: arena references (offsets of block headers; 0 = none). */
 	uint64_t s_payload_off, s_result_off, s_errors_off, s_meta_off, s_delays_off;
 	int64_t s_backoff_base, s_backoff_cap;
-	uint32_t s_error_count;
-	uint32_t s_pad1;
+	uint32_t s_pad1[2];
 	/* Line 3: small payloads and results live here, not in the arena;
 	 * and the expiry, which only a claim reads. */
 	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
@@ -395,7 +394,8 @@ TR_INTERNAL int tr__job_arm(const struct taskring_job *job, uint32_t *valp);
 TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp);
 TR_INTERNAL void tr__slot_finished(struct taskring_store *st, uint32_t idx);
-TR_INTERNAL void tr__reclaim(struct taskring_store *st, uint32_t max);
+TR_INTERNAL uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before);
+TR_INTERNAL uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len);
 TR_INTERNAL void tr__slot_wake(struct tr_slot *s);
 TR_INTERNAL int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
 				 size_t len);

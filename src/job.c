@@ -199,21 +199,45 @@ int tr__free_in_place(struct taskring_store *st, struct tr_slot *s, uint32_t sta
 }
 
 /*
- * Free the blocks of up to @max of the oldest terminal jobs, turning their
- * slots free (their handles read -ENOENT from then on). Used when the arena
- * is full: terminal results go before new work is refused.
+ * Look at up to @max of the oldest entries of the recycle ring and remove
+ * every terminal job among them that ended at or before @ended_before
+ * (CLOCK_REALTIME; INT64_MAX = any): its blocks are freed and its slot is
+ * free (its handles read -ENOENT from then on). Returns how many. Serves a
+ * full arena (terminal results go before new work is refused) and
+ * taskring_store_purge_terminal().
  */
-void tr__reclaim(struct taskring_store *st, uint32_t max)
+uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before)
 {
+	uint32_t count = 0;
+
+	/* Through the ring: a slot popped from it is ours until pushed back,
+	 * so no producer can be recycling it while we free it. */
 	for (uint32_t n = 0; n < max; n++) {
 		uint32_t idx;
 		if (tr__ring_pop(st, &idx) < 0)
-			return;
+			break;
 		struct tr_slot *s = &st->slots[idx];
 		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_STATUS(state) != TR_ST_FREE)
-			tr__free_in_place(st, s, state);
+		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= ended_before &&
+		    tr__free_in_place(st, s, state) == 0)
+			count++;
 		tr__ring_push(st, idx);
+	}
+	return count;
+}
+
+/*
+ * tr__arena_alloc() that, while the arena is full, takes the blocks of the
+ * oldest terminal jobs, 64 at a time, until there is room or the whole ring
+ * has been looked at (then 0).
+ */
+uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len)
+{
+	for (uint32_t seen = 0;; seen += 64) {
+		uint64_t off = tr__arena_alloc(st, len);
+		if (off || seen >= st->nslots)
+			return off;
+		tr__reclaim(st, 64, INT64_MAX);
 	}
 }
 
@@ -228,13 +252,9 @@ int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t atte
 	if (len > TASKRING_ERROR_MAX)
 		len = TASKRING_ERROR_MAX;
 	size_t need = sizeof(struct tr_error_entry) + len + 1;
-	uint64_t off = tr__arena_alloc(st, need);
-	if (!off) {
-		tr__reclaim(st, 64);
-		off = tr__arena_alloc(st, need);
-		if (!off)
-			return -ENOSPC;
-	}
+	uint64_t off = tr__arena_alloc_reclaim(st, need);
+	if (!off)
+		return -ENOSPC;
 	struct tr_block *b = (struct tr_block *)(st->arena + off);
 	struct tr_error_entry *e = (struct tr_error_entry *)(b + 1);
 	int64_t now = tr__now_real();
@@ -246,13 +266,13 @@ int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t atte
 	e->e_text[len] = 0;
 	TR_SET(b->k_next, TR_GET(s->s_errors_off));
 	TR_SET(s->s_errors_off, off);
-	TR_SET(s->s_error_count, TR_GET(s->s_error_count) + 1);
 	return 0;
 }
 
 static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, uint64_t *nextp);
 
-/* The offsets of the slot's error entries, newest first; returns how many. */
+/* The offsets of the slot's error entries, newest first (into @offs, unless
+ * it is NULL); returns how many. The count is derived, never stored. */
 #define ERRORS_MAX (TASKRING_MAX_RETRIES_LIMIT + 8)
 static size_t collect_errors(struct taskring_store *st, struct tr_slot *s, uint64_t offs[ERRORS_MAX])
 {
@@ -262,7 +282,9 @@ static size_t collect_errors(struct taskring_store *st, struct tr_slot *s, uint6
 		uint64_t next;
 		if (!error_at(st, off, &next))
 			break;
-		offs[n++] = off;
+		if (offs)
+			offs[n] = off;
+		n++;
 		off = next;
 	}
 	return n;
@@ -431,7 +453,7 @@ static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 		free_req_blocks(st, r, i + 1);
 		if (reclaimed >= st->nslots)
 			return -EAGAIN;
-		tr__reclaim(st, 64);
+		tr__reclaim(st, 64, INT64_MAX);
 	}
 }
 
@@ -465,7 +487,6 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	TR_SET(s->s_backoff_base, r->base_ns);
 	TR_SET(s->s_backoff_cap, r->cap_ns);
 	TR_SET(s->s_expires_at, r->expires_ns ? now + r->expires_ns : 0);
-	TR_SET(s->s_error_count, 0);
 	if (r->len <= TR_INLINE_PAYLOAD) {
 		TR_SET(s->s_flags, TR_SF_PAYLOAD_INLINE);
 		if (r->len)
@@ -923,7 +944,7 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 	i.result_ttl_ns = TR_GET(s->s_result_ttl_ns);
 	i.payload_len = TR_GET(s->s_payload_len);
 	i.result_len = TR_STATUS(state) == TASKRING_COMPLETE ? TR_GET(s->s_result_len) : 0;
-	i.error_count = TR_GET(s->s_error_count);
+	i.error_count = (uint32_t)collect_errors(st, s, NULL);
 	i.expires_at_ns = TR_GET(s->s_expires_at);
 	if (tr__read_end(job, s))
 		return -ENOENT;

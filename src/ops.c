@@ -178,24 +178,8 @@ int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uin
 {
 	if (!st || age_ns < 0)
 		return -EINVAL;
-	int64_t cutoff = tr__now_real() - age_ns;
-	uint32_t todo = tr__ring_count(st);
-	uint64_t count = 0;
-
-	/* Through the ring: a slot popped from it is ours until pushed back,
-	 * so no producer can be recycling it while we free it. At most one
-	 * pass over what the ring held when we started. */
-	for (uint32_t n = 0; n < todo; n++) {
-		uint32_t idx;
-		if (tr__ring_pop(st, &idx) < 0)
-			break;
-		struct tr_slot *s = &st->slots[idx];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= cutoff &&
-		    tr__free_in_place(st, s, state) == 0)
-			count++;
-		tr__ring_push(st, idx);
-	}
+	/* One pass over what the ring held when we started. */
+	uint64_t count = tr__reclaim(st, tr__ring_count(st), tr__now_real() - age_ns);
 	if (count)
 		tr__wake_blocked(st);
 	if (countp)

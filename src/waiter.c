@@ -33,11 +33,10 @@ struct helper {
 	struct taskring_waiter *w;
 	pthread_t tid;
 	_Atomic uint32_t ctl;          /* bumped to wake this helper */
-	struct wjob watch[HELPER_MAX]; /* its jobs (this thread only) */
+	struct wjob watch[HELPER_MAX]; /* its jobs (changed under w->mu) */
 	uint32_t nwatch;
 	struct wjob inbox[HELPER_MAX]; /* given to it, under w->mu */
 	uint32_t ninbox;
-	uint32_t load;                 /* nwatch + ninbox, under w->mu */
 };
 
 struct taskring_waiter {
@@ -100,7 +99,6 @@ static void *helper_main(void *arg)
 		for (uint32_t i = 0; i < h->nwatch;) {
 			if (tr__job_ended(&h->watch[i].job) && push_ready(w, &h->watch[i]) == 0) {
 				h->watch[i] = h->watch[--h->nwatch];
-				h->load--;
 			} else {
 				i++;
 			}
@@ -163,7 +161,7 @@ int taskring_waiter_add(struct taskring_waiter *w, const struct taskring_job *jo
 	int rc = 0;
 	pthread_mutex_lock(&w->mu);
 	for (size_t i = 0; i < w->nhelpers && !h; i++)
-		if (w->helpers[i]->load < HELPER_MAX)
+		if (w->helpers[i]->nwatch + w->helpers[i]->ninbox < HELPER_MAX)
 			h = w->helpers[i];
 	if (!h) {
 		struct helper **hs = realloc(w->helpers, (w->nhelpers + 1) * sizeof(*hs));
@@ -185,7 +183,6 @@ int taskring_waiter_add(struct taskring_waiter *w, const struct taskring_job *jo
 		w->helpers[w->nhelpers++] = h;
 	}
 	h->inbox[h->ninbox++] = (struct wjob){*job, user_data};
-	h->load++;
 	pthread_mutex_unlock(&w->mu);
 	helper_kick(h);
 	return 0;

@@ -240,13 +240,10 @@ int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 			tr__copy_shared(s->s_inline_result, data, len);
 		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
 	} else {
-		uint64_t off = tr__arena_put(st, data, len);
-		if (!off) {
-			tr__reclaim(st, st->nslots);
-			off = tr__arena_put(st, data, len);
-			if (!off)
-				return -ENOSPC;
-		}
+		uint64_t off = tr__arena_alloc_reclaim(st, len);
+		if (!off)
+			return -ENOSPC;
+		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
 		TR_SET(s->s_result_off, off);
 	}
 	TR_SET(s->s_result_len, (uint32_t)len);
