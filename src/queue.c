@@ -354,11 +354,11 @@ void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q
 
 	if (s->s_loc == TR_LOC_READY) {
 		ready_remove(st, q, idx);
-		s->s_priority = priority;
+		TR_SET(s->s_priority, priority); /* read without the lock by job_info */
 		s->s_link_seq = ++q->q_link_seq;
 		ready_insert(st, q, idx);
 	} else {
-		s->s_priority = priority;
+		TR_SET(s->s_priority, priority);
 	}
 }
 
@@ -402,7 +402,7 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
 
 	if (TR_STATUS(state) == TASKRING_PENDING) {
 		tr__error_append(st, s, TR_ATTEMPT(state), msg, sizeof(msg) - 1);
-		s->s_completed_at = now_real;
+		TR_SET(s->s_completed_at, now_real);
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		if (tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
 					NULL) == 0) {
@@ -443,7 +443,7 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 			continue;
 		}
 		struct tr_slot *s = S(st, idx);
-		int64_t expires = s->s_expires_at;
+		int64_t expires = TR_GET(s->s_expires_at);
 		if (expires) {
 			if (now_real < 0)
 				now_real = tr__now_real();
