@@ -35,6 +35,10 @@ endif
 ifneq ($(SANITIZE),)
 BUILD ?= build-$(subst $(comma),-,$(SANITIZE))
 SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -g
+# UBSan reports and carries on by default: make every finding fail its test.
+ifneq ($(findstring undefined,$(SANITIZE)),)
+SAN_FLAGS += -fno-sanitize-recover=undefined
+endif
 else
 BUILD ?= build
 SAN_FLAGS :=

@@ -26,6 +26,13 @@
  *   rtt.async           64 jobs in flight, awaited from one io_uring loop
  *                       (taskring_job_prep_wait), the worker in a child;
  *                       latency enqueue -> completion seen, and jobs/s.
+ *   tput.deps           fan-in: rounds of one batch of 1,000 noop jobs plus
+ *                       one noop that depends on all of them (through
+ *                       depends_on_items), the worker in a child; a round
+ *                       ends when the dependent has completed. Jobs/s and
+ *                       the round time, with the same rounds made without
+ *                       the dependency (the parent waits for all 1,001)
+ *                       alternating in the same store: nodeps_* figures.
  *
  * Every store is new (anonymous, or "/taskring-bench-<pid>-<n>" with
  * BENCH_STORE=shm, unlinked afterwards) and is first run through one full
@@ -716,6 +723,100 @@ static double tput_rate(const struct tput_result *r)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Dependencies: fan-in                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define FAN_IN 1000
+
+struct deps_result {
+	uint64_t *rounds[2]; /* round times, [0] with the dependency, [1] without */
+	size_t n;
+	char err[512];
+};
+
+static void deps_measure(struct deps_result *r, size_t max_rounds, double cap_s)
+{
+	struct setup s;
+	static struct taskring_enqueue_item items[FAN_IN + 1];
+	static struct taskring_job jobs[FAN_IN + 1];
+	static uint32_t all[FAN_IN];
+	struct taskring_enqueue_opts bo;
+	int64_t cap = bench_cap_ns(cap_s);
+
+	memset(r, 0, sizeof(*r));
+	r->rounds[0] = calloc(max_rounds, sizeof(uint64_t));
+	r->rounds[1] = calloc(max_rounds, sizeof(uint64_t));
+	if (!r->rounds[0] || !r->rounds[1]) {
+		snprintf(r->err, sizeof(r->err), "out of memory");
+		return;
+	}
+	for (int i = 0; i <= FAN_IN; i++)
+		items[i] = (struct taskring_enqueue_item){ .task = "noop" };
+	for (uint32_t i = 0; i < FAN_IN; i++)
+		all[i] = i;
+	taskring_enqueue_opts_init(&bo);
+	bo.flags = TASKRING_ENQ_BLOCK;
+	bo.block_timeout_ns = BLOCK_TIMEOUT_NS;
+
+	if (setup_start(&s, "tput.deps", MODE_THREAD, -1) == 0) {
+		int64_t t_start = bench_now_ns();
+		while (r->n < max_rounds && !s.err[0]) {
+			for (int k = 0; k < 2 && !s.err[0]; k++) {
+				items[FAN_IN].depends_on_items = k ? NULL : all;
+				items[FAN_IN].n_depends_on_items = k ? 0 : FAN_IN;
+				int64_t t0 = bench_now_ns();
+				int rc = taskring_enqueue_batch(s.store, items, FAN_IN + 1, &bo, jobs);
+				if (rc < 0) {
+					setup_fail(&s, "taskring_enqueue_batch: %s", taskring_strerror(rc));
+					break;
+				}
+				s.enqueued += FAN_IN + 1;
+				/* With the dependency, its end means every job's;
+				 * without, the parent waits for each. */
+				rc = k ? taskring_job_wait_all(jobs, FAN_IN + 1, LAST_JOB_TIMEOUT_NS)
+				       : taskring_job_wait(&jobs[FAN_IN], LAST_JOB_TIMEOUT_NS);
+				int64_t t1 = bench_now_ns();
+				if (rc != (k ? 0 : TASKRING_COMPLETE)) {
+					setup_fail(&s, "waiting for round %zu: %s", r->n,
+						   rc < 0 ? taskring_strerror(rc) : taskring_status_name(rc));
+					break;
+				}
+				r->rounds[k][r->n] = (uint64_t)(t1 - t0);
+			}
+			if (!s.err[0])
+				r->n++;
+			if (bench_now_ns() - t_start > cap)
+				break;
+		}
+	}
+	setup_finish(&s);
+	if (s.err[0])
+		snprintf(r->err, sizeof(r->err), "%s", s.err);
+	qsort(r->rounds[0], r->n, sizeof(uint64_t), bench_cmp_u64);
+	qsort(r->rounds[1], r->n, sizeof(uint64_t), bench_cmp_u64);
+}
+
+static void deps_print(struct deps_result *r)
+{
+	if (r->err[0] || !r->n) {
+		bench_print_error("tput.deps", "%s", r->err[0] ? r->err : "no round completed");
+		return;
+	}
+	double sum[2] = {0, 0};
+	for (size_t i = 0; i < r->n; i++)
+		for (int k = 0; k < 2; k++)
+			sum[k] += (double)r->rounds[k][i];
+	printf("{\"scenario\":\"tput.deps\",\"rounds\":%zu,\"fan_in\":%d,\"ops_per_s\":%.0f,"
+	       "\"round_p50_ns\":%llu,\"round_p99_ns\":%llu,\"nodeps_ops_per_s\":%.0f,"
+	       "\"nodeps_round_p50_ns\":%llu,\"worker\":\"thread\",\"store\":\"%s\"}\n",
+	       r->n, FAN_IN, (double)r->n * (FAN_IN + 1) * 1e9 / sum[0],
+	       (unsigned long long)bench_pct(r->rounds[0], r->n, 0.5),
+	       (unsigned long long)bench_pct(r->rounds[0], r->n, 0.99), (double)r->n * (FAN_IN + 1) * 1e9 / sum[1],
+	       (unsigned long long)bench_pct(r->rounds[1], r->n, 0.5), store_kind());
+	fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -792,6 +893,14 @@ int main(void)
 			fflush(stdout);
 		}
 		free(a.samples);
+	}
+
+	if (bench_want("tput.deps")) {
+		struct deps_result d;
+		deps_measure(&d, bench_iters(20000, 5), 2.5);
+		deps_print(&d);
+		free(d.rounds[0]);
+		free(d.rounds[1]);
 	}
 
 	if (bench_want("rtt.inproc")) {

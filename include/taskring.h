@@ -103,7 +103,8 @@ extern "C" {
 	X(EDEAD, 1008, "job is dead: retries exhausted (its error message is available)") \
 	X(ESTATE, 1009, "job is not in a state that allows this operation")   \
 	X(EOPTS, 1010, "options struct was not initialised with its _init function") \
-	X(ENOHANDLER, 1011, "no handler registered for this task in this worker")
+	X(ENOHANDLER, 1011, "no handler registered for this task in this worker") \
+	X(EDEPFAILED, 1012, "a dependency failed, is dead or was cancelled")
 
 enum taskring_error {
 #define TASKRING_ERR_ENUM(name, num, text) TASKRING_##name = -(num),
@@ -141,6 +142,7 @@ struct taskring_store;
 #define TASKRING_MAX_RETRY_DELAYS 32u
 #define TASKRING_MAX_RETRIES_LIMIT 1000
 #define TASKRING_UNIQUE_KEY_MAX 255u
+#define TASKRING_DEPENDS_MAX 65536u  /* dependencies of one job */
 
 /* Flags for taskring_store_opts.flags. */
 #define TASKRING_STORE_GROUP 0x1u    /* create with mode 0660 instead of 0600 */
@@ -337,7 +339,12 @@ struct taskring_enqueue_opts {
 				      running, enqueue returns that job instead
 				      of a new one; 1 .. TASKRING_UNIQUE_KEY_MAX
 				      bytes, NUL-terminated; NULL = none */
-	uint64_t reserved[4];      /* must be zero */
+	const struct taskring_job *depends_on; /* jobs of this store that
+				      must complete before this one can run
+				      (see "Dependencies" below); NULL = none */
+	uint32_t n_depends_on;     /* entries in depends_on; 0 when it is NULL */
+	uint32_t reserved1;        /* must be zero */
+	uint64_t reserved[2];      /* must be zero */
 };
 
 #define TASKRING_ENQUEUE_OPTS_INIT                                                    \
@@ -347,6 +354,24 @@ struct taskring_enqueue_opts {
 
 /* taskring_enqueue_opts_init - fill @opts with the defaults above. */
 TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts);
+
+/*
+ * Dependencies. A job enqueued with depends_on (and, in a batch, with
+ * depends_on_items) is pending but cannot be claimed until every one of its
+ * dependencies has completed; then it joins its queue as if enqueued at that
+ * moment: its scheduled_at becomes that moment, unless its own delay or eta
+ * is later, which still applies. When a dependency ends failed,
+ * dead or cancelled (expired and purged included), the job is cancelled at
+ * once with the error "dependency failed", and so is every job that depends
+ * on it, transitively, in whatever process it was enqueued. A job can only
+ * depend on jobs that exist when it is enqueued, so a cycle cannot be made.
+ * Enqueueing with a dependency that has already failed, died or been
+ * cancelled fails with TASKRING_EDEPFAILED; with one that is unknown or gone
+ * (its slot reused, or its result_ttl passed), with -ENOENT. A dependency
+ * that has already completed counts as met. Copies of a job (retry_dead,
+ * replay) do not carry its dependencies. Jobs that depend on nothing pay
+ * nothing for the feature: the enqueue and claim paths are unchanged.
+ */
 
 /*
  * taskring_enqueue - add one job.
@@ -366,7 +391,9 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * (exactly one job per key, across processes).
  *
  * Errors: -EINVAL (NULL store or task, an empty or non-printable task or
- * queue name, @payload NULL with @len > 0, a bad option value: negative
+ * queue name, @payload NULL with @len > 0, depends_on NULL with
+ * n_depends_on > 0 (or the reverse), more than TASKRING_DEPENDS_MAX
+ * dependencies, a dependency handle of another store, a bad option value: negative
  * delay/eta/ttl/backoff/expires, timeout <= 0, max_retries out of range, both delay
  * and eta, cap < base, bad retry_delays, non-zero reserved fields, a
  * block_timeout_ns below -1), -ENAMETOOLONG (task or queue name too long),
@@ -375,8 +402,9 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * unique_key), -EAGAIN (every slot holds a pending or running job,
  * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
  * set and no room appeared in time; at once when block_timeout_ns is 0),
- * -ENOSPC (queue table full). The queue is created by the first enqueue
- * that names it.
+ * -ENOSPC (queue table full), TASKRING_EDEPFAILED and -ENOENT (a
+ * dependency; see "Dependencies"), -ENOMEM. The queue is created by the
+ * first enqueue that names it.
  */
 TASKRING_API int taskring_enqueue(struct taskring_store *store, const char *task, const void *payload,
 				  size_t len, const struct taskring_enqueue_opts *opts,
@@ -388,6 +416,10 @@ struct taskring_enqueue_item {
 	const void *payload;
 	size_t len;
 	const struct taskring_enqueue_opts *opts; /* NULL = the batch's opts */
+	const uint32_t *depends_on_items; /* indices of earlier items of the
+					     same batch this job depends on
+					     (besides opts->depends_on) */
+	uint32_t n_depends_on_items;
 };
 
 /*
@@ -400,8 +432,9 @@ struct taskring_enqueue_item {
  * Returns how many items named the unique key of a pending or running job
  * (their handles are those jobs'; two items of one batch with the same key
  * give one job). Errors: as taskring_enqueue(), plus -EINVAL for @n == 0 or
- * @items NULL;
- * -E2BIG when @n exceeds the store's slot count.
+ * @items NULL, a depends_on_items entry that is not the index of an earlier
+ * item, or that names an item with a unique_key (it might not make a job of
+ * its own); -E2BIG when @n exceeds the store's slot count.
  */
 TASKRING_API int taskring_enqueue_batch(struct taskring_store *store, const struct taskring_enqueue_item *items,
 					size_t n, const struct taskring_enqueue_opts *opts,
@@ -477,7 +510,11 @@ struct taskring_job_info {
 	uint32_t payload_len, result_len;
 	uint32_t error_count;
 	int64_t expires_at_ns;   /* 0 = never */
-	uint64_t reserved[3];
+	uint32_t dependencies;   /* how many it has */
+	uint32_t dependencies_left; /* of those, not yet complete (while pending) */
+	uint32_t dependents;     /* how many were registered on it */
+	uint32_t reserved0;
+	uint64_t reserved[1];
 };
 
 /* taskring_job_info - fill @out. Errors: -EINVAL, -ENOENT. Non-blocking. */
@@ -499,14 +536,34 @@ TASKRING_API int taskring_job_payload(const struct taskring_job *job, void *buf,
  * the epoch, rounded down, or null; completed_at is set for every terminal
  * state, dead and cancelled included), error (newest message or null),
  * timeout_ms, unique_key (the text, or null), metadata (the text as a JSON
- * string, or null), plus dependencies and dependents (arrays of ids; empty in
- * this release) and errors (the history: objects with id, job_id, attempt,
+ * string, or null), plus dependencies and dependents (arrays of ids, as
+ * taskring_job_dependencies() and taskring_job_dependents()) and errors (the history: objects with id, job_id, attempt,
  * error and failed_at as ISO 8601 UTC text). Bytes outside printable ASCII
  * are written as \u00XX escapes, so the output is always valid JSON.
  * Writes at most @cap bytes including the NUL and returns the length the
  * whole text needs, like snprintf(). Errors: -EINVAL, -ENOENT.
  */
 TASKRING_API int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap);
+
+/*
+ * taskring_job_dependencies - the jobs this job depends on, in the order
+ * they were given (depends_on first, then depends_on_items).
+ * @out: OUT: room for @max handles (may be NULL when @max is 0). A handle of
+ *       a dependency whose slot was reused since reads -ENOENT; its id is
+ *       still given by taskring_job_id().
+ * Returns the number of dependencies (which may exceed @max; the first @max
+ * are written). Errors: -EINVAL, -ENOENT, -ENOMEM. Non-blocking.
+ */
+TASKRING_API int taskring_job_dependencies(const struct taskring_job *job, struct taskring_job *out, size_t max);
+
+/*
+ * taskring_job_dependents - the jobs that were enqueued depending on this
+ * one while it was pending or running (a job enqueued after it completed
+ * does not wait for it and is not listed), in the order they were enqueued.
+ * They stay listed after they end. @out, @max and the return value as
+ * taskring_job_dependencies(). Errors: -EINVAL, -ENOENT, -ENOMEM.
+ */
+TASKRING_API int taskring_job_dependents(const struct taskring_job *job, struct taskring_job *out, size_t max);
 
 /*
  * taskring_job_wait - block until the job is terminal.
@@ -626,7 +683,8 @@ TASKRING_API int taskring_job_result(const struct taskring_job *job, int64_t tim
 
 /*
  * taskring_job_cancel - cancel a job.
- * A pending job is cancelled at once (0 is returned) and its waiters woken.
+ * A pending job is cancelled at once (0 is returned) and its waiters woken;
+ * the jobs that depend on it are cancelled ("dependency failed").
  * A running job gets a cancel request that its handler sees through
  * taskring_ctx_cancel_requested(); 1 is returned. The job ends cancelled
  * when the handler returns anything but success.
@@ -665,10 +723,14 @@ TASKRING_API int taskring_job_replay(const struct taskring_job *job, struct task
 TASKRING_API int taskring_job_set_priority(const struct taskring_job *job, int32_t priority);
 
 /*
- * taskring_queue_purge - remove every pending job of a queue, ready or
- * waiting for its time. Removed jobs are gone, as if their slots had been
- * reused: their handles and ids read -ENOENT and their result waiters return
- * -ENOENT at once. Running and terminal jobs are not touched.
+ * taskring_queue_purge - remove every pending job of a queue, ready,
+ * waiting for its time or waiting for its dependencies. Removed jobs are
+ * gone, as if their slots had been reused: their handles and ids read
+ * -ENOENT and their result waiters return -ENOENT at once. A pending job
+ * that other jobs depend on is cancelled instead of removed (counted all the
+ * same), so that its dependents are cancelled ("dependency failed") rather
+ * than left waiting for a job that no longer exists. Running and terminal
+ * jobs are not touched.
  * @countp: OUT (may be NULL): how many were removed.
  * Errors: -EINVAL, -ENAMETOOLONG, -ENOENT (no such queue).
  */

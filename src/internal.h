@@ -35,8 +35,9 @@
  * Invariants
  *   - Every slot is in exactly one place: the recycle ring (free or
  *     terminal), a queue's ready list (pending, due), a queue's timer heap
- *     (pending, not yet due), or held by one process (being written by a
- *     producer, or running in a worker).
+ *     (pending, not yet due), waiting for its dependencies (pending,
+ *     s_loc TR_LOC_WAITING or TR_LOC_READYING, in no list), or held by one
+ *     process (being written by a producer, or running in a worker).
  *   - s_gen is even while a slot holds a stable job and odd while it is being
  *     rewritten; a job is (slot, generation, uuid). Readers copy what they
  *     need and re-check s_gen afterwards (seqlock), so a recycled slot is
@@ -44,7 +45,8 @@
  *   - s_state is the only word that decides a job's status, and also the
  *     futex word its result waiters sleep on. It packs the status (bits
  *     0-2), TR_ST_WAITERS (bit 3: someone sleeps on it), TR_ST_CANCEL (bit
- *     4: cancel requested), the attempt number (bits 8-19) and a tag of the
+ *     4: cancel requested), TR_ST_DEPS (bit 5: it has dependents to
+ *     resolve when it ends), the attempt number (bits 8-19) and a tag of the
  *     slot's generation (bits 20-31). Every transition is a compare-and-swap
  *     that names the attempt and the tag, so a late completion of an earlier
  *     attempt, or a call through a stale handle, can never be accepted.
@@ -69,7 +71,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 3u
+#define TR_FORMAT_VERSION 4u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -88,7 +90,9 @@
 #define TR_ST_FREE 7u /* not a job (never used, or recycled) */
 #define TR_ST_WAITERS 0x8u
 #define TR_ST_CANCEL 0x10u
-#define TR_ST_FLAGS (TR_ST_WAITERS | TR_ST_CANCEL)
+#define TR_ST_DEPS 0x20u /* jobs were registered as its dependents: its
+			   terminal transition resolves them (deps.c) */
+#define TR_ST_FLAGS (TR_ST_WAITERS | TR_ST_CANCEL | TR_ST_DEPS)
 #define TR_ST_ATTEMPT_SHIFT 8
 #define TR_ST_TAG_SHIFT 20
 #define TR_ATTEMPT_MAX 0xfffu
@@ -106,12 +110,18 @@
 #define TR_LOC_NONE 0
 #define TR_LOC_READY 1
 #define TR_LOC_TIMER 2
+#define TR_LOC_WAITING 3   /* pending on dependencies: in no list; changed
+			      only under the deps lock */
+#define TR_LOC_READYING 4  /* its last dependency completed: to be linked
+			      by the resolver (under the queue lock) */
 
 /* s_flags */
 #define TR_SF_PAYLOAD_INLINE 0x1
 #define TR_SF_RESULT_INLINE 0x2
 #define TR_SF_UNIQUE 0x4 /* s_unique_off/s_unique_hash hold a key: line 4 is
 			   touched only for jobs that have one */
+#define TR_SF_DEPS 0x8   /* s_deps_off/s_ndeps/s_deps_left hold its
+			   dependencies (line 4 again) */
 
 /* Memory-ordering helpers. Each use says what it orders against. */
 #define tr_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
@@ -157,6 +167,10 @@ struct tr_hdr {
 	/* The unique-key index's lock. Robust; rebuilt from the slots on
 	 * EOWNERDEAD. */
 	_Alignas(TR_CACHELINE) pthread_mutex_t h_unique_lock;
+	/* The dependency lock: registrations and resolutions of dependents.
+	 * Robust; repaired from the slots on EOWNERDEAD (deps.c). Taken after
+	 * a queue lock where both are held, before the unique-key lock. */
+	_Alignas(TR_CACHELINE) pthread_mutex_t h_deps_lock;
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_queues_used;
 	_Atomic uint32_t h_tasks_used;
 
@@ -242,11 +256,41 @@ struct tr_slot {
 	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
 	uint8_t s_inline_result[TR_INLINE_RESULT];
 	int64_t s_expires_at; /* CLOCK_REALTIME; 0 = never */
-	/* Line 4: the unique key; the rest is kept for dependencies. */
+	/* Line 4: the unique key and dependencies (see deps.c). Touched only
+	 * for jobs that have them (TR_SF_UNIQUE, TR_SF_DEPS, TR_ST_DEPS). */
 	uint64_t s_unique_off; /* arena block with the key, NUL-terminated */
 	uint32_t s_unique_hash;
-	uint32_t s_pad2;
-	uint8_t s_reserved[48];
+	uint32_t s_ndeps;      /* entries in the s_deps_off block */
+	uint64_t s_deps_off;   /* block of struct tr_dep[s_ndeps] (TR_SF_DEPS) */
+	uint64_t s_dents_head; /* first block of its dependents list, or 0 */
+	uint64_t s_dents_tail; /* last block (where the next one is added) */
+	uint32_t s_deps_left;  /* dependencies not yet complete */
+	uint32_t s_ndents;     /* dependents registered */
+	uint8_t s_reserved[16];
+};
+
+/* One dependency of a job: an entry of its s_deps_off block. */
+struct tr_dep {
+	uint8_t d_uuid[16];
+	uint32_t d_slot, d_gen;
+	uint32_t d_done; /* 1 once this dependency completed (counted out of
+			    s_deps_left); written under the deps lock */
+	uint32_t d_pad;
+};
+
+/* One dependent of a job: an entry of a block of its dependents list. */
+struct tr_dent {
+	uint8_t t_uuid[16];
+	uint32_t t_slot, t_gen;
+	uint32_t t_index; /* which entry of the dependent's tr_dep array */
+	uint32_t t_pad;
+};
+
+/* A block of a dependents list: this header, then t_cap entries. Linked by
+ * the block header's k_next. */
+struct tr_dents_hdr {
+	_Atomic uint32_t t_count; /* entries in use (release after each) */
+	uint32_t t_cap;
 };
 
 /* An arena block: a 16-byte header, then the data. */
@@ -286,6 +330,7 @@ struct taskring_store {
 	uint64_t arena_bytes;
 	_Atomic int64_t spin_ns;
 	_Atomic int nworkers;
+	_Atomic int deps_relink; /* a deps repair found jobs to link (deps.c) */
 	uint64_t id; /* unique per handle in this process, never 0 */
 };
 
@@ -299,6 +344,7 @@ TR_INTERNAL uint32_t tr__build_signature(void);
 /* @queue of tr__lock(): a queue index, or one of these. */
 #define TR_LOCK_STORE (-1)
 #define TR_LOCK_UNIQUE (-2)
+#define TR_LOCK_DEPS (-3)
 TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue);
 TR_INTERNAL int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited);
 TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
@@ -378,6 +424,47 @@ TR_INTERNAL int tr__unique_find_locked(struct taskring_store *st, const char *ke
 TR_INTERNAL void tr__unique_insert_locked(struct taskring_store *st, uint32_t hash, uint32_t slot, uint32_t gen);
 TR_INTERNAL void tr__unique_rebuild(struct taskring_store *st);
 
+/* deps.c */
+/* One item of an enqueue, resolved and checked (job.c); the dependency
+ * fields are deps.c's. */
+struct tr_deps_group;
+struct enq_req {
+	uint32_t task, queue;
+	const void *payload;
+	size_t len;
+	int32_t priority;
+	uint32_t max_retries;
+	int64_t delay_ns, eta_ns, timeout_ns, ttl_ns, base_ns, cap_ns, expires_ns;
+	uint64_t payload_off, meta_off, delays_off;
+	const int64_t *delays;
+	uint32_t ndelays;
+	const char *meta;
+	size_t metalen;
+	const char *ukey;           /* unique key, or NULL */
+	size_t ukeylen;
+	uint32_t uhash;
+	uint64_t ukey_off;
+	const struct taskring_job *xdeps; /* dependencies on existing jobs */
+	uint32_t nxdeps;
+	const uint32_t *ideps;      /* and on earlier items of the batch */
+	uint32_t nideps;
+	uint32_t ndeps;             /* nxdeps + nideps */
+	uint32_t deps_left;         /* not complete when enqueued */
+	int dents;                  /* a later item of the batch depends on it */
+	uint64_t deps_off;          /* block of struct tr_dep[ndeps] */
+	struct tr_deps_group *plan; /* item 0 only: list blocks to add */
+	size_t nplan;
+};
+TR_INTERNAL int tr__deps_prepare(struct taskring_store *st, struct enq_req *r, size_t n, const uint32_t *idx);
+TR_INTERNAL void tr__deps_commit(struct taskring_store *st, struct enq_req *r, size_t n, const uint32_t *idx,
+				 const struct taskring_job *made);
+TR_INTERNAL void tr__deps_abort(struct taskring_store *st, struct enq_req *r, size_t n);
+TR_INTERNAL void tr__deps_resolve(struct taskring_store *st, uint32_t idx, int queue_locked);
+TR_INTERNAL int tr__deps_lock(struct taskring_store *st);
+TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
+TR_INTERNAL void tr__deps_repair(struct taskring_store *st);
+TR_INTERNAL void tr__dents_free(struct taskring_store *st, struct tr_slot *s);
+
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);
 TR_INTERNAL struct tr_slot *tr__read_begin(const struct taskring_job *job, uint32_t *statep, int *err);
@@ -391,9 +478,9 @@ TR_INTERNAL int tr__copy_blob(const struct taskring_job *job, int result, void *
 /* wait.c */
 TR_INTERNAL int tr__job_ended(const struct taskring_job *job);
 TR_INTERNAL int tr__job_arm(const struct taskring_job *job, uint32_t *valp);
-TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp);
 TR_INTERNAL void tr__slot_finished(struct taskring_store *st, uint32_t idx);
+TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before);
 TR_INTERNAL uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len);
 TR_INTERNAL void tr__slot_wake(struct tr_slot *s);

@@ -99,21 +99,27 @@ void tr__slot_wake(struct tr_slot *s)
 }
 
 /*
- * Move s_state from @expect (everything but TR_ST_WAITERS must match, so a
- * cancel request that arrived since the caller looked makes it fail) to
- * @next. Clears TR_ST_WAITERS and wakes the sleepers if it was set. Returns
- * 0, or -ESTALE when the state is no longer @expect. *@oldp gets the old word.
+ * Move s_state from @expect (everything but TR_ST_WAITERS and TR_ST_DEPS must
+ * match, so a cancel request that arrived since the caller looked makes it
+ * fail) to @next. Clears TR_ST_WAITERS and wakes the sleepers if it was set;
+ * keeps TR_ST_DEPS (a dependent registered meanwhile), except into the free
+ * state. Returns 0, or -ESTALE when the state is no longer @expect. *@oldp
+ * gets the old word.
  */
 int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp)
 {
+	const uint32_t ignore = TR_ST_WAITERS | TR_ST_DEPS;
 	uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
 	for (;;) {
-		if ((old & ~TR_ST_WAITERS) != (expect & ~TR_ST_WAITERS))
+		if ((old & ~ignore) != (expect & ~ignore))
 			return -ESTALE;
+		uint32_t to = next;
+		if (TR_STATUS(next) != TR_ST_FREE)
+			to |= old & TR_ST_DEPS;
 		/* Acq_rel: release the job's fields written before the
 		 * transition (result, times, errors) to whoever sees the new
 		 * state; acquire so a cancel bit set before is seen. */
-		if (atomic_compare_exchange_weak_explicit(&s->s_state, &old, next, memory_order_acq_rel,
+		if (atomic_compare_exchange_weak_explicit(&s->s_state, &old, to, memory_order_acq_rel,
 							  memory_order_relaxed))
 			break;
 	}
@@ -124,9 +130,22 @@ int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint3
 	return 0;
 }
 
-/* A slot whose job just became terminal goes to the ring's tail; producers
- * blocked on a full store are woken only if there are any. */
+/*
+ * A slot whose job just became terminal: its dependents, if it has any, are
+ * resolved first (deps.c), then it goes to the ring's tail. Never called
+ * with a queue lock held for a job that completed (a completion can link
+ * dependents into queues).
+ */
 void tr__slot_finished(struct taskring_store *st, uint32_t idx)
+{
+	if (atomic_load_explicit(&st->slots[idx].s_state, memory_order_acquire) & TR_ST_DEPS)
+		tr__deps_resolve(st, idx, 0);
+	tr__slot_release(st, idx);
+}
+
+/* Push a slot into the recycle ring; producers blocked on a full store are
+ * woken only if there are any. */
+void tr__slot_release(struct taskring_store *st, uint32_t idx)
 {
 	tr__ring_push(st, idx);
 	tr__wake_blocked(st);
@@ -159,6 +178,10 @@ static void release_blocks(struct taskring_store *st, struct tr_slot *s)
 		tr__arena_free(st, s->s_delays_off);
 	if (TR_GET(s->s_flags) & TR_SF_UNIQUE)
 		tr__arena_free(st, TR_GET(s->s_unique_off));
+	if (TR_GET(s->s_flags) & TR_SF_DEPS)
+		tr__arena_free(st, TR_GET(s->s_deps_off));
+	if (atomic_load_explicit(&s->s_state, memory_order_relaxed) & TR_ST_DEPS)
+		tr__dents_free(st, s);
 	free_error_chain(st, TR_GET(s->s_errors_off));
 	TR_SET(s->s_payload_off, 0);
 	TR_SET(s->s_result_off, 0);
@@ -306,23 +329,6 @@ static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, 
 /* ---- enqueue ------------------------------------------------------------ */
 
 /* One job, validated and resolved, with its arena blocks. */
-struct enq_req {
-	uint32_t task, queue;
-	const void *payload;
-	size_t len;
-	int32_t priority;
-	uint32_t max_retries;
-	int64_t delay_ns, eta_ns, timeout_ns, ttl_ns, base_ns, cap_ns, expires_ns;
-	uint64_t payload_off, meta_off, delays_off;
-	const int64_t *delays;
-	uint32_t ndelays;
-	const char *meta;
-	size_t metalen;
-	const char *ukey;           /* unique key, or NULL */
-	size_t ukeylen;
-	uint32_t uhash;
-	uint64_t ukey_off;
-};
 
 void taskring_enqueue_opts_init(struct taskring_enqueue_opts *o)
 {
@@ -343,7 +349,9 @@ static int check_opts(const struct taskring_enqueue_opts *o)
 	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
 			return -EINVAL;
-	if (o->reserved0 || (o->flags & ~TASKRING_ENQ_BLOCK))
+	if (o->reserved0 || o->reserved1 || (o->flags & ~TASKRING_ENQ_BLOCK))
+		return -EINVAL;
+	if (!o->depends_on != !o->n_depends_on || o->n_depends_on > TASKRING_DEPENDS_MAX)
 		return -EINVAL;
 	if (o->max_retries < 0 || o->max_retries > TASKRING_MAX_RETRIES_LIMIT)
 		return -EINVAL;
@@ -409,6 +417,9 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 		r->ukey = o->unique_key;
 		r->uhash = tr__unique_hash(r->ukey, r->ukeylen);
 	}
+	r->xdeps = o->depends_on;
+	r->nxdeps = o->depends_on ? o->n_depends_on : 0;
+	r->ndeps = r->nxdeps;
 	return 0;
 }
 
@@ -424,7 +435,9 @@ static void free_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 			tr__arena_free(st, r[i].delays_off);
 		if (r[i].ukey_off)
 			tr__arena_free(st, r[i].ukey_off);
-		r[i].payload_off = r[i].meta_off = r[i].delays_off = r[i].ukey_off = 0;
+		if (r[i].deps_off)
+			tr__arena_free(st, r[i].deps_off);
+		r[i].payload_off = r[i].meta_off = r[i].delays_off = r[i].ukey_off = r[i].deps_off = 0;
 	}
 }
 
@@ -446,6 +459,8 @@ static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 			    !(r[i].delays_off = tr__arena_put(st, r[i].delays, r[i].ndelays * sizeof(int64_t))))
 				break;
 			if (r[i].ukey && !(r[i].ukey_off = tr__arena_put(st, r[i].ukey, r[i].ukeylen + 1)))
+				break;
+			if (r[i].ndeps && !(r[i].deps_off = tr__arena_alloc(st, r[i].ndeps * sizeof(struct tr_dep))))
 				break;
 		}
 		if (i == n)
@@ -501,6 +516,23 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		TR_SET(s->s_unique_off, r->ukey_off);
 		TR_SET(s->s_unique_hash, r->uhash);
 	}
+	uint32_t deps_bit = 0;
+	if (r->ndeps) {
+		/* Its tr_dep array was written by tr__deps_prepare() (and is
+		 * completed, with s_deps_left, by tr__deps_commit()). */
+		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_DEPS);
+		TR_SET(s->s_deps_off, r->deps_off);
+		TR_SET(s->s_ndeps, r->ndeps);
+		TR_SET(s->s_deps_left, 0);
+	}
+	if (r->dents) {
+		/* A later item of the batch depends on it: born with the bit,
+		 * its list filled by tr__deps_commit(). */
+		TR_SET(s->s_dents_head, 0);
+		TR_SET(s->s_dents_tail, 0);
+		TR_SET(s->s_ndents, 0);
+		deps_bit = TR_ST_DEPS;
+	}
 	uint8_t uuid[16];
 	tr__uuid7(uuid, idx, now);
 	tr__copy_shared(s->s_uuid, uuid, 16);
@@ -509,7 +541,8 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 	 * that sees the even generation. */
 	atomic_store_explicit(&s->s_gen, g, memory_order_release);
 	/* Release: and to any reader of the PENDING state. */
-	atomic_store_explicit(&s->s_state, TR_MKSTATE(TASKRING_PENDING, 0, TR_GEN_TAG(g)), memory_order_release);
+	atomic_store_explicit(&s->s_state, TR_MKSTATE(TASKRING_PENDING, 0, TR_GEN_TAG(g)) | deps_bit,
+			      memory_order_release);
 	if (out) {
 		out->store = st;
 		out->slot = idx;
@@ -600,6 +633,9 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 {
 	uint32_t stack_idx[BATCH_STACK];
 	uint32_t *idx = n <= BATCH_STACK ? stack_idx : malloc(n * sizeof(uint32_t));
+	/* The new jobs' handles: the caller's array, or ours. */
+	struct taskring_job stack_made[BATCH_STACK];
+	struct taskring_job *made = jobs ? jobs : n <= BATCH_STACK ? stack_made : NULL;
 	int64_t deadline = block_ns < 0 ? -1 : tr__now_mono() + block_ns;
 	int rc;
 
@@ -650,38 +686,51 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	}
 
 	/*
+	 * Dependencies: checked, and room for the lists taken, under the deps
+	 * lock, which is held until the new jobs are registered (deps.c).
+	 */
+	int deps = 0, keyed = 0, existing = 0;
+	for (size_t i = 0; i < n; i++) {
+		deps |= r[i].ndeps != 0;
+		keyed |= r[i].ukey != NULL;
+	}
+	if (!made)
+		made = malloc(n * sizeof(*made));
+	rc = made ? 0 : -ENOMEM;
+	if (!rc && deps)
+		rc = tr__deps_prepare(st, r, n, idx);
+	/*
 	 * Unique keys: under the index's lock, an item whose key names a live
 	 * job gives back its slot and blocks and returns that job; the others
 	 * are written and indexed before the lock is released, so two
 	 * producers racing on one key make exactly one job.
 	 */
-	int keyed = 0, existing = 0;
-	for (size_t i = 0; i < n; i++)
-		keyed |= r[i].ukey != NULL;
-	if (keyed && (rc = tr__lock(&st->hdr->h_unique_lock, st, TR_LOCK_UNIQUE)) < 0) {
+	if (!rc && keyed && (rc = tr__lock(&st->hdr->h_unique_lock, st, TR_LOCK_UNIQUE)) < 0 && deps)
+		tr__deps_abort(st, r, n);
+	if (rc) {
 		for (size_t i = 0; i < n; i++)
 			tr__ring_push(st, idx[i]);
+		tr__wake_blocked(st);
 		free_req_blocks(st, r, n);
 		goto out;
 	}
 	int64_t now = tr__now_real();
 	for (size_t i = 0; i < n; i++) {
-		struct taskring_job made;
-		if (r[i].ukey && tr__unique_find_locked(st, r[i].ukey, r[i].ukeylen, r[i].uhash, &made)) {
+		if (r[i].ukey && tr__unique_find_locked(st, r[i].ukey, r[i].ukeylen, r[i].uhash, &made[i])) {
 			tr__ring_push(st, idx[i]); /* untouched: back it goes */
 			idx[i] = TR_NIL;
 			free_req_blocks(st, &r[i], 1);
 			existing++;
 		} else {
-			fill_slot(st, idx[i], &r[i], now, &made);
+			fill_slot(st, idx[i], &r[i], now, &made[i]);
 			if (r[i].ukey)
-				tr__unique_insert_locked(st, r[i].uhash, made.slot, made.gen);
+				tr__unique_insert_locked(st, r[i].uhash, made[i].slot, made[i].gen);
 		}
-		if (jobs)
-			jobs[i] = made;
 	}
 	if (keyed)
 		tr__unlock(&st->hdr->h_unique_lock);
+	if (deps)
+		tr__deps_commit(st, r, n, idx, made);
 	if (existing)
 		tr__wake_blocked(st);
 
@@ -693,12 +742,17 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		rc = tr__lock(&q->q_lock, st, (int)qi);
 		if (rc)
 			goto out; /* ENOTRECOVERABLE: cannot happen with repair */
-		for (; i < n && r[i].queue == qi; i++)
-			if (idx[i] != TR_NIL) {
+		uint64_t added = 0;
+		for (; i < n && r[i].queue == qi; i++) {
+			if (idx[i] == TR_NIL)
+				continue;
+			added++;
+			if (!r[i].deps_left) { /* else waiting on dependencies */
 				tr__queue_link_locked(st, q, idx[i], now);
 				linked++;
 			}
-		atomic_fetch_add_explicit(&q->q_enqueued, (uint64_t)linked, memory_order_relaxed);
+		}
+		atomic_fetch_add_explicit(&q->q_enqueued, added, memory_order_relaxed);
 		uint32_t sleepers = tr__queue_sleepers_locked(q);
 		tr__unlock(&q->q_lock);
 		if (sleepers && linked)
@@ -706,6 +760,8 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	}
 	rc = existing;
 out:
+	if (made != jobs && made != stack_made)
+		free(made);
 	if (idx != stack_idx)
 		free(idx);
 	return rc;
@@ -734,6 +790,29 @@ int taskring_enqueue(struct taskring_store *st, const char *task, const void *pa
 	return rc;
 }
 
+/*
+ * Item @i's dependencies on earlier items: each must name an earlier item
+ * (so no cycle can be made) that has no unique key (an item with one may
+ * resolve to an existing job instead of making its own).
+ */
+static int resolve_item_deps(const struct taskring_enqueue_item *items, size_t i, struct enq_req *r)
+{
+	const struct taskring_enqueue_item *it = &items[i];
+	if (!it->depends_on_items != !it->n_depends_on_items ||
+	    (uint64_t)it->n_depends_on_items + r[i].nxdeps > TASKRING_DEPENDS_MAX)
+		return -EINVAL;
+	for (uint32_t j = 0; j < it->n_depends_on_items; j++) {
+		uint32_t d = it->depends_on_items[j];
+		if (d >= i || r[d].ukey)
+			return -EINVAL;
+		r[d].dents = 1;
+	}
+	r[i].ideps = it->depends_on_items;
+	r[i].nideps = it->n_depends_on_items;
+	r[i].ndeps = r[i].nxdeps + r[i].nideps;
+	return 0;
+}
+
 int taskring_enqueue_batch(struct taskring_store *st, const struct taskring_enqueue_item *items, size_t n,
 			   const struct taskring_enqueue_opts *opts, struct taskring_job *jobs)
 {
@@ -759,6 +838,8 @@ int taskring_enqueue_batch(struct taskring_store *st, const struct taskring_enqu
 			rc = check_opts(o);
 		if (!rc)
 			rc = resolve_item(st, items[i].task, items[i].payload, items[i].len, o, &r[i]);
+		if (!rc)
+			rc = resolve_item_deps(items, i, r);
 	}
 	if (!rc)
 		rc = enqueue_reqs(st, r, n, opts->flags, opts->block_timeout_ns, jobs);
@@ -946,6 +1027,14 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 	i.result_len = TR_STATUS(state) == TASKRING_COMPLETE ? TR_GET(s->s_result_len) : 0;
 	i.error_count = (uint32_t)collect_errors(st, s, NULL);
 	i.expires_at_ns = TR_GET(s->s_expires_at);
+	if (TR_GET(s->s_flags) & TR_SF_DEPS) {
+		i.dependencies = TR_GET(s->s_ndeps);
+		uint8_t loc = TR_GET(s->s_loc);
+		if (TR_STATUS(state) == TASKRING_PENDING && loc == TR_LOC_WAITING)
+			i.dependencies_left = TR_GET(s->s_deps_left);
+	}
+	if (state & TR_ST_DEPS)
+		i.dependents = TR_GET(s->s_ndents);
 	if (tr__read_end(job, s))
 		return -ENOENT;
 	*out = i;
@@ -1077,6 +1166,26 @@ static void sb_ms(struct sbuf *b, const char *key, int64_t ns)
 		sb_puts(b, "null");
 }
 
+/* ,"key":[ids...] from one of the dependency lists ([] when it cannot be
+ * read: no memory, or the job went meanwhile, which read_end then says). */
+static void sb_ids(struct sbuf *b, const char *key, const struct taskring_job *job,
+		   int (*list)(const struct taskring_job *, struct taskring_job *, size_t))
+{
+	sb_printf(b, ",\"%s\":[", key);
+	int n = list(job, NULL, 0);
+	struct taskring_job *h = n > 0 ? malloc((size_t)n * sizeof(*h)) : NULL;
+	if (h) {
+		int got = list(job, h, (size_t)n);
+		for (int k = 0; k < got && k < n; k++) {
+			char id[TASKRING_ID_LEN + 1];
+			tr__uuid_format(h[k].uuid, id);
+			sb_printf(b, k ? ",\"%s\"" : "\"%s\"", id);
+		}
+		free(h);
+	}
+	sb_putc(b, ']');
+}
+
 int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 {
 	struct taskring_job_info i;
@@ -1133,7 +1242,9 @@ int taskring_job_to_json(const struct taskring_job *job, char *buf, size_t cap)
 		sb_json_str(&b, meta, strnlen(meta, mlen - 1));
 	else
 		sb_puts(&b, "null");
-	sb_puts(&b, ",\"dependencies\":[],\"dependents\":[],\"errors\":[");
+	sb_ids(&b, "dependencies", job, taskring_job_dependencies);
+	sb_ids(&b, "dependents", job, taskring_job_dependents);
+	sb_puts(&b, ",\"errors\":[");
 	uint64_t offs[ERRORS_MAX];
 	size_t n = collect_errors(job->store, s, offs);
 	for (size_t k = n; k-- > 0;) {

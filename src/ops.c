@@ -75,6 +75,13 @@ int taskring_job_cancel(const struct taskring_job *job)
 			tr__unlock(&q->q_lock);
 			continue;
 		}
+		/* A job with dependencies may be waiting on them, in no list,
+		 * where only the deps lock holds it still. */
+		int deps = !!(TR_GET(s->s_flags) & TR_SF_DEPS);
+		if (deps && (rc = tr__deps_lock(st)) != 0) {
+			tr__unlock(&q->q_lock);
+			return rc;
+		}
 		TR_SET(s->s_completed_at, tr__now_real());
 		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
 		/* Counted first, so it never lags what a woken waiter sees. */
@@ -84,6 +91,8 @@ int taskring_job_cancel(const struct taskring_job *job)
 			tr__queue_unlink_locked(st, q, job->slot);
 		else
 			atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		if (deps)
+			tr__deps_unlock(st);
 		tr__unlock(&q->q_lock);
 		if (rc)
 			continue;
@@ -113,10 +122,13 @@ int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
 }
 
 /*
- * Take a pending job of @q out of the store, with the queue's lock held: it
- * is unlinked, its generation moves on (so its handles and id read as gone),
+ * Take the pending job in slot @idx out of the store, with its queue's lock
+ * and the deps lock held (so no dependent can register meanwhile): it is
+ * unlinked, its generation moves on (so its handles and id read as gone),
  * its blocks are freed, its waiters are woken (they find it gone) and its
- * slot is free. The caller pushes the slot into the ring after unlocking.
+ * slot is free. A job that has dependents is cancelled instead, so that
+ * they are cancelled through it. Returns 0 (the caller pushes the slot into
+ * the ring with tr__slot_finished() after unlocking), or -ESTALE.
  */
 static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
 {
@@ -126,9 +138,40 @@ static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, 
 	if (TR_STATUS(state) != TASKRING_PENDING)
 		return -ESTALE;
 	tr__queue_unlink_locked(st, q, idx);
-	/* Under the queue lock the job cannot change state but for waiters
+	if (state & TR_ST_DEPS) {
+		TR_SET(s->s_completed_at, tr__now_real());
+		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		return tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
+					   NULL);
+	}
+	/* Under the locks the job cannot change state but for waiters
 	 * registering, which the transition ignores (and wakes). */
 	return tr__free_in_place(st, s, state);
+}
+
+/* The next linked job of @q (band 0's head, else the heap's top), or TR_NIL. */
+static uint32_t next_linked(struct taskring_store *st, struct tr_queue *q, uint32_t qi)
+{
+	if (q->q_nbands > 0)
+		return q->q_bands[0].b_head;
+	if (atomic_load_explicit(&q->q_timers, memory_order_relaxed) > 0)
+		return st->heaps[(size_t)qi * st->nslots];
+	return TR_NIL;
+}
+
+/* The next job of @q at or after *@cursor waiting on its dependencies (in
+ * no list), or TR_NIL. Deps lock held. */
+static uint32_t next_waiting(struct taskring_store *st, uint32_t qi, uint32_t *cursor)
+{
+	for (; *cursor < st->nslots; (*cursor)++) {
+		struct tr_slot *s = &st->slots[*cursor];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		uint8_t loc = TR_GET(s->s_loc);
+		if (TR_STATUS(state) == TASKRING_PENDING && TR_GET(s->s_queue) == qi &&
+		    (loc == TR_LOC_WAITING || loc == TR_LOC_READYING))
+			return (*cursor)++;
+	}
+	return TR_NIL;
 }
 
 int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t *countp)
@@ -140,21 +183,25 @@ int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t 
 		return qi;
 	struct tr_queue *q = &st->queues[qi];
 	uint64_t count = 0;
-	uint32_t batch[64];
+	uint32_t batch[64], cursor = 0;
 
-	/* In rounds of up to 64, so the lock is never held for long and the
-	 * freed slots go back to the ring (which may wake producers) soon. */
+	/* In rounds of up to 64, so the locks are never held for long and the
+	 * freed slots go back to the ring (which may wake producers) soon:
+	 * first the linked jobs, then those waiting on dependencies (a walk
+	 * of the slot table that goes on where the last round stopped). */
 	for (;;) {
 		uint32_t n = 0;
 		int rc = tr__lock(&q->q_lock, st, qi);
 		if (rc)
 			return rc;
+		if ((rc = tr__deps_lock(st)) != 0) {
+			tr__unlock(&q->q_lock);
+			return rc;
+		}
 		while (n < 64) {
-			uint32_t idx = TR_NIL;
-			if (q->q_nbands > 0)
-				idx = q->q_bands[0].b_head;
-			else if (atomic_load_explicit(&q->q_timers, memory_order_relaxed) > 0)
-				idx = st->heaps[(size_t)qi * st->nslots];
+			uint32_t idx = next_linked(st, q, (uint32_t)qi);
+			if (idx >= st->nslots)
+				idx = next_waiting(st, (uint32_t)qi, &cursor);
 			if (idx >= st->nslots)
 				break;
 			if (remove_pending_locked(st, q, idx) == 0)
@@ -162,6 +209,7 @@ int taskring_queue_purge(struct taskring_store *st, const char *queue, uint64_t 
 			else
 				tr__queue_unlink_locked(st, q, idx); /* not pending: cannot be linked */
 		}
+		tr__deps_unlock(st);
 		tr__unlock(&q->q_lock);
 		for (uint32_t i = 0; i < n; i++)
 			tr__slot_finished(st, batch[i]);

@@ -23,7 +23,9 @@
  * change only under the queue's robust mutex. A slot's s_loc is set before
  * its links and cleared after them, so that if a process dies holding the
  * lock, tr__queue_repair() can rebuild the bands and heap from the slot table
- * (every PENDING slot of the queue with s_loc set), in link order.
+ * (every PENDING slot of the queue that is linked), in link order. A job
+ * waiting on dependencies (TR_LOC_WAITING) is in no list: its s_loc is
+ * changed under the deps lock (deps.c), never under a queue lock alone.
  *
  * Wake-up protocol (no lost wake-ups, no system call when nobody sleeps, no
  * fence on the hot path). q_sleepers is incremented and read under the
@@ -314,13 +316,13 @@ void tr__queue_link_locked(struct taskring_store *st, struct tr_queue *q, uint32
 	s->s_link_seq = ++q->q_link_seq;
 	if (s->s_scheduled_at > now_real) {
 		uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
-		s->s_loc = TR_LOC_TIMER;
+		TR_SET(s->s_loc, TR_LOC_TIMER);
 		heap_of(st, q)[n] = idx;
 		atomic_store_explicit(&q->q_timers, n + 1, memory_order_relaxed);
 		heap_up(st, heap_of(st, q), n);
 		update_next_due(st, q);
 	} else {
-		s->s_loc = TR_LOC_READY;
+		TR_SET(s->s_loc, TR_LOC_READY);
 		ready_insert(st, q, idx);
 		atomic_store_explicit(&q->q_ready, atomic_load_explicit(&q->q_ready, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
@@ -331,15 +333,15 @@ void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint
 {
 	struct tr_slot *s = S(st, idx);
 
-	if (s->s_loc == TR_LOC_READY) {
+	if (TR_GET(s->s_loc) == TR_LOC_READY) {
 		ready_remove(st, q, idx);
 		atomic_store_explicit(&q->q_ready, atomic_load_explicit(&q->q_ready, memory_order_relaxed) - 1,
 				      memory_order_relaxed);
-	} else if (s->s_loc == TR_LOC_TIMER) {
+	} else if (TR_GET(s->s_loc) == TR_LOC_TIMER) {
 		heap_remove(st, q, idx);
 		update_next_due(st, q);
 	}
-	s->s_loc = TR_LOC_NONE;
+	TR_SET(s->s_loc, TR_LOC_NONE);
 }
 
 /*
@@ -352,7 +354,7 @@ void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q
 {
 	struct tr_slot *s = S(st, idx);
 
-	if (s->s_loc == TR_LOC_READY) {
+	if (TR_GET(s->s_loc) == TR_LOC_READY) {
 		ready_remove(st, q, idx);
 		TR_SET(s->s_priority, priority); /* read without the lock by job_info */
 		s->s_link_seq = ++q->q_link_seq;
@@ -378,7 +380,7 @@ static void release_due(struct taskring_store *st, struct tr_queue *q, int64_t n
 			heap_down(st, h, n, 0);
 		}
 		S(st, idx)->s_heap_pos = TR_NIL;
-		S(st, idx)->s_loc = TR_LOC_READY;
+		TR_SET(S(st, idx)->s_loc, TR_LOC_READY);
 		ready_insert(st, q, idx);
 		atomic_store_explicit(&q->q_ready, atomic_load_explicit(&q->q_ready, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
@@ -407,7 +409,11 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
 		if (tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
 					NULL) == 0) {
 			tr__queue_unlink_locked(st, q, idx);
-			tr__slot_finished(st, idx);
+			/* Its dependents are cancelled now; the queue lock is
+			 * held, which a cancellation allows (deps.c). */
+			if (atomic_load_explicit(&s->s_state, memory_order_acquire) & TR_ST_DEPS)
+				tr__deps_resolve(st, idx, 1);
+			tr__slot_release(st, idx);
 			return;
 		}
 		atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
@@ -457,7 +463,7 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 			if (TR_STATUS(old) != TASKRING_PENDING)
 				break;
 			uint32_t next = TR_MKSTATE(TASKRING_RUNNING, TR_ATTEMPT(old), TR_TAG(old)) |
-					(old & TR_ST_WAITERS);
+					(old & (TR_ST_WAITERS | TR_ST_DEPS));
 			/* Acq_rel: acquire the producer's slot writes (also
 			 * covered by the lock); release our claim. */
 			if (atomic_compare_exchange_weak_explicit(&s->s_state, &old, next, memory_order_acq_rel,
@@ -475,7 +481,7 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 
 /*
  * Rebuild @qi's bands and heap from the slot table: every PENDING slot of the
- * queue with s_loc set, in link order. Called with the queue lock held after
+ * queue that is linked or ready to be, in link order. Called with the queue lock held after
  * EOWNERDEAD, or when a list is found corrupt. O(slots log slots).
  */
 static struct taskring_store *sort_st;
@@ -500,13 +506,18 @@ void tr__queue_repair(struct taskring_store *st, uint32_t qi)
 	for (uint32_t i = 0; i < st->nslots; i++) {
 		struct tr_slot *s = S(st, i);
 		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
-		if (s->s_queue != qi || TR_STATUS(state) != TASKRING_PENDING || s->s_loc == TR_LOC_NONE)
+		/* Linked (ready or timer), or made ready by a resolver that has
+		 * not linked it yet (it will find it linked and leave it). Jobs
+		 * waiting on dependencies are in no list. */
+		uint8_t loc = TR_GET(s->s_loc);
+		if (s->s_queue != qi || TR_STATUS(state) != TASKRING_PENDING ||
+		    (loc != TR_LOC_READY && loc != TR_LOC_TIMER && loc != TR_LOC_READYING))
 			continue;
 		s->s_prev = s->s_next = s->s_heap_pos = TR_NIL;
 		if (list)
 			list[n++] = i;
 		else
-			s->s_loc = TR_LOC_NONE; /* no memory: leave it to the reaper */
+			TR_SET(s->s_loc, TR_LOC_NONE); /* no memory: leave it to the reaper */
 	}
 	if (!list) {
 		update_next_due(st, q);

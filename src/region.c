@@ -44,6 +44,11 @@ _Static_assert(offsetof(struct tr_hdr, h_ring_tail) % TR_CACHELINE == 0, "ring t
 _Static_assert(sizeof(struct tr_slot) == 320, "slot is five cache lines");
 _Static_assert(offsetof(struct tr_slot, s_unique_off) == 256, "slot line 4");
 _Static_assert(offsetof(struct tr_hdr, h_unique_lock) % TR_CACHELINE == 0, "unique lock on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_deps_lock) % TR_CACHELINE == 0, "deps lock on its own line");
+_Static_assert(offsetof(struct tr_slot, s_deps_off) == 272 && offsetof(struct tr_slot, s_reserved) == 304,
+	       "slot line 4: dependencies");
+_Static_assert(sizeof(struct tr_dep) == 32 && sizeof(struct tr_dent) == 32 && sizeof(struct tr_dents_hdr) == 8,
+	       "dependency entries");
 _Static_assert(offsetof(struct tr_slot, s_uuid) == 64, "slot line 1");
 _Static_assert(offsetof(struct tr_slot, s_payload_off) == 128, "slot line 2");
 _Static_assert(offsetof(struct tr_slot, s_inline_payload) == 192, "slot line 3");
@@ -171,6 +176,8 @@ int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, in
 			tr__queue_repair(st, (uint32_t)queue);
 		else if (queue == TR_LOCK_UNIQUE)
 			tr__unique_rebuild(st);
+		else if (queue == TR_LOCK_DEPS)
+			tr__deps_repair(st);
 		rc = pthread_mutex_consistent(m);
 	}
 	return -rc;
@@ -230,6 +237,8 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 	rc = init_robust(&h->h_lock);
 	if (!rc)
 		rc = init_robust(&h->h_unique_lock);
+	if (!rc)
+		rc = init_robust(&h->h_deps_lock);
 	if (rc)
 		return rc;
 	atomic_store_explicit(&h->h_arena_bump, TR_CACHELINE, memory_order_relaxed);

@@ -530,8 +530,8 @@ static void s_delays_null(struct taskring_enqueue_opts *o) { o->retry_delays_ns 
 static void s_delays_neg(struct taskring_enqueue_opts *o) { o->retry_delays_ns = neg_delays; o->n_retry_delays = 3; }
 static void s_res0(struct taskring_enqueue_opts *o) { o->reserved0 = 1; }
 static void s_res1(struct taskring_enqueue_opts *o) { o->reserved[0] = 1; }
-static void s_res2(struct taskring_enqueue_opts *o) { o->reserved[3] = 1ull << 63; }
-static void s_res3(struct taskring_enqueue_opts *o) { o->reserved[3] = 7; }
+static void s_res2(struct taskring_enqueue_opts *o) { o->reserved[1] = 1ull << 63; }
+static void s_res3(struct taskring_enqueue_opts *o) { o->reserved1 = 7; }
 static void s_expires_neg(struct taskring_enqueue_opts *o) { o->expires_ns = -1; }
 static void s_meta_big(struct taskring_enqueue_opts *o) { o->metadata = meta_big; }
 static void s_queue_bad(struct taskring_enqueue_opts *o) { o->queue = "no spaces"; }
@@ -557,8 +557,8 @@ static const struct badopt badopts[] = {
 	{"negative retry delay", -EINVAL, s_delays_neg},
 	{"reserved0", -EINVAL, s_res0},
 	{"reserved[0]", -EINVAL, s_res1},
-	{"reserved[3]", -EINVAL, s_res2},
-	{"reserved[3]", -EINVAL, s_res3},
+	{"reserved[1]", -EINVAL, s_res2},
+	{"reserved1", -EINVAL, s_res3},
 	{"negative expires", -EINVAL, s_expires_neg},
 	{"metadata too long", -EMSGSIZE, s_meta_big},
 	{"bad queue name", -EINVAL, s_queue_bad},

@@ -2043,7 +2043,7 @@ static void test_batch_all_or_nothing(void **state)
 
 	enum { N = 20 };
 	static char big[5000];
-	struct taskring_enqueue_item items[N];
+	struct taskring_enqueue_item items[N] = {0};
 	struct taskring_enqueue_opts bad = tu_eopts();
 	bad.timeout_ns = 0;
 	struct taskring_job jobs[N], sentinel[N];
@@ -2084,7 +2084,7 @@ static void test_batch_all_or_nothing(void **state)
 	}
 
 	/* More than the free slots (61 free): -EAGAIN, nothing enqueued. */
-	struct taskring_enqueue_item many[64];
+	struct taskring_enqueue_item many[64] = {0};
 	for (int i = 0; i < 64; i++) {
 		many[i].task = "t";
 		many[i].payload = "m";

@@ -1125,7 +1125,7 @@ static int blocked_producer_main(void *arg, int ctl, int ack)
 	(void)ctl;
 	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_enqueue_opts o;
-	struct taskring_enqueue_item items[4];
+	struct taskring_enqueue_item items[4] = {0};
 	struct taskring_job j, bj[4];
 	char buf[16];
 	size_t rlen = 0;

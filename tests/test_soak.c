@@ -177,7 +177,7 @@ static int producer_main(void *arg, int ctl, int ack)
 	struct producer pr = { .me = (int)(intptr_t)arg };
 	struct taskring_store *st = tu_kid_open(g_name);
 	struct taskring_enqueue_opts o;
-	struct taskring_enqueue_item items[SOAK_BATCH];
+	struct taskring_enqueue_item items[SOAK_BATCH] = {0};
 	struct soak_payload pls[SOAK_BATCH];
 	struct taskring_job hs[SOAK_BATCH];
 	uint32_t per = g_sh->per_producer, sent = 0;

@@ -185,7 +185,7 @@ static int demo(int argc, char **argv)
 		long n = njobs - i < 64 ? njobs - i : 64;
 		for (long k = 0; k < n; k++) {
 			vals[i + k] = (uint64_t)(i + k) * 7 + 3;
-			items[k] = (struct taskring_enqueue_item){"square", &vals[i + k], sizeof(uint64_t), NULL};
+			items[k] = (struct taskring_enqueue_item){.task = "square", .payload = &vals[i + k], .len = sizeof(uint64_t)};
 		}
 		for (; checked < i + n - window; checked++) {
 			if ((rc = taskring_job_result(&jobs[checked], 10000000000LL, &r, sizeof(r), &len)))
