@@ -420,6 +420,22 @@ static int resolve_item(struct taskring_store *st, const char *task, const void 
 	r->xdeps = o->depends_on;
 	r->nxdeps = o->depends_on ? o->n_depends_on : 0;
 	r->ndeps = r->nxdeps;
+	/* A first look at the dependencies, before any block is taken, so
+	 * that a bad one is refused with nothing carved; tr__deps_prepare()
+	 * looks again under the deps lock, where it counts. */
+	for (uint32_t i = 0; i < r->nxdeps; i++) {
+		const struct taskring_job *h = &r->xdeps[i];
+		uint32_t state;
+		int err;
+		if (h->store != st)
+			return -EINVAL;
+		struct tr_slot *s = tr__read_begin(h, &state, &err);
+		if (!s)
+			return err;
+		uint32_t status = TR_STATUS(state);
+		if (TR_TERMINAL(status) && status != TASKRING_COMPLETE)
+			return TASKRING_EDEPFAILED;
+	}
 	return 0;
 }
 

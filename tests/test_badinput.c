@@ -254,6 +254,12 @@ static void test_null_job_args(void **state)
 	assert_rc(taskring_job_result(d, 0, buf, 1, NULL), -ENOBUFS);
 	assert_rc(taskring_job_cancel(NULL), -EINVAL);
 	assert_rc(taskring_job_retry_dead(NULL, &nj), -EINVAL);
+	assert_rc(taskring_job_dependencies(NULL, &nj, 1), -EINVAL);
+	assert_rc(taskring_job_dependencies(j, NULL, 1), -EINVAL);
+	assert_rc(taskring_job_dependents(NULL, &nj, 1), -EINVAL);
+	assert_rc(taskring_job_dependents(j, NULL, 1), -EINVAL);
+	assert_rc(taskring_job_dependencies(j, NULL, 0), 0); /* a count query */
+	assert_rc(taskring_job_dependents(j, NULL, 0), 0);
 
 	/* A zeroed handle (no store). */
 	struct taskring_job z;
@@ -281,6 +287,20 @@ static void test_null_job_args(void **state)
 		rc = taskring_job_to_json(&bad, buf, sizeof(buf));
 		if (rc != -ENOENT && rc != -EINVAL)
 			fail_msg("slot %u: to_json = %d", slots[i], rc);
+		rc = taskring_job_dependencies(&bad, &nj, 1);
+		if (rc != -ENOENT && rc != -EINVAL)
+			fail_msg("slot %u: dependencies = %d", slots[i], rc);
+		rc = taskring_job_dependents(&bad, &nj, 1);
+		if (rc != -ENOENT && rc != -EINVAL)
+			fail_msg("slot %u: dependents = %d", slots[i], rc);
+		/* A dependency on it is refused, never followed. */
+		struct taskring_enqueue_opts dopt;
+		taskring_enqueue_opts_init(&dopt);
+		dopt.depends_on = &bad;
+		dopt.n_depends_on = 1;
+		rc = taskring_enqueue(st, "t", NULL, 0, &dopt, NULL);
+		if (rc != -ENOENT && rc != -EINVAL)
+			fail_msg("slot %u: enqueue depending on it = %d", slots[i], rc);
 	}
 	/* Right slot, wrong generation: -ENOENT. */
 	bad = *j;
@@ -307,6 +327,12 @@ static void test_null_job_args(void **state)
 	len = 777;
 	assert_rc(taskring_job_payload(&bad, buf, sizeof(buf), &len), -ENOENT);
 	assert_int_equal(len, 777);
+	struct taskring_job lst[2], lpat[2];
+	memset(lst, 0x5a, sizeof(lst));
+	memset(lpat, 0x5a, sizeof(lpat));
+	assert_rc(taskring_job_dependencies(&bad, lst, 2), -ENOENT);
+	assert_rc(taskring_job_dependents(&bad, lst, 2), -ENOENT);
+	assert_memory_equal(lst, lpat, sizeof(lst));
 
 	struct snap after = snap_take(st);
 	snap_same(&before, &after);

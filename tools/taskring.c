@@ -226,6 +226,21 @@ static int demo(int argc, char **argv)
 	o.metadata = "{\"demo\": true}";
 	if ((rc = taskring_enqueue(st, "doomed", NULL, 0, &o, &doomed)))
 		return fail("enqueue doomed", rc);
+	/* Dependencies: one job waits for flaky (it completes on its retry),
+	 * one for doomed (it dies, so its dependent is cancelled). */
+	struct taskring_job after_flaky, after_doomed;
+	int refused = 0;
+	taskring_enqueue_opts_init(&o);
+	o.depends_on = &flaky;
+	o.n_depends_on = 1;
+	if ((rc = taskring_enqueue(st, "square", &v, sizeof(v), &o, &after_flaky)))
+		return fail("enqueue a dependent of flaky", rc);
+	o.depends_on = &doomed;
+	rc = taskring_enqueue(st, "square", &v, sizeof(v), &o, &after_doomed);
+	if (rc == TASKRING_EDEPFAILED)
+		refused = 1; /* doomed died already: refused at once */
+	else if (rc)
+		return fail("enqueue a dependent of doomed", rc);
 	taskring_enqueue_opts_init(&o);
 	o.delay_ns = 60000000000LL;
 	if ((rc = taskring_enqueue(st, "square", &v, sizeof(v), &o, &later)) || (rc = taskring_job_cancel(&later)) < 0)
@@ -238,6 +253,21 @@ static int demo(int argc, char **argv)
 	taskring_job_to_json(&doomed, buf, sizeof(buf));
 	printf("doomed job: %s\n  %s\n", taskring_strerror(rc), buf);
 	printf("delayed job cancelled: %s\n", taskring_status_name(taskring_job_status(&later)));
+	struct taskring_job_info fi, ai;
+	rc = taskring_job_wait(&after_flaky, 5000000000LL);
+	if (rc < 0 || taskring_job_info(&flaky, &fi) || taskring_job_info(&after_flaky, &ai))
+		return fail("wait for the dependent of flaky", rc < 0 ? rc : -EIO);
+	printf("job depending on flaky: %s, started %.3f ms after flaky completed\n", taskring_status_name(rc),
+	       (double)(ai.started_at_ns - fi.completed_at_ns) / 1e6);
+	if (refused) {
+		printf("job depending on doomed: refused, %s\n", taskring_strerror(TASKRING_EDEPFAILED));
+	} else {
+		rc = taskring_job_wait(&after_doomed, 5000000000LL);
+		buf[0] = 0;
+		taskring_job_error(&after_doomed, buf, sizeof(buf));
+		printf("job depending on doomed: %s (%s)\n", rc < 0 ? taskring_strerror(rc) : taskring_status_name(rc),
+		       buf);
+	}
 
 	for (long i = 0; i < nworkers; i++)
 		kill(pids[i], SIGTERM);
