@@ -44,6 +44,13 @@
  *     rebuilt from the slot table). But this release has no reaper yet: a
  *     job whose worker process dies while running it stays "running", and a
  *     slot or arena block a process held when it died is not reclaimed.
+ *   - Dependencies are registered and resolved under one store-wide robust
+ *     lock, which only jobs that have dependencies or dependents take. A
+ *     process that dies holding it leaves the rest to the next holder, which
+ *     repairs the counts from marks in the jobs and finishes the cascade;
+ *     but a dependent that a dying process had found ready and not yet put
+ *     into its queue stays pending: finding it is the reaper's work, which
+ *     this release does not have yet.
  *   - The arena (payloads and results over 32 bytes, error texts, metadata)
  *     is shared by all jobs. When it is full, the oldest terminal jobs give
  *     up their blocks first (they read as gone from then on); if that is not

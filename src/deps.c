@@ -223,7 +223,8 @@ static int resolve_locked(struct taskring_store *st, uint32_t root)
 					break;
 				}
 				struct tr_dep *dep = waiting_entry(st, &e);
-				if (!dep || TR_GET(dep->d_done))
+				/* The entry must name this job back. */
+				if (!dep || TR_GET(dep->d_done) || TR_GET(dep->d_slot) != x || TR_GET(dep->d_gen) != gen)
 					continue;
 				struct tr_slot *d = S(st, e.t_slot);
 				if (status == TASKRING_COMPLETE) {
