@@ -51,8 +51,8 @@ REQ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -fPIC -fvisibility=hidden
 	-pthread $(SAN_FLAGS)
 OPT_CFLAGS ?= -O2 -g
 REQ_LDFLAGS := -pthread $(SAN_FLAGS)
-DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags liburing 2>/dev/null)
-DEPS_LIBS = $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null || echo -luring)
+DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags liburing libxxhash 2>/dev/null)
+DEPS_LIBS = $(shell $(PKG_CONFIG) --libs liburing libxxhash 2>/dev/null || echo -luring -lxxhash)
 LIBS = $(DEPS_LIBS) -lrt
 
 override ALL_CFLAGS = $(REQ_CFLAGS) $(DEPS_CFLAGS) $(OPT_CFLAGS) $(CFLAGS)
