@@ -37,8 +37,9 @@
  *     cooperative in this release: the handler sees the request through its
  *     context, and an attempt that overran its timeout is recorded as a
  *     failed attempt when it returns.
- *   - This release has no log: a store survives the death of any process,
- *     not a reboot. Delivery is at-least-once per attempt.
+ *   - Without a log (taskring_store_opts.log_dir), a store survives the
+ *     death of any process, not a reboot. With one, it survives both; see
+ *     "The log" below. Delivery is at-least-once per attempt.
  *   - A process that dies holding a queue's lock does not wedge the queue
  *     (the robust mutex hands the next locker EOWNERDEAD and the queue is
  *     rebuilt from the slot table). But this release has no reaper yet: a
@@ -111,7 +112,9 @@ extern "C" {
 	X(ESTATE, 1009, "job is not in a state that allows this operation")   \
 	X(EOPTS, 1010, "options struct was not initialised with its _init function") \
 	X(ENOHANDLER, 1011, "no handler registered for this task in this worker") \
-	X(EDEPFAILED, 1012, "a dependency failed, is dead or was cancelled")
+	X(EDEPFAILED, 1012, "a dependency failed, is dead or was cancelled") \
+	X(ELOG, 1013, "store has another log directory, or none") \
+	X(ELOGCORRUPT, 1014, "log is corrupt before its end: `taskring log verify DIR` names the file and offset")
 
 enum taskring_error {
 #define TASKRING_ERR_ENUM(name, num, text) TASKRING_##name = -(num),
@@ -155,6 +158,16 @@ struct taskring_store;
 #define TASKRING_STORE_GROUP 0x1u    /* create with mode 0660 instead of 0600 */
 #define TASKRING_STORE_NOCREATE 0x2u /* fail with -ENOENT if it does not exist */
 #define TASKRING_STORE_EXCL 0x4u     /* fail with -EEXIST if it exists */
+#define TASKRING_STORE_NO_IOURING 0x8u /* this process writes the log with
+					  pwrite and fdatasync, not io_uring */
+
+/* Durability of a store with a log (taskring_store_opts.durability). */
+#define TASKRING_DURABLE 0u /* enqueue, cancel and each job's end return (or
+			       become visible) only once their record is on
+			       stable storage; concurrent callers, in any
+			       process, share each fdatasync (group commit) */
+#define TASKRING_ASYNC 1u   /* records are written and synced within
+			       flush_interval_ns; a crash loses at most that */
 
 /*
  * Sizing of a store. A field left 0 means "the default" when the store is
@@ -170,8 +183,15 @@ struct taskring_store_opts {
 	uint32_t queues;       /* named queues; default 16, at most 64 */
 	uint32_t tasks;        /* task names; default 256, at most 4096 */
 	uint32_t flags;        /* TASKRING_STORE_* */
-	uint32_t reserved0;
-	uint64_t reserved[4];  /* must be zero */
+	uint32_t durability;   /* with log_dir: TASKRING_DURABLE (default) or
+				  TASKRING_ASYNC */
+	const char *log_dir;   /* a directory for the store's log (made if
+				  missing; on a real disk); NULL = no log: the
+				  store does not survive a reboot */
+	int64_t flush_interval_ns; /* TASKRING_ASYNC: default 10 ms; 1 ms .. 10 s */
+	uint64_t segment_bytes;    /* log segment size: default 64 MiB;
+				      1 MiB .. 4 GiB */
+	uint64_t reserved[1];  /* must be zero */
 };
 
 /*
@@ -189,15 +209,43 @@ struct taskring_store_opts {
  * mode 0600 (0660 with TASKRING_STORE_GROUP). Symbolic links are never
  * followed. Does not block other than on file-system calls.
  *
+ * The log. With log_dir set, every change of a job is also recorded in an
+ * append-only log in that directory (one store per directory), which must be
+ * on a real disk. A store that is created (its region did not exist: after a
+ * reboot, say) while its log has records is first rebuilt from them: jobs,
+ * payloads, results, error histories, dead letters, cancels, priorities,
+ * unique keys and dependencies; a job that was running becomes an
+ * interrupted attempt (an error in its history; retried if it has retries
+ * left, else dead). Sizing left 0 is then the log's. Opening a store whose
+ * region exists replays nothing. TASKRING_DURABLE (the default): enqueue,
+ * cancel, set_priority and the end of every job (before its waiters see it)
+ * return only once their record is on stable storage, and concurrent callers
+ * in all processes share each fdatasync. TASKRING_ASYNC: nobody waits; a
+ * thread of each writing process flushes what is staged every half
+ * flush_interval_ns. A failed write or fdatasync is never retried into a
+ * success: the calls that waited for it fail with -EIO, and so does every
+ * later enqueue, cancel or priority change, until the store is recreated
+ * from its log (unlink it and open it again). The log is written with
+ * io_uring (a write linked to its fdatasync) where the kernel allows it,
+ * else, or with TASKRING_STORE_NO_IOURING or TASKRING_NO_IOURING=1 in the
+ * environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
+ * log; `taskring log dump DIR` prints it.
+ *
  * Errors: -EINVAL (bad name, bad sizing, non-zero reserved fields, unknown
- * flags), -ENAMETOOLONG, -ENOENT (TASKRING_STORE_NOCREATE and absent),
+ * flags, log settings without log_dir or out of range), -ENAMETOOLONG,
+ * -ENOENT (TASKRING_STORE_NOCREATE and absent),
  * -EEXIST (TASKRING_STORE_EXCL and present), -ELOOP (the name is a symbolic
  * link), -EACCES/-EPERM (file-system permission), -ENOMEM/-ENOSPC (cannot
  * size the region), TASKRING_EOWNER (owned by another user, or not a regular
  * file), TASKRING_EFORMAT (bad magic), TASKRING_EVERSION (other region format),
  * TASKRING_EBUILD (incompatible build), TASKRING_ESIZING (explicit sizing
  * differs), TASKRING_ECORRUPT (header fields or offsets out of bounds, or the
- * file's size disagrees with its header), or another -errno from open/mmap.
+ * file's size disagrees with its header), TASKRING_ELOG (log_dir names
+ * another directory than the existing store's, or it has none),
+ * TASKRING_ELOGCORRUPT (the log is damaged before its end: `taskring log
+ * verify DIR` names the file and offset; a torn tail is not damage, it is
+ * cut), -ENOTDIR (log_dir is not a directory), -EIO (recovery could not
+ * write the log), or another -errno from open/mmap.
  */
 TASKRING_API int taskring_store_open(const char *name, const struct taskring_store_opts *opts,
 				     struct taskring_store **storep);
@@ -410,7 +458,9 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
  * set and no room appeared in time; at once when block_timeout_ns is 0),
  * -ENOSPC (queue table full), TASKRING_EDEPFAILED and -ENOENT (a
- * dependency; see "Dependencies"), -ENOMEM. The queue is created by the
+ * dependency; see "Dependencies"), -ENOMEM, -EIO (a store with a log whose
+ * write or sync failed, now or before: see "The log"; when it fails while
+ * this call waits, the job exists but was never acknowledged). The queue is created by the
  * first enqueue that names it.
  */
 TASKRING_API int taskring_enqueue(struct taskring_store *store, const char *task, const void *payload,
@@ -695,7 +745,8 @@ TASKRING_API int taskring_job_result(const struct taskring_job *job, int64_t tim
  * A running job gets a cancel request that its handler sees through
  * taskring_ctx_cancel_requested(); 1 is returned. The job ends cancelled
  * when the handler returns anything but success.
- * Errors: TASKRING_ESTATE (already terminal), -EINVAL, -ENOENT.
+ * Errors: TASKRING_ESTATE (already terminal), -EINVAL, -ENOENT, -EIO (the
+ * store's log failed: the job is cancelled here, but not durably).
  */
 TASKRING_API int taskring_job_cancel(const struct taskring_job *job);
 
@@ -724,8 +775,10 @@ TASKRING_API int taskring_job_replay(const struct taskring_job *job, struct task
  * A ready job moves behind the jobs of its new priority that are already
  * waiting, as if it had been enqueued now. A job waiting for its time
  * (delay, eta, retry backoff) keeps that time and takes its place by the new
- * priority when it falls due. Non-blocking (takes the queue's lock).
- * Errors: TASKRING_ESTATE (not pending), -EINVAL, -ENOENT.
+ * priority when it falls due. Non-blocking (takes the queue's lock), but
+ * in a TASKRING_DURABLE store it waits for its record to reach the disk.
+ * Errors: TASKRING_ESTATE (not pending), -EINVAL, -ENOENT, -EIO (the log
+ * failed).
  */
 TASKRING_API int taskring_job_set_priority(const struct taskring_job *job, int32_t priority);
 

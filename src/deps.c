@@ -55,6 +55,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "log.h"
+#include "wal.h"
 
 #define DENTS_MIN_CAP 14 /* entries of a first list block: 512 bytes */
 
@@ -179,8 +181,13 @@ static uint32_t cancel_waiting(struct taskring_store *st, uint32_t idx)
 	uint32_t state = atomic_load_explicit(&d->s_state, memory_order_acquire);
 	uint32_t qi = TR_GET(d->s_queue), old = state;
 
-	tr__error_append(st, d, TR_ATTEMPT(state), msg, sizeof(msg) - 1);
-	TR_SET(d->s_completed_at, tr__now_real());
+	int64_t now = tr__now_real();
+	tr__error_append_at(st, d, TR_ATTEMPT(state), msg, sizeof(msg) - 1, now);
+	TR_SET(d->s_completed_at, now);
+	if (st->wal) {
+		int64_t v[2] = {TR_ATTEMPT(state), now};
+		tr__wal_log(st, TR_LOG_CANCEL, d, v, 2, msg, sizeof(msg) - 1, NULL);
+	}
 	if (qi < st->nqueues)
 		atomic_fetch_add_explicit(&st->queues[qi].q_cancelled, 1, memory_order_relaxed);
 	/* Cannot lose: a waiting job changes only under our lock (waiters
@@ -630,6 +637,56 @@ void tr__deps_commit(struct taskring_store *st, struct enq_req *r, size_t n, con
 	r[0].plan = NULL;
 	r[0].nplan = 0;
 	deps_unlock_relink(st);
+}
+
+/* ---- recovery ------------------------------------------------------------------ */
+
+/*
+ * After a replay (wal.c), in a region nobody else sees yet: complete the
+ * dependency entries of every pending job from the jobs they name (a job
+ * gone from its slot ended long ago and counts as met), register the job
+ * with each that is not yet complete, and let the repair resolve every
+ * dependency that has already ended (a cancel that the crash lost is made
+ * again, and logged).
+ */
+void tr__deps_restore(struct taskring_store *st)
+{
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *d = S(st, i);
+		uint32_t state = atomic_load_explicit(&d->s_state, memory_order_relaxed), n;
+		struct tr_dep *deps = deps_of(st, d, &n);
+		if (TR_STATUS(state) != TASKRING_PENDING || !deps)
+			continue;
+		uint32_t left = 0, gen = atomic_load_explicit(&d->s_gen, memory_order_relaxed);
+		for (uint32_t k = 0; k < n; k++) {
+			struct tr_slot *p = deps[k].d_slot < st->nslots ? S(st, deps[k].d_slot) : NULL;
+			uint32_t ps = p ? atomic_load_explicit(&p->s_state, memory_order_relaxed) : TR_ST_FREE;
+			if (!p || TR_STATUS(ps) == TR_ST_FREE || memcmp(p->s_uuid, deps[k].d_uuid, 16) ||
+			    TR_STATUS(ps) == TASKRING_COMPLETE) {
+				deps[k].d_done = 1;
+				continue;
+			}
+			deps[k].d_gen = atomic_load_explicit(&p->s_gen, memory_order_relaxed);
+			deps[k].d_done = 0;
+			if (!(ps & TR_ST_DEPS)) {
+				atomic_store_explicit(&p->s_state, ps | TR_ST_DEPS, memory_order_relaxed);
+				TR_SET(p->s_dents_head, 0);
+				TR_SET(p->s_dents_tail, 0);
+				TR_SET(p->s_ndents, 0);
+			}
+			uint64_t spare = dents_room(st, p) ? 0 : dents_alloc(st, DENTS_MIN_CAP);
+			struct tr_dent t = {.t_slot = i, .t_gen = gen, .t_index = k};
+			memcpy(t.t_uuid, d->s_uuid, 16);
+			dents_append(st, p, &t, &spare);
+			if (spare)
+				tr__arena_free(st, spare);
+			left++;
+		}
+		TR_SET(d->s_deps_left, left);
+		TR_SET(d->s_loc, left ? TR_LOC_WAITING : TR_LOC_NONE);
+	}
+	tr__deps_repair(st);
+	atomic_store_explicit(&st->deps_relink, 0, memory_order_relaxed); /* recovery links them */
 }
 
 /* ---- reads -------------------------------------------------------------------- */

@@ -26,6 +26,8 @@
  *                  0 = empty (see unique.c).
  *   h_off_arena    h_arena_bytes of blocks (payloads, results, errors,
  *                  metadata, retry-delay lists).
+ *   h_off_logbuf   h_logbuf_bytes (0 without a log): the log's staging
+ *                  ring, where records wait for the flusher (see wal.c).
  *
  * A region is valid only when the magic, format version and build signature
  * match this build, h_init is TR_INIT_READY, every offset and size lies
@@ -71,7 +73,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 4u
+#define TR_FORMAT_VERSION 5u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -191,6 +193,37 @@ struct tr_hdr {
 	/* Arena: bump pointer and per-class free stacks ((tag << 32) | off >> 6). */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_arena_bump;
 	_Atomic uint64_t h_arena_free[TR_ARENA_CLASSES];
+
+	/* The log (wal.c); all zero for a store without one. Identity and
+	 * settings, written once by the creator: */
+	_Alignas(TR_CACHELINE) uint64_t h_off_logbuf;
+	uint64_t h_logbuf_bytes;     /* a power of two, or 0: no log */
+	uint32_t h_durability;       /* TASKRING_DURABLE / TASKRING_ASYNC */
+	uint32_t h_log_pad;
+	int64_t h_flush_interval_ns;
+	uint64_t h_segment_bytes;
+	char h_log_dir[256];         /* absolute path, NUL-terminated */
+	/* Staging: writers reserve ring positions here (bytes since the
+	 * store's log began in this region). */
+	_Alignas(TR_CACHELINE) _Atomic uint64_t h_log_reserve;
+	/* What the flusher has done: the ring up to h_log_flushed is written
+	 * to the file (and zeroed for reuse), and up to h_log_durable synced.
+	 * h_log_seq moves (and wakes the h_log_waiters) at each flush. */
+	_Alignas(TR_CACHELINE) _Atomic uint64_t h_log_flushed;
+	_Atomic uint64_t h_log_durable;
+	_Atomic uint32_t h_log_seq;
+	_Atomic uint32_t h_log_waiters;
+	_Atomic uint32_t h_log_failed; /* a write or sync failed: no more
+					  durable work until recovery */
+	_Atomic uint32_t h_log_flushing; /* a flusher holds h_log_lock */
+	/* The flusher's lock and what it alone changes: the current segment
+	 * (every process opens it by name) and the file stream's end. */
+	_Alignas(TR_CACHELINE) pthread_mutex_t h_log_lock;
+	uint64_t h_log_end;          /* the next record's sequence number */
+	uint64_t h_log_seg_base;     /* the current segment, or UINT64_MAX */
+	uint64_t h_log_seg_salt;
+	uint64_t h_log_segno;        /* of the current (or last) segment */
+	uint32_t h_log_started;      /* a segment exists */
 };
 
 struct tr_band {
@@ -331,15 +364,17 @@ struct taskring_store {
 	_Atomic int64_t spin_ns;
 	_Atomic int nworkers;
 	_Atomic int deps_relink; /* a deps repair found jobs to link (deps.c) */
+	struct tr_wal *wal;      /* this process's side of the log, or NULL */
 	uint64_t id; /* unique per handle in this process, never 0 */
 };
 
 /* layout.c / region.c */
 struct tr_layout {
-	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_unique, off_arena, total;
+	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_unique, off_arena, off_logbuf, total;
 	uint32_t ring_mask, unique_mask;
 };
-TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *out);
+TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, uint64_t logbuf,
+			   struct tr_layout *out);
 TR_INTERNAL uint32_t tr__build_signature(void);
 /* @queue of tr__lock(): a queue index, or one of these. */
 #define TR_LOCK_STORE (-1)
@@ -398,6 +433,7 @@ TR_INTERNAL uint64_t tr__futex_wake_calls(void);
 TR_INTERNAL void tr__ring_init(struct taskring_store *st);
 TR_INTERNAL int tr__ring_push(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__ring_pop(struct taskring_store *st, uint32_t *idx);
+TR_INTERNAL void tr__ring_rebuild(struct taskring_store *st);
 
 /* arena.c */
 TR_INTERNAL uint64_t tr__arena_alloc(struct taskring_store *st, size_t len);
@@ -464,6 +500,7 @@ TR_INTERNAL int tr__deps_lock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_repair(struct taskring_store *st);
 TR_INTERNAL void tr__dents_free(struct taskring_store *st, struct tr_slot *s);
+TR_INTERNAL void tr__deps_restore(struct taskring_store *st);
 
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);
@@ -481,10 +518,16 @@ TR_INTERNAL int tr__job_arm(const struct taskring_job *job, uint32_t *valp);
 TR_INTERNAL int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint32_t *oldp);
 TR_INTERNAL void tr__slot_finished(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
-TR_INTERNAL uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before);
+TR_INTERNAL uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before, int log);
 TR_INTERNAL uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len);
 TR_INTERNAL void tr__slot_wake(struct tr_slot *s);
 TR_INTERNAL int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
 				 size_t len);
+TR_INTERNAL int tr__error_append_at(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
+				    size_t len, int64_t now);
+TR_INTERNAL int tr__job_restore(struct taskring_store *st, uint32_t idx, struct enq_req *r, const uint8_t uuid[16],
+				int64_t created_at, const uint8_t *dep_uuids);
+TR_INTERNAL void tr__slot_drop_result(struct taskring_store *st, struct tr_slot *s);
+TR_INTERNAL int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len);
 
 #endif

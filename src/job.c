@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "log.h"
+#include "wal.h"
 
 /* ---- handle validation -------------------------------------------------- */
 
@@ -229,7 +231,7 @@ int tr__free_in_place(struct taskring_store *st, struct tr_slot *s, uint32_t sta
  * full arena (terminal results go before new work is refused) and
  * taskring_store_purge_terminal().
  */
-uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before)
+uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before, int log)
 {
 	uint32_t count = 0;
 
@@ -241,9 +243,15 @@ uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_befo
 			break;
 		struct tr_slot *s = &st->slots[idx];
 		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= ended_before &&
-		    tr__free_in_place(st, s, state) == 0)
-			count++;
+		if (TR_TERMINAL(TR_STATUS(state)) && TR_GET(s->s_completed_at) <= ended_before) {
+			/* A purge is recorded, so recovery does not bring the
+			 * job back; room for a new job is not (its own record
+			 * replaces the old one in the slot). */
+			if (log && st->wal)
+				tr__wal_log(st, TR_LOG_REMOVE, s, NULL, 0, NULL, 0, NULL);
+			if (tr__free_in_place(st, s, state) == 0)
+				count++;
+		}
 		tr__ring_push(st, idx);
 	}
 	return count;
@@ -260,8 +268,39 @@ uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len)
 		uint64_t off = tr__arena_alloc(st, len);
 		if (off || seen >= st->nslots)
 			return off;
-		tr__reclaim(st, 64, INT64_MAX);
+		tr__reclaim(st, 64, INT64_MAX, 0);
 	}
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+void tr__slot_drop_result(struct taskring_store *st, struct tr_slot *s)
+{
+	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && TR_GET(s->s_result_off))
+		tr__arena_free(st, TR_GET(s->s_result_off));
+	TR_SET(s->s_result_off, 0);
+	TR_SET(s->s_result_len, 0);
+	TR_SET(s->s_flags, TR_GET(s->s_flags) & ~TR_SF_RESULT_INLINE);
+}
+
+/* Set the result of the job in @s (ours: its running attempt, or a replay):
+ * inline up to TR_INLINE_RESULT bytes, else an arena block. */
+int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len)
+{
+	tr__slot_drop_result(st, s);
+	if (len <= TR_INLINE_RESULT) {
+		if (len)
+			tr__copy_shared(s->s_inline_result, data, len);
+		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
+	} else {
+		uint64_t off = tr__arena_alloc_reclaim(st, len);
+		if (!off)
+			return -ENOSPC;
+		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
+		TR_SET(s->s_result_off, off);
+	}
+	TR_SET(s->s_result_len, (uint32_t)len);
+	return 0;
 }
 
 /* ---- errors --------------------------------------------------------------- */
@@ -272,6 +311,13 @@ uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len)
  */
 int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg, size_t len)
 {
+	return tr__error_append_at(st, s, attempt, msg, len, tr__now_real());
+}
+
+/* tr__error_append() for an error that happened at @now (a replay). */
+int tr__error_append_at(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg, size_t len,
+			int64_t now)
+{
 	if (len > TASKRING_ERROR_MAX)
 		len = TASKRING_ERROR_MAX;
 	size_t need = sizeof(struct tr_error_entry) + len + 1;
@@ -280,7 +326,6 @@ int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t atte
 		return -ENOSPC;
 	struct tr_block *b = (struct tr_block *)(st->arena + off);
 	struct tr_error_entry *e = (struct tr_error_entry *)(b + 1);
-	int64_t now = tr__now_real();
 	e->e_failed_at = (uint64_t)now;
 	e->e_attempt = attempt;
 	e->e_len = (uint32_t)len;
@@ -484,7 +529,7 @@ static int alloc_req_blocks(struct taskring_store *st, struct enq_req *r, size_t
 		free_req_blocks(st, r, i + 1);
 		if (reclaimed >= st->nslots)
 			return -EAGAIN;
-		tr__reclaim(st, 64, INT64_MAX);
+		tr__reclaim(st, 64, INT64_MAX, 0);
 	}
 }
 
@@ -565,6 +610,33 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		out->gen = g;
 		memcpy(out->uuid, uuid, 16);
 	}
+}
+
+/*
+ * Recovery: put the job of an enqueue record back into slot @idx of a region
+ * nobody else sees yet, whatever the slot held (a job it replaced there).
+ * @r was built from the record (r->eta_ns = its scheduled_at, expiry as a
+ * duration from @created_at); the dependencies' entries are completed by
+ * tr__deps_restore(). Pending, in no list, until recovery links it.
+ */
+int tr__job_restore(struct taskring_store *st, uint32_t idx, struct enq_req *r, const uint8_t uuid[16],
+		    int64_t created_at, const uint8_t *dep_uuids)
+{
+	struct taskring_job made;
+	int rc = alloc_req_blocks(st, r, 1);
+	if (rc)
+		return rc;
+	if (r->ndeps) {
+		struct tr_dep *d = (struct tr_dep *)(st->arena + r->deps_off + sizeof(struct tr_block));
+		for (uint32_t k = 0; k < r->ndeps; k++) {
+			memset(&d[k], 0, sizeof(d[k]));
+			memcpy(d[k].d_uuid, dep_uuids + 16 * k, 16);
+			d[k].d_slot = tr__uuid_slot(d[k].d_uuid);
+		}
+	}
+	fill_slot(st, idx, r, created_at, &made);
+	tr__copy_shared(st->slots[idx].s_uuid, uuid, 16);
+	return 0;
 }
 
 /* Slots in the recycle ring now (a snapshot). */
@@ -657,6 +729,10 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 
 	if (!idx)
 		return -ENOMEM;
+	if (tr__wal_failed(st)) {
+		rc = -EIO; /* no durable work until the store is recovered */
+		goto out;
+	}
 	for (;;) {
 		rc = alloc_req_blocks(st, r, n);
 		if (rc == 0)
@@ -749,6 +825,12 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		tr__deps_commit(st, r, n, idx, made);
 	if (existing)
 		tr__wake_blocked(st);
+	/* The log: each new job's record, staged before it can be claimed. */
+	uint64_t log_end = 0;
+	int log_rc = 0;
+	for (size_t i = 0; st->wal && i < n; i++)
+		if (idx[i] != TR_NIL && !log_rc)
+			log_rc = tr__wal_log_enqueue(st, idx[i], &r[i], &log_end);
 
 	/* Link, holding each queue's lock across a run of items for it. */
 	for (size_t i = 0; i < n;) {
@@ -775,6 +857,11 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 			tr__queue_wake(st, qi, linked);
 	}
 	rc = existing;
+	/* TASKRING_DURABLE: return once the records are on disk. */
+	if (st->wal && !log_rc)
+		log_rc = tr__wal_commit(st, log_end);
+	if (log_rc)
+		rc = log_rc;
 out:
 	if (made != jobs && made != stack_made)
 		free(made);

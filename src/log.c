@@ -133,6 +133,9 @@ static const struct tr_logrec_spec specs[TR_LOG_TYPES] = {
 	[TR_LOG_JOB] = {"job", 15, 9,
 			{ENQ_SCALARS, "status", "attempt", "retry_count", "started_at", "completed_at", "progress"},
 			{ENQ_BLOBS, "result", "errors"}},
+	[TR_LOG_STORE] = {"store", 7, 0,
+			  {"slots", "max_payload", "queues", "tasks", "arena_bytes", "durability", "segment_bytes"},
+			  {0}},
 };
 
 const struct tr_logrec_spec *tr__logrec_spec(unsigned type)
@@ -778,4 +781,48 @@ void tr__logw_close(struct tr_log_writer *w)
 	if (w->dirfd >= 0)
 		w->io->close(w->io->ctx, w->dirfd);
 	w->fd = w->dirfd = -1;
+}
+
+/*
+ * The "store" record at the start of the last segment of the log in @dir:
+ * the sizing of the store the log belongs to. Returns 0 with *@out filled,
+ * -ENOENT when the log has no segment (or its last has no such record), or
+ * another error. Reads one record; the full scan comes with recovery.
+ */
+int tr__log_last_store(const struct tr_log_io *io, const char *dir, struct tr_logrec *out)
+{
+	struct seg_ent *segs = NULL;
+	uint32_t n = 0;
+	uint8_t buf[TR_LOG_SEG_HDR + 256];
+	int dirfd = io->open(io->ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (dirfd < 0)
+		return dirfd;
+	int rc = list_segments(dirfd, &segs, &n);
+	if (!rc && n == 0)
+		rc = -ENOENT;
+	for (uint32_t i = n; !rc && i-- > 0;) {
+		/* The newest segment that has its first record. */
+		int fd = io->open(io->ctx, dirfd, segs[i].name, O_RDONLY | O_NOFOLLOW, 0);
+		if (fd < 0) {
+			rc = fd;
+			break;
+		}
+		memset(buf, 0, sizeof(buf));
+		ssize_t got = io->pread(io->ctx, fd, buf, sizeof(buf), 0);
+		io->close(io->ctx, fd);
+		uint64_t base, salt, segno;
+		struct tr_logrec r;
+		uint32_t len;
+		if (got > 0 && seg_header_check(buf, (size_t)got, &base, &salt, &segno) == 0 &&
+		    tr__logrec_decode(buf + TR_LOG_SEG_HDR, (size_t)got - TR_LOG_SEG_HDR, salt, base, &r, &len) == 0 &&
+		    r.type == TR_LOG_STORE) {
+			*out = r;
+			break;
+		}
+		if (i == 0)
+			rc = -ENOENT;
+	}
+	free(segs);
+	io->close(io->ctx, dirfd);
+	return rc;
 }

@@ -24,7 +24,8 @@ enum tr_logrec_type {
 	TR_LOG_CKPT_BEGIN = 10,
 	TR_LOG_CKPT_END = 11,
 	TR_LOG_JOB = 12,       /* a live job, whole, inside a checkpoint */
-	TR_LOG_TYPES = 13
+	TR_LOG_STORE = 13,     /* the store's sizing: first in each segment */
+	TR_LOG_TYPES = 14
 };
 
 #define TR_LOG_SCALARS 15
@@ -104,6 +105,7 @@ struct tr_log_scan {
 	char error[256];             /* why the scan failed */
 };
 TR_INTERNAL int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan *s);
+TR_INTERNAL int tr__log_last_store(const struct tr_log_io *io, const char *dir, struct tr_logrec *out);
 
 #endif
 

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "log.h"
+#include "wal.h"
 
 /*
  * Lock the queue of @job (in slot @s) and read the job's state under that
@@ -86,6 +88,12 @@ int taskring_job_cancel(const struct taskring_job *job)
 		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
 		/* Counted first, so it never lags what a woken waiter sees. */
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		uint64_t log_end = 0;
+		int log_rc = 0;
+		if (st->wal) {
+			int64_t v[2] = {TR_ATTEMPT(state), TR_GET(s->s_completed_at)};
+			log_rc = tr__wal_log(st, TR_LOG_CANCEL, s, v, 2, NULL, 0, &log_end);
+		}
 		rc = tr__slot_transition(s, state, next, NULL);
 		if (rc == 0)
 			tr__queue_unlink_locked(st, q, job->slot);
@@ -97,7 +105,10 @@ int taskring_job_cancel(const struct taskring_job *job)
 		if (rc)
 			continue;
 		tr__slot_finished(st, job->slot);
-		return 0;
+		/* TASKRING_DURABLE: return once the cancel is on disk. */
+		if (st->wal && !log_rc)
+			log_rc = tr__wal_commit(st, log_end);
+		return log_rc;
 	}
 }
 
@@ -113,11 +124,19 @@ int taskring_job_set_priority(const struct taskring_job *job, int32_t priority)
 	int rc = lock_job_queue(job, s, &q, &state);
 	if (rc)
 		return rc;
-	if (TR_STATUS(state) != TASKRING_PENDING)
+	uint64_t log_end = 0;
+	if (TR_STATUS(state) != TASKRING_PENDING) {
 		rc = TASKRING_ESTATE;
-	else
+	} else {
 		tr__queue_set_priority_locked(job->store, q, job->slot, priority);
+		if (job->store->wal) {
+			int64_t v[2] = {priority, TR_GET(s->s_scheduled_at)};
+			rc = tr__wal_log(job->store, TR_LOG_RESCHEDULE, s, v, 2, NULL, 0, &log_end);
+		}
+	}
 	tr__unlock(&q->q_lock);
+	if (!rc && job->store->wal)
+		rc = tr__wal_commit(job->store, log_end);
 	return rc;
 }
 
@@ -141,9 +160,15 @@ static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, 
 	if (state & TR_ST_DEPS) {
 		TR_SET(s->s_completed_at, tr__now_real());
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		if (st->wal) {
+			int64_t v[2] = {TR_ATTEMPT(state), TR_GET(s->s_completed_at)};
+			tr__wal_log(st, TR_LOG_CANCEL, s, v, 2, NULL, 0, NULL);
+		}
 		return tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
 					   NULL);
 	}
+	if (st->wal)
+		tr__wal_log(st, TR_LOG_REMOVE, s, NULL, 0, NULL, 0, NULL);
 	/* Under the locks the job cannot change state but for waiters
 	 * registering, which the transition ignores (and wakes). */
 	return tr__free_in_place(st, s, state);
@@ -227,7 +252,7 @@ int taskring_store_purge_terminal(struct taskring_store *st, int64_t age_ns, uin
 	if (!st || age_ns < 0)
 		return -EINVAL;
 	/* One pass over what the ring held when we started. */
-	uint64_t count = tr__reclaim(st, tr__ring_count(st), tr__now_real() - age_ns);
+	uint64_t count = tr__reclaim(st, tr__ring_count(st), tr__now_real() - age_ns, 1);
 	if (count)
 		tr__wake_blocked(st);
 	if (countp)

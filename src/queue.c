@@ -46,6 +46,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "log.h"
+#include "wal.h"
 
 /* ---- names ------------------------------------------------------------- */
 
@@ -403,8 +405,12 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
 	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 
 	if (TR_STATUS(state) == TASKRING_PENDING) {
-		tr__error_append(st, s, TR_ATTEMPT(state), msg, sizeof(msg) - 1);
+		tr__error_append_at(st, s, TR_ATTEMPT(state), msg, sizeof(msg) - 1, now_real);
 		TR_SET(s->s_completed_at, now_real);
+		if (st->wal) {
+			int64_t v[2] = {TR_ATTEMPT(state), now_real};
+			tr__wal_log(st, TR_LOG_CANCEL, s, v, 2, msg, sizeof(msg) - 1, NULL);
+		}
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		if (tr__slot_transition(s, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)),
 					NULL) == 0) {

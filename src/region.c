@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "wal.h"
+#include "log.h"
 
 _Static_assert(sizeof(struct tr_hdr) <= TR_PAGE, "header fits its page");
 _Static_assert(offsetof(struct tr_hdr, h_format) == 8, "format word at offset 8");
@@ -72,7 +74,8 @@ static uint64_t page_up(uint64_t x)
  * cache line and a mapping can be made huge-page friendly later. The ring's
  * capacity is the next power of two of the slot count, for masking.
  */
-int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, struct tr_layout *l)
+int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, uint64_t logbuf,
+	       struct tr_layout *l)
 {
 	uint32_t cap = 1;
 
@@ -91,7 +94,8 @@ int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, 
 	l->unique_mask = 2 * cap - 1;
 	l->off_unique = l->off_heaps + page_up((uint64_t)queues * slots * 4);
 	l->off_arena = l->off_unique + page_up((uint64_t)(l->unique_mask + 1) * 8);
-	l->total = l->off_arena + page_up(arena);
+	l->off_logbuf = l->off_arena + page_up(arena);
+	l->total = l->off_logbuf + logbuf;
 	return 0;
 }
 
@@ -234,6 +238,18 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 	h->h_off_unique = l->off_unique;
 	h->h_unique_mask = l->unique_mask;
 	h->h_created_at = tr__now_real();
+	h->h_off_logbuf = l->off_logbuf;
+	h->h_logbuf_bytes = l->total - l->off_logbuf;
+	if (o->log_dir) {
+		/* (resolve_log_dir() made it absolute and checked its length.) */
+		snprintf(h->h_log_dir, sizeof(h->h_log_dir), "%s", o->log_dir);
+		h->h_durability = o->durability;
+		h->h_flush_interval_ns = o->flush_interval_ns;
+		h->h_segment_bytes = o->segment_bytes;
+		h->h_log_seg_base = UINT64_MAX;
+		if ((rc = init_robust(&h->h_log_lock)) != 0)
+			return rc;
+	}
 	rc = init_robust(&h->h_lock);
 	if (!rc)
 		rc = init_robust(&h->h_unique_lock);
@@ -271,7 +287,15 @@ static int resolve_opts(const struct taskring_store_opts *in, struct taskring_st
 		for (size_t i = 0; i < sizeof(in->reserved) / sizeof(in->reserved[0]); i++)
 			if (in->reserved[i])
 				return -EINVAL;
-		if (in->reserved0 || (in->flags & ~(TASKRING_STORE_GROUP | TASKRING_STORE_NOCREATE | TASKRING_STORE_EXCL)))
+		if (in->flags & ~(TASKRING_STORE_GROUP | TASKRING_STORE_NOCREATE | TASKRING_STORE_EXCL |
+				  TASKRING_STORE_NO_IOURING))
+			return -EINVAL;
+		/* Log settings only with a log; each in its range. */
+		if (in->durability > TASKRING_ASYNC || in->flush_interval_ns < 0 ||
+		    (in->flush_interval_ns && (in->flush_interval_ns < 1000000 || in->flush_interval_ns > 10000000000LL)) ||
+		    (in->segment_bytes && (in->segment_bytes < (1u << 20) || in->segment_bytes > (4ull << 30))) ||
+		    (!in->log_dir && (in->durability || in->flush_interval_ns || in->segment_bytes)) ||
+		    (in->log_dir && !in->log_dir[0]))
 			return -EINVAL;
 		if ((in->flags & TASKRING_STORE_NOCREATE) && (in->flags & TASKRING_STORE_EXCL))
 			return -EINVAL;
@@ -289,6 +313,10 @@ static int resolve_opts(const struct taskring_store_opts *in, struct taskring_st
 		if (o->arena_bytes < 4ull * o->max_payload)
 			o->arena_bytes = 4ull * o->max_payload;
 	}
+	if (o->log_dir && !o->flush_interval_ns)
+		o->flush_interval_ns = 10000000;
+	if (o->log_dir && !o->segment_bytes)
+		o->segment_bytes = 64ull << 20;
 	if (o->slots < TASKRING_MIN_SLOTS || o->slots > TASKRING_MAX_SLOTS || o->max_payload > TASKRING_MAX_MAX_PAYLOAD ||
 	    o->queues > TASKRING_MAX_QUEUES || o->tasks > TASKRING_MAX_TASKS ||
 	    o->arena_bytes < 4ull * o->max_payload || o->arena_bytes > (1ull << 38))
@@ -310,12 +338,16 @@ static int validate(const struct tr_hdr *h, uint64_t file_size, const struct tas
 	if (atomic_load_explicit((const _Atomic uint32_t *)&h->h_init, memory_order_acquire) != TR_INIT_READY)
 		return TASKRING_ECORRUPT;
 	if (h->h_max_payload > TASKRING_MAX_MAX_PAYLOAD || h->h_arena_bytes < 4ull * h->h_max_payload ||
-	    tr__layout(h->h_slots, h->h_queues, h->h_tasks, h->h_arena_bytes, &l) < 0)
+	    (h->h_logbuf_bytes && h->h_logbuf_bytes != tr__wal_ring_bytes(h->h_max_payload)) ||
+	    tr__layout(h->h_slots, h->h_queues, h->h_tasks, h->h_arena_bytes, h->h_logbuf_bytes, &l) < 0)
+		return TASKRING_ECORRUPT;
+	if (h->h_logbuf_bytes && (memchr(h->h_log_dir, 0, sizeof(h->h_log_dir)) == NULL || h->h_log_dir[0] != '/' ||
+				  h->h_durability > TASKRING_ASYNC))
 		return TASKRING_ECORRUPT;
 	if (l.ring_mask != h->h_ring_mask || l.total != h->h_region_bytes || l.off_queues != h->h_off_queues ||
 	    l.off_tasks != h->h_off_tasks || l.off_slots != h->h_off_slots || l.off_ring != h->h_off_ring ||
 	    l.off_heaps != h->h_off_heaps || l.off_arena != h->h_off_arena || l.off_unique != h->h_off_unique ||
-	    l.unique_mask != h->h_unique_mask)
+	    l.unique_mask != h->h_unique_mask || l.off_logbuf != h->h_off_logbuf)
 		return TASKRING_ECORRUPT;
 	if (file_size != h->h_region_bytes)
 		return TASKRING_ECORRUPT;
@@ -384,6 +416,14 @@ static int attach(int fd, const struct taskring_store_opts *want, struct taskrin
 		return rc;
 	}
 	set_pointers(st);
+	/* The log: the store's own; a caller who names one must name it. */
+	if ((want && want->log_dir && (!st->hdr->h_logbuf_bytes || strcmp(want->log_dir, st->hdr->h_log_dir))) ||
+	    (st->hdr->h_logbuf_bytes &&
+	     (rc = tr__wal_attach(st, NULL, want && (want->flags & TASKRING_STORE_NO_IOURING))) != 0)) {
+		munmap(base, st->size);
+		free(st);
+		return rc ? rc : TASKRING_ELOG;
+	}
 	st->fd = fd;
 	*out = st;
 	return 0;
@@ -419,6 +459,75 @@ static int resolve_path(const char *name, char *path, size_t cap, char *dir, siz
 	return 0;
 }
 
+/*
+ * A new region with a log: attach this process to the log and recover what
+ * it holds into the region, before anyone else can see the region.
+ */
+static int log_start(struct taskring_store *st, const struct taskring_store_opts *o)
+{
+	if (!o->log_dir)
+		return 0;
+	int rc = tr__wal_attach(st, NULL, !!(o->flags & TASKRING_STORE_NO_IOURING));
+	if (!rc)
+		rc = tr__wal_recover(st, NULL, 0);
+	return rc;
+}
+
+/*
+ * A store made from a log that already has records takes the sizing the log
+ * was written with, for every field the caller left 0; a field the caller
+ * set must agree (TASKRING_ESIZING). Needed when it is created, harmless
+ * when it already exists (then its own sizing is checked as usual).
+ */
+static int sizing_from_log(const struct taskring_store_opts *in, struct taskring_store_opts *o)
+{
+	struct tr_logrec r;
+	int rc = tr__log_last_store(&tr__log_sysio, o->log_dir, &r);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	uint64_t want[5] = {in ? in->slots : 0, in ? in->max_payload : 0, in ? in->queues : 0, in ? in->tasks : 0,
+			    in ? in->arena_bytes : 0};
+	for (int i = 0; i < 5; i++)
+		if (want[i] && want[i] != (uint64_t)r.v[i])
+			return TASKRING_ESIZING;
+	if (r.v[0] < TASKRING_MIN_SLOTS || r.v[0] > TASKRING_MAX_SLOTS || r.v[1] < 0 ||
+	    r.v[1] > TASKRING_MAX_MAX_PAYLOAD || r.v[2] < 1 || r.v[2] > TASKRING_MAX_QUEUES || r.v[3] < 1 ||
+	    r.v[3] > TASKRING_MAX_TASKS || r.v[4] < 4 * r.v[1] || r.v[4] > (1ll << 38))
+		return TASKRING_ELOGCORRUPT;
+	o->slots = (uint32_t)r.v[0];
+	o->max_payload = (uint32_t)r.v[1];
+	o->queues = (uint32_t)r.v[2];
+	o->tasks = (uint32_t)r.v[3];
+	o->arena_bytes = (uint64_t)r.v[4];
+	return 0;
+}
+
+/* Make @o->log_dir (one level, mode 0700, if missing) and absolute, in @buf. */
+static int resolve_log_dir(struct taskring_store_opts *o, char *buf, size_t cap)
+{
+	char real[PATH_MAX];
+	struct stat sb;
+	if (!o->log_dir)
+		return 0;
+	if (mkdir(o->log_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (!realpath(o->log_dir, real))
+		return -errno;
+	if (stat(real, &sb) < 0)
+		return -errno;
+	if (!S_ISDIR(sb.st_mode))
+		return -ENOTDIR;
+	if (sb.st_uid != geteuid())
+		return TASKRING_EOWNER;
+	if (strlen(real) >= cap)
+		return -ENAMETOOLONG;
+	snprintf(buf, cap, "%s", real);
+	o->log_dir = buf;
+	return 0;
+}
+
 /* Create the region in an unnamed file of @dir and try to link it as @path.
  * Returns 0 with *out set, -EEXIST when someone else's store won the race, or
  * another error. */
@@ -430,7 +539,8 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 	char tmpname[PATH_MAX + 64] = "";
 	int fd, rc;
 
-	rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, &l);
+	rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, o->log_dir ? tr__wal_ring_bytes(o->max_payload) : 0,
+			&l);
 	if (rc)
 		return rc;
 	/* O_TMPFILE leaves nothing behind if we die while building; linking it
@@ -461,6 +571,8 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 	st->size = l.total;
 	st->hdr = base;
 	rc = init_region(st, o, &l);
+	if (!rc)
+		rc = log_start(st, o);
 	if (rc)
 		goto fail_st;
 	if (tmpname[0]) {
@@ -477,6 +589,7 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 	*out = st;
 	return 0;
 fail_st:
+	tr__wal_detach(st);
 	free(st);
 fail_map:
 	munmap(base, l.total);
@@ -492,7 +605,8 @@ fail_fd:
 static int open_anonymous(const struct taskring_store_opts *o, struct taskring_store **out)
 {
 	struct tr_layout l;
-	int rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes, &l);
+	int rc = tr__layout(o->slots, o->queues, o->tasks, o->arena_bytes,
+			    o->log_dir ? tr__wal_ring_bytes(o->max_payload) : 0, &l);
 	if (rc)
 		return rc;
 	void *base = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -507,7 +621,10 @@ static int open_anonymous(const struct taskring_store_opts *o, struct taskring_s
 	st->size = l.total;
 	st->hdr = base;
 	rc = init_region(st, o, &l);
+	if (!rc)
+		rc = log_start(st, o);
 	if (rc) {
+		tr__wal_detach(st);
 		munmap(base, l.total);
 		free(st);
 		return rc;
@@ -532,6 +649,12 @@ int taskring_store_open(const char *name, const struct taskring_store_opts *opts
 	rc = resolve_opts(opts, &o);
 	if (rc)
 		return rc;
+	char logdir[sizeof(((struct tr_hdr *)0)->h_log_dir)];
+	rc = resolve_log_dir(&o, logdir, sizeof(logdir));
+	if (rc)
+		return rc;
+	if (o.log_dir && (rc = sizing_from_log(opts, &o)) != 0)
+		return rc;
 	if (!name)
 		return open_anonymous(&o, storep);
 	rc = resolve_path(name, path, sizeof(path), dir, sizeof(dir));
@@ -546,7 +669,14 @@ int taskring_store_open(const char *name, const struct taskring_store_opts *opts
 				close(fd);
 				return -EEXIST;
 			}
-			rc = attach(fd, opts, storep);
+			/* The caller's sizing as given (0 = whatever it has),
+			 * with the log directory made absolute. */
+			struct taskring_store_opts want;
+			memset(&want, 0, sizeof(want));
+			if (opts)
+				want = *opts;
+			want.log_dir = o.log_dir;
+			rc = attach(fd, &want, storep);
 			if (rc)
 				close(fd);
 			return rc;
@@ -570,6 +700,7 @@ int taskring_store_close(struct taskring_store *st)
 		return -EINVAL;
 	if (atomic_load(&st->nworkers) > 0)
 		return -EBUSY;
+	tr__wal_detach(st);
 	munmap(st->base, st->size);
 	if (st->fd >= 0)
 		close(st->fd);

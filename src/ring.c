@@ -23,6 +23,7 @@
  * the reaper.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -100,4 +101,70 @@ int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 			pos = atomic_load_explicit(headp, memory_order_relaxed);
 		}
 	}
+}
+
+struct by_end {
+	int64_t at;
+	uint32_t idx;
+};
+
+static int cmp_end(const void *a, const void *b)
+{
+	const struct by_end *x = a, *y = b;
+	return x->at < y->at ? -1 : x->at > y->at ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/*
+ * Recovery: refill the ring from the slots of a region nobody else sees
+ * yet: free slots first, then terminal ones, oldest ended first, so reuse
+ * takes them in the order it would have.
+ */
+void tr__ring_rebuild(struct taskring_store *st)
+{
+	uint32_t cap = st->ring_mask + 1, n = 0, nfree = 0;
+	struct by_end *v = malloc((size_t)st->nslots * sizeof(*v));
+
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		uint32_t status = TR_STATUS(atomic_load_explicit(&st->slots[i].s_state, memory_order_relaxed));
+		if (status == TR_ST_FREE)
+			nfree++;
+	}
+	for (uint32_t i = 0, f = 0, t = nfree; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint32_t status = TR_STATUS(atomic_load_explicit(&s->s_state, memory_order_relaxed));
+		if (status == TR_ST_FREE) {
+			if (v)
+				v[f++] = (struct by_end){INT64_MIN, i};
+		} else if (TR_TERMINAL(status)) {
+			if (v)
+				v[t++] = (struct by_end){TR_GET(s->s_completed_at), i};
+		} else {
+			continue;
+		}
+		n++;
+	}
+	if (v)
+		qsort(v + nfree, n - nfree, sizeof(*v), cmp_end);
+	for (uint32_t i = 0, k = 0; i < cap; i++) {
+		uint64_t turn = i < n ? (uint64_t)(i + 1) : (uint64_t)i;
+		uint32_t idx = 0;
+		if (i < n) {
+			if (v) {
+				idx = v[i].idx;
+			} else {
+				/* No memory for the order: slot order will do. */
+				while (k < st->nslots &&
+				       !TR_TERMINAL(TR_STATUS(atomic_load_explicit(&st->slots[k].s_state,
+										     memory_order_relaxed))) &&
+				       TR_STATUS(atomic_load_explicit(&st->slots[k].s_state, memory_order_relaxed)) !=
+					       TR_ST_FREE)
+					k++;
+				idx = k++;
+			}
+		}
+		atomic_store_explicit(&st->ring[i], (turn << 32) | idx, memory_order_relaxed);
+	}
+	atomic_store_explicit(&st->hdr->h_ring_head, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->hdr->h_ring_tail, n, memory_order_relaxed);
+	free(v);
 }

@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "log.h"
+#include "wal.h"
 
 #define MAX_WORKER_QUEUES 32
 #define MAX_WORKER_THREADS 1024
@@ -210,15 +212,6 @@ int taskring_ctx_cancel_requested(struct taskring_ctx *ctx)
 	return !!(atomic_load_explicit(&ctx->s->s_state, memory_order_relaxed) & TR_ST_CANCEL);
 }
 
-static void drop_result(struct taskring_store *st, struct tr_slot *s)
-{
-	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && TR_GET(s->s_result_off))
-		tr__arena_free(st, TR_GET(s->s_result_off));
-	TR_SET(s->s_result_off, 0);
-	TR_SET(s->s_result_len, 0);
-	TR_SET(s->s_flags, TR_GET(s->s_flags) & ~TR_SF_RESULT_INLINE);
-}
-
 /*
  * The result goes straight into the slot (inline) or an arena block: no
  * copy in between, and nothing for the worker to free if the process dies.
@@ -229,25 +222,11 @@ int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 	if (!ctx || (!data && len))
 		return -EINVAL;
 	struct taskring_store *st = ctx->w->st;
-	struct tr_slot *s = ctx->s;
 	if (len > st->max_payload)
 		return -EMSGSIZE;
 	/* The slot is ours while the attempt runs: nobody reads the result
 	 * before the terminal transition publishes it. */
-	drop_result(st, s);
-	if (len <= TR_INLINE_RESULT) {
-		if (len)
-			tr__copy_shared(s->s_inline_result, data, len);
-		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
-	} else {
-		uint64_t off = tr__arena_alloc_reclaim(st, len);
-		if (!off)
-			return -ENOSPC;
-		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
-		TR_SET(s->s_result_off, off);
-	}
-	TR_SET(s->s_result_len, (uint32_t)len);
-	return 0;
+	return tr__slot_set_result(st, ctx->s, data, len);
 }
 
 int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...)
@@ -430,10 +409,21 @@ static int64_t backoff(struct taskring_store *st, struct tr_slot *s, uint32_t at
  * again with a fresh state word.
  */
 static int end_as(struct taskring_store *st, struct taskring_ctx *c, uint32_t now_state, uint32_t status,
-		  _Atomic uint64_t *counter)
+		  _Atomic uint64_t *counter, const char *msg, size_t mlen)
 {
 	uint32_t next = TR_MKSTATE(status, c->attempt, TR_TAG(c->state)) | (now_state & TR_ST_CANCEL);
 
+	if (st->wal) {
+		/* Logged first and, in a durable store, on disk before anyone
+		 * can see the end (a failed log leaves the job to recovery). */
+		static const uint16_t type_of[TASKRING_STATUS_COUNT] = {
+			[TASKRING_COMPLETE] = TR_LOG_COMPLETE, [TASKRING_FAILED] = TR_LOG_FAILED,
+			[TASKRING_DEAD] = TR_LOG_DEAD, [TASKRING_CANCELLED] = TR_LOG_CANCEL};
+		uint64_t end = 0;
+		if (tr__wal_log_end(st, c->s, type_of[status], c->attempt, TR_GET(c->s->s_completed_at), 0, msg, mlen,
+				    &end) == 0)
+			tr__wal_commit(st, end);
+	}
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 	if (tr__slot_transition(c->s, now_state, next, NULL)) {
 		atomic_fetch_sub_explicit(counter, 1, memory_order_relaxed);
@@ -481,7 +471,7 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 	if (mlen >= sizeof(msg))
 		mlen = sizeof(msg) - 1;
 	if (outcome != TASKRING_OK)
-		drop_result(st, s);
+		tr__slot_drop_result(st, s);
 	int error_written = 0;
 
 	for (;;) {
@@ -492,12 +482,12 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 		int cancel = !!(now_state & TR_ST_CANCEL);
 		TR_SET(s->s_completed_at, end_real);
 		if (outcome == TASKRING_OK) {
-			if (end_as(st, c, now_state, TASKRING_COMPLETE, &q->q_completed))
+			if (end_as(st, c, now_state, TASKRING_COMPLETE, &q->q_completed, NULL, 0))
 				continue;
 			return;
 		}
 		if (cancel || outcome == TASKRING_CANCEL) {
-			if (end_as(st, c, now_state, TASKRING_CANCELLED, &q->q_cancelled))
+			if (end_as(st, c, now_state, TASKRING_CANCELLED, &q->q_cancelled, msg, mlen))
 				continue;
 			return;
 		}
@@ -506,12 +496,12 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 			error_written = 1;
 		}
 		if (outcome == TASKRING_FAIL) {
-			if (end_as(st, c, now_state, TASKRING_FAILED, &q->q_failed))
+			if (end_as(st, c, now_state, TASKRING_FAILED, &q->q_failed, msg, mlen))
 				continue;
 			return;
 		}
 		if (c->attempt >= TR_GET(s->s_max_retries) || c->attempt + 1 > TR_ATTEMPT_MAX) {
-			if (end_as(st, c, now_state, TASKRING_DEAD, &q->q_dead))
+			if (end_as(st, c, now_state, TASKRING_DEAD, &q->q_dead, msg, mlen))
 				continue;
 			return;
 		}
@@ -521,6 +511,8 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 		TR_SET(s->s_scheduled_at, now + backoff(st, s, c->attempt));
 		TR_SET(s->s_retry_count, c->attempt + 1);
 		TR_SET(s->s_owner_pid, 0);
+		if (st->wal)
+			tr__wal_log_end(st, s, TR_LOG_RETRY, c->attempt, now, TR_GET(s->s_scheduled_at), msg, mlen, NULL);
 		if (tr__lock(&q->q_lock, st, (int)qi))
 			return;
 		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
@@ -578,6 +570,10 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	int64_t due = TR_GET(s->s_scheduled_at);
 	TR_SET(s->s_started_at, started < due ? due : started);
 	TR_SET(s->s_owner_pid, (int32_t)tr__pid());
+	if (st->wal) {
+		int64_t v[3] = {c.attempt, tr__pid(), TR_GET(s->s_started_at)};
+		tr__wal_log(st, TR_LOG_START, s, v, 3, NULL, 0, NULL);
+	}
 	c.deadline = c.start_mono + TR_GET(s->s_timeout_ns);
 	atomic_fetch_add_explicit(&st->queues[qi].q_started, 1, memory_order_relaxed);
 	if (ts) {

@@ -1,0 +1,1001 @@
+/*
+ * wal.c - a store's log: staging in the region, group commit, the flusher,
+ * durable waits, and recovery (the replay of a log into a new region).
+ *
+ * Staging. Any thread of any process that changes a job appends a record
+ * to the staging ring in the region (h_off_logbuf, a power of two of
+ * bytes): it reserves a slot with one fetch-and-add on h_log_reserve, copies
+ * the encoded record in, and publishes the slot by storing its length last
+ * (release). A slot is 8-byte aligned:
+ *
+ *   offset size
+ *   0      4    slot length (a multiple of 8; 0 = not yet written)
+ *   4      4    record length (0 = padding, nothing to write)
+ *   8      ...  the record (log.c's format; its seq and checksum are
+ *               filled in by the flusher), then zeros to the slot's end
+ *
+ * A writer waits for room when its slot would overwrite bytes the flusher
+ * has not yet written out (reserve - flushed > ring size); the oldest
+ * unwritten slot always has room, since every record is at most a quarter
+ * of the ring, so this cannot deadlock.
+ *
+ * Group commit. One robust mutex, h_log_lock, makes one flusher at a time,
+ * in whatever process. The flusher takes every published slot from
+ * h_log_flushed on (stopping at the first one not yet published), copies
+ * the records into one buffer, gives each its sequence number (its position
+ * in the file stream) and seals it with the current segment's salt, writes
+ * the buffer with one write and syncs it (io_uring: a write linked to an
+ * fdatasync; or pwrite + fdatasync), zeroes the ring bytes it consumed, and
+ * only then moves h_log_flushed and h_log_durable and wakes the waiters
+ * (h_log_seq). A durable caller waits for h_log_durable to pass the end of
+ * its slot: it tries the lock and flushes itself, or sleeps on h_log_seq
+ * while another flushes, and checks again; so everybody who arrived during
+ * one flush is covered by the next, with one fdatasync for all. No daemon:
+ * a flusher that dies leaves the lock to the next (EOWNERDEAD), which writes
+ * the same bytes again from h_log_flushed.
+ *
+ * A failed write or sync sets h_log_failed: the records it covered are never
+ * acknowledged, and every later durable call fails with -EIO until the
+ * store is recovered from its log (PostgreSQL's lesson: a failed fsync is
+ * not retried into a false success).
+ *
+ * Segments are made by the flusher when none is open or the current one
+ * holds segment_bytes: preallocated, created under a temporary name,
+ * renamed, the directory synced (log.c). Each begins with a "store" record
+ * that gives the store's sizing, for a recovery without the region.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "log.h"
+#include "wal.h"
+
+#define SLOT_HDR 8u
+#define FLUSH_MAX (8u << 20) /* bytes of records one flush takes at most */
+/* A waiter sleeps at most this long before it looks at the lock again: a
+ * flusher that died (its robust lock free for the taking) wakes nobody. A
+ * live flusher always does, long before. */
+#define FLUSHER_DEAD_NS 100000000LL
+
+/* This process's side of a store's log. */
+struct tr_wal {
+	const struct tr_log_io *io;
+	int dirfd;
+	int fd;              /* the current segment, opened by this process */
+	uint64_t fd_base;    /* ... and which one it is */
+	uint8_t *out;        /* the flusher's buffer */
+	size_t outcap;
+	struct io_uring ring;
+	int ring_state;      /* 0 not tried, 1 ready, -1 not usable here */
+	int no_iouring;
+	/* ASYNC: the thread that flushes within the interval. */
+	pthread_t thread;
+	_Atomic int thread_started;
+	_Atomic int stop;
+	pthread_mutex_t start_lock;
+};
+
+static uint64_t align8(uint64_t x)
+{
+	return (x + 7) & ~(uint64_t)7;
+}
+
+/* The staging ring's size for a store whose largest payload is @max_payload:
+ * at least 4 MiB and four times the largest record. */
+uint64_t tr__wal_ring_bytes(uint32_t max_payload)
+{
+	uint64_t need = 4 * ((uint64_t)max_payload + 64 * 1024 + TASKRING_METADATA_MAX + 4096);
+	uint64_t n = 4u << 20;
+	while (n < need)
+		n <<= 1;
+	return n;
+}
+
+static uint8_t *ring_at(struct taskring_store *st, uint64_t pos)
+{
+	return st->base + st->hdr->h_off_logbuf + (pos & (st->hdr->h_logbuf_bytes - 1));
+}
+
+/* Copy @n bytes between the ring (from position @pos, wrapping) and @p. */
+static void ring_copy(struct taskring_store *st, uint64_t pos, void *p, size_t n, int to_ring)
+{
+	uint64_t size = st->hdr->h_logbuf_bytes, at = pos & (size - 1);
+	uint8_t *base = st->base + st->hdr->h_off_logbuf;
+	size_t first = n < size - at ? n : (size_t)(size - at);
+	if (to_ring) {
+		tr__copy_shared(base + at, p, first);
+		tr__copy_shared(base, (uint8_t *)p + first, n - first);
+	} else {
+		tr__copy_shared(p, base + at, first);
+		tr__copy_shared((uint8_t *)p + first, base, n - first);
+	}
+}
+
+static void ring_zero(struct taskring_store *st, uint64_t from, uint64_t to)
+{
+	uint64_t size = st->hdr->h_logbuf_bytes;
+	uint8_t *base = st->base + st->hdr->h_off_logbuf;
+	while (from < to) {
+		uint64_t at = from & (size - 1);
+		uint64_t n = to - from < size - at ? to - from : size - at;
+		memset(base + at, 0, n);
+		from += n;
+	}
+}
+
+/* ---- the flusher ------------------------------------------------------------------------ */
+
+/* Lock the flusher's mutex; a dead flusher needs no repair (see above). */
+static int log_trylock(struct taskring_store *st)
+{
+	int rc = pthread_mutex_trylock(&st->hdr->h_log_lock);
+	if (rc == EOWNERDEAD)
+		rc = pthread_mutex_consistent(&st->hdr->h_log_lock);
+	return rc;
+}
+
+static int log_lock(struct taskring_store *st)
+{
+	int rc = pthread_mutex_lock(&st->hdr->h_log_lock);
+	if (rc == EOWNERDEAD)
+		rc = pthread_mutex_consistent(&st->hdr->h_log_lock);
+	return rc;
+}
+
+static void log_unlock(struct taskring_store *st)
+{
+	pthread_mutex_unlock(&st->hdr->h_log_lock);
+}
+
+static int out_reserve(struct tr_wal *w, size_t need)
+{
+	if (need <= w->outcap)
+		return 0;
+	size_t cap = w->outcap ? w->outcap : 1 << 16;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *p = realloc(w->out, cap);
+	if (!p)
+		return -ENOMEM;
+	w->out = p;
+	w->outcap = cap;
+	return 0;
+}
+
+/* The "store" record that begins each segment: the sizing, for a recovery
+ * that has no region to read it from. */
+static size_t store_record(struct taskring_store *st, uint8_t *buf, size_t cap)
+{
+	struct tr_logrec r;
+	memset(&r, 0, sizeof(r));
+	r.type = TR_LOG_STORE;
+	r.v[0] = st->nslots;
+	r.v[1] = st->max_payload;
+	r.v[2] = st->nqueues;
+	r.v[3] = st->ntasks;
+	r.v[4] = (int64_t)st->arena_bytes;
+	r.v[5] = st->hdr->h_durability;
+	r.v[6] = (int64_t)st->hdr->h_segment_bytes;
+	return tr__logrec_encode(&r, buf, cap, 0);
+}
+
+/* Make the current segment (h_log_seg_*) open in this process. */
+static int open_segment(struct taskring_store *st, struct tr_wal *w)
+{
+	struct tr_hdr *h = st->hdr;
+	if (w->fd >= 0 && w->fd_base == h->h_log_seg_base)
+		return 0;
+	char name[32];
+	tr__log_seg_name(h->h_log_seg_base, name);
+	int fd = w->io->open(w->io->ctx, w->dirfd, name, O_RDWR | O_NOFOLLOW, 0);
+	if (fd < 0)
+		return fd;
+	if (w->fd >= 0)
+		w->io->close(w->io->ctx, w->fd);
+	w->fd = fd;
+	w->fd_base = h->h_log_seg_base;
+	return 0;
+}
+
+/* Start a new segment at the stream's end. Log lock held. */
+static int roll(struct taskring_store *st, struct tr_wal *w)
+{
+	struct tr_hdr *h = st->hdr;
+	int fd;
+	uint64_t salt, segno = h->h_log_started ? h->h_log_segno + 1 : 0;
+	int rc = tr__log_seg_create(w->io, w->dirfd, h->h_log_end, segno, h->h_segment_bytes + TR_LOG_SEG_HDR, &fd,
+				    &salt);
+	if (rc)
+		return rc;
+	if (w->fd >= 0)
+		w->io->close(w->io->ctx, w->fd);
+	w->fd = fd;
+	w->fd_base = h->h_log_end;
+	h->h_log_seg_base = h->h_log_end;
+	h->h_log_seg_salt = salt;
+	h->h_log_segno = segno;
+	h->h_log_started = 1;
+	return 0;
+}
+
+/* Write @n bytes at @off and sync them: io_uring (a write linked to an
+ * fdatasync) where this process can, else pwrite + fdatasync. */
+static int write_sync(struct tr_wal *w, const uint8_t *p, size_t n, uint64_t off)
+{
+	if (!w->no_iouring && w->ring_state == 0)
+		w->ring_state = io_uring_queue_init(4, &w->ring, 0) == 0 ? 1 : -1;
+	if (!w->no_iouring && w->ring_state == 1) {
+		size_t done = 0;
+		while (done < n) {
+			struct io_uring_sqe *a = io_uring_get_sqe(&w->ring), *b = io_uring_get_sqe(&w->ring);
+			if (!a || !b)
+				return -EIO;
+			io_uring_prep_write(a, w->fd, p + done, (unsigned)(n - done), off + done);
+			a->flags |= IOSQE_IO_LINK;
+			io_uring_prep_fsync(b, w->fd, IORING_FSYNC_DATASYNC);
+			int rc = io_uring_submit_and_wait(&w->ring, 2);
+			if (rc < 0)
+				return rc;
+			int res[2] = {-EIO, -EIO};
+			for (int k = 0; k < 2; k++) {
+				struct io_uring_cqe *cqe;
+				rc = io_uring_wait_cqe(&w->ring, &cqe);
+				if (rc < 0)
+					return rc;
+				res[k] = cqe->res;
+				io_uring_cqe_seen(&w->ring, cqe);
+			}
+			/* A short write cancels nothing but is not all: the sync
+			 * covered what was written; go on from there. */
+			if (res[0] < 0)
+				return res[0];
+			if (res[0] == 0)
+				return -EIO;
+			if (res[1] < 0 && res[1] != -ECANCELED)
+				return res[1];
+			if (res[1] == -ECANCELED && (size_t)res[0] == n - done)
+				return -EIO;
+			done += (size_t)res[0];
+		}
+		return 0;
+	}
+	for (size_t done = 0; done < n;) {
+		ssize_t r = w->io->pwrite(w->io->ctx, w->fd, p + done, n - done, (off_t)(off + done));
+		if (r < 0)
+			return (int)r;
+		if (r == 0)
+			return -EIO;
+		done += (size_t)r;
+	}
+	return w->io->fdatasync(w->io->ctx, w->fd);
+}
+
+static void publish(struct taskring_store *st)
+{
+	struct tr_hdr *h = st->hdr;
+	atomic_fetch_add_explicit(&h->h_log_seq, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&h->h_log_waiters, memory_order_seq_cst))
+		tr__futex_wake(&h->h_log_seq, INT32_MAX, 0xffffffffu);
+}
+
+/*
+ * Flush what is staged (log lock held): see "Group commit" above. Returns 0
+ * (also when there was nothing), or the error that failed the log.
+ */
+static int flush_locked(struct taskring_store *st, uint64_t want)
+{
+	struct tr_hdr *h = st->hdr;
+	struct tr_wal *w = st->wal;
+	uint64_t start = atomic_load_explicit(&h->h_log_flushed, memory_order_relaxed), pos = start;
+	uint64_t reserved = atomic_load_explicit(&h->h_log_reserve, memory_order_acquire);
+	size_t n = 0;
+	int rc;
+
+	if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+		return -EIO;
+	int need_roll = !h->h_log_started || h->h_log_seg_base == UINT64_MAX ||
+			h->h_log_end - h->h_log_seg_base >= h->h_segment_bytes;
+	if ((rc = out_reserve(w, 4096)) != 0)
+		return rc;
+	if (need_roll)
+		n = store_record(st, w->out, w->outcap);
+	int64_t give_up = 0;
+	while (pos < reserved && n < FLUSH_MAX) {
+		/* Acquire: the slot's bytes were written before its length. */
+		uint32_t sl = atomic_load_explicit((_Atomic uint32_t *)ring_at(st, pos), memory_order_acquire);
+		if (!sl) {
+			/* Not written yet. Its writer is between its
+			 * reservation and its last store, a few hundred
+			 * nanoseconds unless it was preempted: when our caller
+			 * waits for a record after it, wait for it (letting
+			 * it run), rather than flush without it. A writer that
+			 * died there is the reaper's; give up after a while. */
+			if (pos >= want)
+				break;
+			int64_t now = tr__now_mono();
+			if (!give_up)
+				give_up = now + FLUSHER_DEAD_NS;
+			else if (now > give_up)
+				break;
+			sched_yield();
+			continue;
+		}
+		uint32_t rl = *(uint32_t *)ring_at(st, pos + 4);
+		if ((sl & 7) || sl < SLOT_HDR + rl || sl > h->h_logbuf_bytes / 2 || (rl && rl < TR_LOG_REC_MIN)) {
+			rc = -EIO; /* a scribbled ring: never write what it says */
+			goto fail;
+		}
+		if (rl) {
+			if ((rc = out_reserve(w, n + rl)) != 0)
+				goto fail;
+			ring_copy(st, pos + SLOT_HDR, w->out + n, rl, 0);
+			n += rl;
+		}
+		pos += sl;
+	}
+	if (pos == start && !need_roll)
+		return 0;
+	if (need_roll && (rc = roll(st, w)) != 0)
+		goto fail;
+	if ((rc = open_segment(st, w)) != 0)
+		goto fail;
+	/* Sequence numbers and seals: this segment's. */
+	for (size_t o = 0; o < n;) {
+		uint32_t len;
+		memcpy(&len, w->out + o, 4);
+		uint64_t seq = h->h_log_end + o;
+		for (int i = 0; i < 8; i++)
+			w->out[o + 8 + i] = (uint8_t)(seq >> (8 * i));
+		tr__logrec_seal(w->out + o, h->h_log_seg_salt);
+		o += len;
+	}
+	rc = write_sync(w, w->out, n, TR_LOG_SEG_HDR + (h->h_log_end - h->h_log_seg_base));
+	if (rc)
+		goto fail;
+	ring_zero(st, start, pos);
+	h->h_log_end += n;
+	/* Release: the zeroed ring is visible before writers see the room. */
+	atomic_store_explicit(&h->h_log_flushed, pos, memory_order_release);
+	atomic_store_explicit(&h->h_log_durable, pos, memory_order_release);
+	return 0;
+fail:
+	atomic_store_explicit(&h->h_log_failed, 1, memory_order_release);
+	return rc < 0 ? rc : -EIO;
+}
+
+/*
+ * Flush with the log lock held, as the one flusher. h_log_flushing tells
+ * waiters that a flush is under way: one that registered while it was set
+ * is woken by the publish after it (seq_cst on both sides: the flag is
+ * cleared before h_log_seq moves, and a waiter reads h_log_seq before it
+ * reads the flag), and one that finds it clear tries the lock itself; so no
+ * waiter sleeps with nobody to wake it.
+ */
+static int flush_as_flusher(struct taskring_store *st, uint64_t want)
+{
+	atomic_store_explicit(&st->hdr->h_log_flushing, 1, memory_order_seq_cst);
+	int rc = flush_locked(st, want);
+	atomic_store_explicit(&st->hdr->h_log_flushing, 0, memory_order_seq_cst);
+	publish(st);
+	return rc;
+}
+
+/* Flush now if nobody else is (0), or say that somebody is (1). */
+static int try_flush(struct taskring_store *st, uint64_t want)
+{
+	if (log_trylock(st))
+		return 1;
+	int rc = flush_as_flusher(st, want);
+	log_unlock(st);
+	return rc;
+}
+
+/* Sleep until the flusher publishes again (or @until, mono ns, -1 none),
+ * unless @done already holds. */
+static void wait_flush(struct taskring_store *st, int (*done)(struct taskring_store *, uint64_t), uint64_t arg,
+		       int64_t until)
+{
+	struct tr_hdr *h = st->hdr;
+	uint32_t seq = atomic_load_explicit(&h->h_log_seq, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&h->h_log_waiters, 1, memory_order_seq_cst);
+	if (!done(st, arg) && !atomic_load_explicit(&h->h_log_failed, memory_order_seq_cst)) {
+		if (atomic_load_explicit(&h->h_log_flushing, memory_order_seq_cst))
+			tr__futex_wait(&h->h_log_seq, seq, until, 0xffffffffu);
+		else
+			sched_yield(); /* the lock is being taken or given back */
+	}
+	atomic_fetch_sub_explicit(&h->h_log_waiters, 1, memory_order_seq_cst);
+}
+
+static int is_durable(struct taskring_store *st, uint64_t end)
+{
+	return atomic_load_explicit(&st->hdr->h_log_durable, memory_order_acquire) >= end;
+}
+
+static int has_room(struct taskring_store *st, uint64_t end)
+{
+	return end - atomic_load_explicit(&st->hdr->h_log_flushed, memory_order_acquire) <= st->hdr->h_logbuf_bytes;
+}
+
+/* ---- ASYNC: the interval flusher ---------------------------------------------------------- */
+
+static void *async_main(void *arg)
+{
+	struct taskring_store *st = arg;
+	struct tr_hdr *h = st->hdr;
+	int64_t half = h->h_flush_interval_ns / 2;
+	while (!atomic_load_explicit(&st->wal->stop, memory_order_acquire)) {
+		/* Every half interval, whatever is staged goes: so a record is
+		 * on disk within the interval (a flush takes well under half). */
+		uint32_t seq = atomic_load_explicit(&h->h_log_seq, memory_order_relaxed);
+		tr__futex_wait_op(&h->h_log_seq, seq, tr__now_mono() + half, 0xffffffffu, 0);
+		if (atomic_load_explicit(&h->h_log_reserve, memory_order_acquire) >
+		    atomic_load_explicit(&h->h_log_flushed, memory_order_acquire))
+			try_flush(st, 0); /* busy: whoever flushes takes ours too */
+	}
+	return NULL;
+}
+
+static void async_start(struct taskring_store *st)
+{
+	struct tr_wal *w = st->wal;
+	pthread_mutex_lock(&w->start_lock);
+	if (!w->thread_started && pthread_create(&w->thread, NULL, async_main, st) == 0)
+		w->thread_started = 1;
+	pthread_mutex_unlock(&w->start_lock);
+}
+
+/* ---- the writers' side ------------------------------------------------------------------- */
+
+/*
+ * Stage record @r (seq and checksum are the flusher's). Returns 0 with
+ * *@endp the ring position after it (what tr__wal_commit() waits for), or
+ * -EIO (the log failed), -ENOMEM, -EINVAL (not a record).
+ */
+int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_t *endp)
+{
+	struct tr_hdr *h = st->hdr;
+	size_t rl = tr__logrec_size(r);
+	if (!rl)
+		return -EINVAL;
+	if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+		return -EIO;
+	uint64_t sl = align8(SLOT_HDR + rl);
+	if (sl > h->h_logbuf_bytes / 4)
+		return -EMSGSIZE; /* cannot happen: the ring is sized for the largest */
+	/* A record that would wrap around the ring's end is encoded aside
+	 * first (on the stack when small); the others in place, below. */
+	uint8_t small[1024], *aside = NULL;
+	uint64_t size = h->h_logbuf_bytes;
+	uint64_t pos = atomic_fetch_add_explicit(&h->h_log_reserve, sl, memory_order_acq_rel);
+	int wraps = ((pos + SLOT_HDR) & (size - 1)) + rl > size;
+	/* Room: flush, or wait for the flusher. From here the slot must be
+	 * written, whatever happens, or the ring stalls behind it. */
+	while (!has_room(st, pos + sl)) {
+		if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+			return -EIO; /* the ring is stuck anyway: nothing will be written */
+		int rc = try_flush(st, 0);
+		if (rc == 1)
+			wait_flush(st, has_room, pos + sl, tr__now_mono() + FLUSHER_DEAD_NS);
+		else if (rc == 0)
+			sched_yield(); /* a slot before ours is being written: let its writer run */
+	}
+	if (!wraps) {
+		tr__logrec_encode(r, ring_at(st, pos + SLOT_HDR), rl, 0);
+	} else {
+		aside = rl <= sizeof(small) ? small : malloc(rl);
+		if (!aside) {
+			/* Keep the ring moving: the slot becomes padding. */
+			uint32_t zero = 0;
+			memcpy(ring_at(st, pos + 4), &zero, 4);
+			atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+			return -ENOMEM;
+		}
+		tr__logrec_encode(r, aside, rl, 0);
+		ring_copy(st, pos + SLOT_HDR, aside, rl, 1);
+		if (aside != small)
+			free(aside);
+	}
+	uint32_t rl32 = (uint32_t)rl;
+	memcpy(ring_at(st, pos + 4), &rl32, 4);
+	/* Release: the record is in place before the slot says so. */
+	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+	if (h->h_durability == TASKRING_ASYNC && !atomic_load_explicit(&st->wal->thread_started, memory_order_acquire))
+		async_start(st);
+	*endp = pos + sl;
+	return 0;
+}
+
+/*
+ * Return once everything staged up to ring position @end is on stable
+ * storage (TASKRING_DURABLE), flushing it if no other thread or process is
+ * flushing; at once for TASKRING_ASYNC. Errors: -EIO (a write or sync
+ * failed: this and every later durable call).
+ */
+int tr__wal_commit(struct taskring_store *st, uint64_t end)
+{
+	struct tr_hdr *h = st->hdr;
+	if (h->h_durability != TASKRING_DURABLE)
+		return 0;
+	for (;;) {
+		if (is_durable(st, end))
+			return 0;
+		if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+			return -EIO;
+		int rc = try_flush(st, end);
+		if (rc == 1)
+			wait_flush(st, is_durable, end, tr__now_mono() + FLUSHER_DEAD_NS);
+		else if (rc < 0)
+			return rc;
+		else
+			sched_yield(); /* a slot before ours is being written: let its writer run */
+	}
+}
+
+/* Flush everything staged so far and wait for it (store close, tests). */
+int tr__wal_sync(struct taskring_store *st)
+{
+	struct tr_hdr *h = st->hdr;
+	uint64_t end = atomic_load_explicit(&h->h_log_reserve, memory_order_acquire);
+	for (;;) {
+		if (is_durable(st, end))
+			return 0;
+		if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+			return -EIO;
+		if (log_lock(st))
+			return -EIO;
+		int rc = flush_as_flusher(st, end);
+		log_unlock(st);
+		if (rc)
+			return rc;
+	}
+}
+
+/* ---- attaching ---------------------------------------------------------------------------- */
+
+/* Tests put their I/O seam here (recorded or failing operations); it
+ * also turns io_uring off, as io_uring does not go through the seam. */
+const struct tr_log_io *tr__wal_test_io;
+
+/* This process's side, for a region that has a log. */
+int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no_iouring)
+{
+	struct tr_wal *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	if (!io && tr__wal_test_io) {
+		io = tr__wal_test_io;
+		no_iouring = 1;
+	}
+	w->io = io ? io : &tr__log_sysio;
+	w->fd = -1;
+	w->no_iouring = no_iouring || (getenv("TASKRING_NO_IOURING") && !strcmp(getenv("TASKRING_NO_IOURING"), "1"));
+	pthread_mutex_init(&w->start_lock, NULL);
+	w->dirfd = w->io->open(w->io->ctx, AT_FDCWD, st->hdr->h_log_dir, O_RDONLY | O_DIRECTORY, 0);
+	if (w->dirfd < 0) {
+		int rc = w->dirfd;
+		free(w);
+		return rc;
+	}
+	st->wal = w;
+	return 0;
+}
+
+void tr__wal_detach(struct taskring_store *st)
+{
+	struct tr_wal *w = st->wal;
+	if (!w)
+		return;
+	if (w->thread_started) {
+		atomic_store_explicit(&w->stop, 1, memory_order_release);
+		atomic_fetch_add_explicit(&st->hdr->h_log_seq, 1, memory_order_seq_cst);
+		tr__futex_wake_op(&st->hdr->h_log_seq, INT32_MAX, 0xffffffffu, 0);
+		pthread_join(w->thread, NULL);
+	}
+	if (!atomic_load_explicit(&st->hdr->h_log_failed, memory_order_acquire))
+		tr__wal_sync(st); /* what this process staged reaches the disk */
+	if (w->ring_state == 1)
+		io_uring_queue_exit(&w->ring);
+	if (w->fd >= 0)
+		w->io->close(w->io->ctx, w->fd);
+	w->io->close(w->io->ctx, w->dirfd);
+	pthread_mutex_destroy(&w->start_lock);
+	free(w->out);
+	free(w);
+	st->wal = NULL;
+}
+
+/* ---- records of jobs ------------------------------------------------------------------------ */
+
+/* Stage a record of the job in @s with scalars @v and at most one blob. */
+int tr__wal_log(struct taskring_store *st, uint16_t type, struct tr_slot *s, const int64_t *v, unsigned nv,
+		const void *blob, uint32_t blen, uint64_t *endp)
+{
+	struct tr_logrec r;
+	uint64_t end;
+	memset(&r, 0, sizeof(r));
+	r.type = type;
+	tr__copy_shared(r.uuid, s->s_uuid, 16);
+	for (unsigned i = 0; i < nv && i < TR_LOG_SCALARS; i++)
+		r.v[i] = v[i];
+	const struct tr_logrec_spec *sp = tr__logrec_spec(type);
+	if (sp && sp->nblobs) {
+		r.blob[0] = blob;
+		r.blen[0] = blen;
+	}
+	int rc = tr__wal_append(st, &r, &end);
+	if (!rc && endp && end > *endp)
+		*endp = end;
+	return rc;
+}
+
+/*
+ * Stage the record of the end of an attempt of the job in @s (its owner's
+ * call, before the transition): COMPLETE carries the result set in the slot;
+ * the others the error @msg (may be empty). @v2: RETRY's next due time.
+ */
+int tr__wal_log_end(struct taskring_store *st, struct tr_slot *s, uint16_t type, uint32_t attempt, int64_t when,
+		    int64_t v2, const char *msg, size_t mlen, uint64_t *endp)
+{
+	int64_t v[3] = {attempt, when, v2};
+	if (type != TR_LOG_COMPLETE)
+		return tr__wal_log(st, type, s, v, type == TR_LOG_RETRY ? 3 : 2, msg, (uint32_t)mlen, endp);
+	uint32_t len = TR_GET(s->s_result_len), blen = 0;
+	const void *res = s->s_inline_result;
+	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && len) {
+		res = tr__arena_data(st, TR_GET(s->s_result_off), &blen);
+		if (!res || blen < len)
+			return -EIO;
+	} else if (len > TR_INLINE_RESULT) {
+		return -EIO;
+	}
+	return tr__wal_log(st, TR_LOG_COMPLETE, s, v, 2, res, len, endp);
+}
+
+/* Stage the enqueue record of the new job in slot @idx, made from @q. */
+int tr__wal_log_enqueue(struct taskring_store *st, uint32_t idx, const struct enq_req *q, uint64_t *endp)
+{
+	struct tr_slot *s = &st->slots[idx];
+	struct tr_logrec r;
+	uint8_t stack_deps[16 * 8], *deps = stack_deps;
+	uint64_t end;
+	memset(&r, 0, sizeof(r));
+	r.type = TR_LOG_ENQUEUE;
+	tr__copy_shared(r.uuid, s->s_uuid, 16);
+	r.v[0] = q->priority;
+	r.v[1] = q->max_retries;
+	r.v[2] = TR_GET(s->s_created_at);
+	r.v[3] = TR_GET(s->s_scheduled_at);
+	r.v[4] = q->timeout_ns;
+	r.v[5] = q->ttl_ns;
+	r.v[6] = q->base_ns;
+	r.v[7] = q->cap_ns;
+	r.v[8] = TR_GET(s->s_expires_at);
+	r.blob[0] = st->queues[q->queue].q_name;
+	r.blen[0] = (uint32_t)strnlen(st->queues[q->queue].q_name, TASKRING_NAME_MAX);
+	r.blob[1] = st->tasks[q->task];
+	r.blen[1] = (uint32_t)strnlen(st->tasks[q->task], TASKRING_NAME_MAX);
+	r.blob[2] = q->payload;
+	r.blen[2] = (uint32_t)q->len;
+	r.blob[3] = q->meta;
+	r.blen[3] = (uint32_t)q->metalen;
+	r.blob[4] = q->ukey;
+	r.blen[4] = (uint32_t)q->ukeylen;
+	r.blob[5] = q->delays;
+	r.blen[5] = q->ndelays * (uint32_t)sizeof(int64_t);
+	if (q->ndeps) {
+		/* The dependencies by uuid, from the job's own entries. */
+		if (q->ndeps > sizeof(stack_deps) / 16 && !(deps = malloc(16 * (size_t)q->ndeps)))
+			return -ENOMEM;
+		const struct tr_dep *d = (const struct tr_dep *)(st->arena + q->deps_off + sizeof(struct tr_block));
+		for (uint32_t k = 0; k < q->ndeps; k++)
+			memcpy(deps + 16 * k, d[k].d_uuid, 16);
+		r.blob[6] = deps;
+		r.blen[6] = 16 * q->ndeps;
+	}
+	int rc = tr__wal_append(st, &r, &end);
+	if (deps != stack_deps)
+		free(deps);
+	if (!rc && end > *endp)
+		*endp = end;
+	return rc;
+}
+
+/* Is the log unable to take more work (it failed)? */
+int tr__wal_failed(struct taskring_store *st)
+{
+	return st->wal && atomic_load_explicit(&st->hdr->h_log_failed, memory_order_acquire);
+}
+
+/* ---- recovery --------------------------------------------------------------------------------- */
+
+struct replay {
+	struct taskring_store *st;
+	uint64_t applied;
+	int rc;
+	char *err;
+	size_t errcap;
+};
+
+/* The slot of the job a record names, if the slot holds that job now. */
+static struct tr_slot *replay_job(struct replay *p, const struct tr_logrec *r)
+{
+	uint32_t idx = tr__uuid_slot(r->uuid);
+	if (idx >= p->st->nslots)
+		return NULL;
+	struct tr_slot *s = &p->st->slots[idx];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+	if (TR_STATUS(state) == TR_ST_FREE || memcmp(s->s_uuid, r->uuid, 16))
+		return NULL;
+	return s;
+}
+
+static void set_state(struct tr_slot *s, uint32_t status, uint32_t attempt)
+{
+	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
+	uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+	atomic_store_explicit(&s->s_state,
+			      TR_MKSTATE(status, attempt & TR_ATTEMPT_MAX, TR_GEN_TAG(g)) | (old & TR_ST_CANCEL),
+			      memory_order_relaxed);
+}
+
+static struct tr_queue *queue_of(struct taskring_store *st, struct tr_slot *s)
+{
+	uint32_t qi = TR_GET(s->s_queue);
+	return qi < st->nqueues ? &st->queues[qi] : NULL;
+}
+
+static void count(struct taskring_store *st, struct tr_slot *s, size_t field)
+{
+	struct tr_queue *q = queue_of(st, s);
+	if (q)
+		atomic_fetch_add_explicit((_Atomic uint64_t *)((uint8_t *)q + field), 1, memory_order_relaxed);
+}
+
+/* A name from a record: 1..63 bytes, copied with its NUL. */
+static int record_name(const struct tr_logrec *r, int k, char out[TASKRING_NAME_MAX + 1])
+{
+	if (r->blen[k] == 0 || r->blen[k] > TASKRING_NAME_MAX)
+		return -EBADMSG;
+	memcpy(out, r->blob[k], r->blen[k]);
+	out[r->blen[k]] = 0;
+	return 0;
+}
+
+static int replay_enqueue(struct replay *p, const struct tr_logrec *r)
+{
+	struct taskring_store *st = p->st;
+	struct enq_req q;
+	char queue[TASKRING_NAME_MAX + 1], task[TASKRING_NAME_MAX + 1];
+	char meta[TASKRING_METADATA_MAX + 1], ukey[TASKRING_UNIQUE_KEY_MAX + 1];
+	uint32_t idx = tr__uuid_slot(r->uuid);
+	int rc;
+
+	if (idx >= st->nslots || r->blen[2] > st->max_payload || r->blen[3] > TASKRING_METADATA_MAX ||
+	    r->blen[4] > TASKRING_UNIQUE_KEY_MAX || r->blen[5] % 8 || r->blen[5] / 8 > TASKRING_MAX_RETRY_DELAYS ||
+	    r->blen[6] % 16 || r->blen[6] / 16 > TASKRING_DEPENDS_MAX)
+		return -EBADMSG;
+	if ((rc = record_name(r, 0, queue)) || (rc = record_name(r, 1, task)))
+		return rc;
+	memset(&q, 0, sizeof(q));
+	if ((rc = tr__queue_find(st, queue, 1)) < 0)
+		return rc;
+	q.queue = (uint32_t)rc;
+	if ((rc = tr__task_find(st, task, 1)) < 0)
+		return rc;
+	q.task = (uint32_t)rc;
+	q.payload = r->blob[2];
+	q.len = r->blen[2];
+	q.priority = (int32_t)r->v[0];
+	q.max_retries = (uint32_t)r->v[1];
+	q.eta_ns = r->v[3];
+	q.timeout_ns = r->v[4];
+	q.ttl_ns = r->v[5];
+	q.base_ns = r->v[6];
+	q.cap_ns = r->v[7];
+	q.expires_ns = r->v[8] ? r->v[8] - r->v[2] : 0;
+	if (r->blen[3]) {
+		memcpy(meta, r->blob[3], r->blen[3]);
+		meta[r->blen[3]] = 0;
+		q.meta = meta;
+		q.metalen = r->blen[3];
+	}
+	if (r->blen[4]) {
+		memcpy(ukey, r->blob[4], r->blen[4]);
+		ukey[r->blen[4]] = 0;
+		q.ukey = ukey;
+		q.ukeylen = r->blen[4];
+		q.uhash = tr__unique_hash(ukey, q.ukeylen);
+	}
+	q.delays = r->blen[5] ? r->blob[5] : NULL;
+	q.ndelays = r->blen[5] / 8;
+	q.ndeps = r->blen[6] / 16;
+	rc = tr__job_restore(st, idx, &q, r->uuid, r->v[2], r->blob[6]);
+	if (rc)
+		return rc;
+	count(st, &st->slots[idx], offsetof(struct tr_queue, q_enqueued));
+	return 0;
+}
+
+/* An error entry from a record's error blob (the last one). */
+static void replay_error(struct replay *p, struct tr_slot *s, const struct tr_logrec *r, int blob, uint32_t attempt,
+			 int64_t when)
+{
+	if (r->blen[blob])
+		tr__error_append_at(p->st, s, attempt, r->blob[blob], r->blen[blob], when);
+}
+
+static int replay_record(void *arg, const struct tr_logrec *r, const char *seg, uint64_t off)
+{
+	struct replay *p = arg;
+	struct taskring_store *st = p->st;
+	struct tr_slot *s;
+	int rc = 0;
+	(void)off;
+
+	switch (r->type) {
+	case TR_LOG_STORE:
+		if ((uint64_t)r->v[0] != st->nslots || (uint64_t)r->v[1] != st->max_payload ||
+		    (uint64_t)r->v[2] != st->nqueues || (uint64_t)r->v[3] != st->ntasks ||
+		    (uint64_t)r->v[4] != st->arena_bytes)
+			rc = TASKRING_ESIZING;
+		break;
+	case TR_LOG_ENQUEUE:
+		rc = replay_enqueue(p, r);
+		break;
+	case TR_LOG_START:
+		if ((s = replay_job(p, r)) != NULL) {
+			set_state(s, TASKRING_RUNNING, (uint32_t)r->v[0]);
+			TR_SET(s->s_started_at, r->v[2]);
+			TR_SET(s->s_owner_pid, (int32_t)r->v[1]);
+			count(st, s, offsetof(struct tr_queue, q_started));
+		}
+		break;
+	case TR_LOG_COMPLETE:
+		if ((s = replay_job(p, r)) != NULL) {
+			if (r->blen[0] > st->max_payload)
+				return -EBADMSG;
+			tr__slot_set_result(st, s, r->blob[0], r->blen[0]);
+			TR_SET(s->s_completed_at, r->v[1]);
+			set_state(s, TASKRING_COMPLETE, (uint32_t)r->v[0]);
+			count(st, s, offsetof(struct tr_queue, q_completed));
+		}
+		break;
+	case TR_LOG_RETRY:
+		if ((s = replay_job(p, r)) != NULL) {
+			replay_error(p, s, r, 0, (uint32_t)r->v[0], r->v[1]);
+			TR_SET(s->s_retry_count, (uint32_t)r->v[0] + 1);
+			TR_SET(s->s_scheduled_at, r->v[2]);
+			TR_SET(s->s_completed_at, 0);
+			set_state(s, TASKRING_PENDING, (uint32_t)r->v[0] + 1);
+			count(st, s, offsetof(struct tr_queue, q_retried));
+		}
+		break;
+	case TR_LOG_FAILED:
+	case TR_LOG_DEAD:
+	case TR_LOG_CANCEL:
+		if ((s = replay_job(p, r)) != NULL) {
+			replay_error(p, s, r, 0, (uint32_t)r->v[0], r->v[1]);
+			TR_SET(s->s_completed_at, r->v[1]);
+			uint32_t status = r->type == TR_LOG_FAILED ? TASKRING_FAILED
+					  : r->type == TR_LOG_DEAD  ? TASKRING_DEAD
+								     : TASKRING_CANCELLED;
+			set_state(s, status, (uint32_t)r->v[0]);
+			count(st, s,
+			      r->type == TR_LOG_FAILED ? offsetof(struct tr_queue, q_failed)
+			      : r->type == TR_LOG_DEAD ? offsetof(struct tr_queue, q_dead)
+							: offsetof(struct tr_queue, q_cancelled));
+		}
+		break;
+	case TR_LOG_REMOVE:
+		if ((s = replay_job(p, r)) != NULL)
+			tr__free_in_place(st, s, atomic_load_explicit(&s->s_state, memory_order_relaxed));
+		break;
+	case TR_LOG_RESCHEDULE:
+		if ((s = replay_job(p, r)) != NULL) {
+			TR_SET(s->s_priority, (int32_t)r->v[0]);
+			TR_SET(s->s_scheduled_at, r->v[1]);
+		}
+		break;
+	default:
+		break; /* checkpoints: nothing to do in this release */
+	}
+	if (rc && p->err)
+		snprintf(p->err, p->errcap, "%s: record at sequence %llu cannot be applied (%d)", seg,
+			 (unsigned long long)r->seq, rc);
+	if (!rc)
+		p->applied++;
+	return rc;
+}
+
+/*
+ * After the replay: every job that was running when the log ends had its
+ * attempt interrupted (counted as a failed attempt, as the death of its
+ * worker would be); pending jobs join their queues (or wait for their
+ * dependencies); the unique keys and the recycle ring are rebuilt.
+ */
+static void replay_finish(struct taskring_store *st)
+{
+	static const char msg[] = "attempt interrupted: the store was recovered from its log while it ran";
+	int64_t now = tr__now_real();
+	uint64_t end = 0;
+
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+		if (TR_STATUS(state) != TASKRING_RUNNING)
+			continue;
+		uint32_t attempt = TR_ATTEMPT(state);
+		tr__error_append_at(st, s, attempt, msg, sizeof(msg) - 1, now);
+		if (attempt >= TR_GET(s->s_max_retries) || attempt + 1 > TR_ATTEMPT_MAX) {
+			int64_t v[2] = {attempt, now};
+			TR_SET(s->s_completed_at, now);
+			set_state(s, TASKRING_DEAD, attempt);
+			tr__wal_log(st, TR_LOG_DEAD, s, v, 2, msg, sizeof(msg) - 1, &end);
+		} else {
+			int64_t v[3] = {attempt, now, now};
+			TR_SET(s->s_retry_count, attempt + 1);
+			TR_SET(s->s_scheduled_at, now);
+			set_state(s, TASKRING_PENDING, attempt + 1);
+			tr__wal_log(st, TR_LOG_RETRY, s, v, 3, msg, sizeof(msg) - 1, &end);
+		}
+	}
+	tr__deps_restore(st);
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+		struct tr_queue *q = queue_of(st, s);
+		uint8_t loc = TR_GET(s->s_loc);
+		if (TR_STATUS(state) == TASKRING_PENDING && q && (loc == TR_LOC_NONE || loc == TR_LOC_READYING))
+			tr__queue_link_locked(st, q, i, now);
+	}
+	tr__unique_rebuild(st);
+	tr__ring_rebuild(st);
+}
+
+/*
+ * Recover the log of a new region (attached: st->wal): scan it, zeroing a
+ * torn tail, replay every record into the region, finish (above), and set
+ * the flusher to start a new segment at the log's end. Returns 0,
+ * TASKRING_ELOGCORRUPT (corruption before the log's end; @err, if given,
+ * says where), TASKRING_ESIZING (the log is of a store with other sizing),
+ * or another error.
+ */
+int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap)
+{
+	struct tr_hdr *h = st->hdr;
+	struct replay p = {st, 0, 0, err, errcap};
+	struct tr_log_scan s;
+	memset(&s, 0, sizeof(s));
+	s.record = replay_record;
+	s.arg = &p;
+	s.repair = 1;
+	int rc = tr__log_scan(st->wal->io, h->h_log_dir, &s);
+	if (rc) {
+		if (err && s.error[0])
+			snprintf(err, errcap, "%s", s.error);
+		return rc == -EBADMSG ? TASKRING_ELOGCORRUPT : rc;
+	}
+	h->h_log_end = s.end_seq;
+	h->h_log_seg_base = UINT64_MAX; /* the first flush starts a segment */
+	if (s.segments && s.last_base != s.end_seq) {
+		h->h_log_segno = s.last_segno;
+		h->h_log_started = 1;
+	} else if (s.segments) {
+		/* A last segment without records: the next one replaces it. */
+		h->h_log_segno = s.last_segno - 1;
+		h->h_log_started = s.last_segno > 0;
+	}
+	replay_finish(st);
+	return tr__wal_sync(st); /* a new segment, with what the finish logged */
+}
