@@ -330,9 +330,28 @@ static int sys_fstat_size(void *ctx, int fd, off_t *sizep)
 	return 0;
 }
 
+/* SEEK_DATA/SEEK_HOLE: a preallocated segment's unwritten extents are
+ * holes (ext4, xfs), so the scanner need not read them. */
+static off_t sys_data_end(void *ctx, int fd, off_t size)
+{
+	(void)ctx;
+	off_t end = 0, off = 0;
+	for (int i = 0; i < 4096 && off < size; i++) {
+		off_t d = lseek(fd, off, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? end : size;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return size;
+		end = h;
+		off = h;
+	}
+	return end < size ? end : size;
+}
+
 const struct tr_log_io tr__log_sysio = {
 	NULL, sys_open, sys_close, sys_pread, sys_pwrite, sys_fdatasync, sys_fsync, sys_fallocate, sys_renameat,
-	sys_unlinkat, sys_fstat_size,
+	sys_unlinkat, sys_fstat_size, sys_data_end,
 };
 
 /* All of @n bytes at @off, or an error (-EIO for a short write). */
@@ -552,6 +571,13 @@ static int scan_segment(const struct tr_log_io *io, int fd, const char *name, co
 	s->end_seq = base + off - TR_LOG_SEG_HDR;
 	/* Bytes after the valid data: a torn tail, unless they are zero. */
 	uint64_t nz = size;
+	while (nz >= off + 8) { /* a word at a time, then bytes */
+		uint64_t w;
+		memcpy(&w, buf + nz - 8, 8);
+		if (w)
+			break;
+		nz -= 8;
+	}
 	while (nz > off && buf[nz - 1] == 0)
 		nz--;
 	if (nz == off)
@@ -621,6 +647,10 @@ int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan
 				io->close(io->ctx, fd);
 			break;
 		}
+		/* Past the written data the file is zeros: not read. */
+		off_t data = io->data_end ? io->data_end(io->ctx, fd, size) : size;
+		if (data < size && data >= 0)
+			size = data < (off_t)TR_LOG_SEG_HDR ? (off_t)TR_LOG_SEG_HDR : data;
 		if ((uint64_t)size > bufcap) {
 			uint8_t *nb = realloc(buf, (size_t)size);
 			if (!nb) {

@@ -78,6 +78,9 @@ struct tr_log_io {
 	int (*renameat)(void *ctx, int dirfd, const char *from, const char *to);
 	int (*unlinkat)(void *ctx, int dirfd, const char *name);
 	int (*fstat_size)(void *ctx, int fd, off_t *sizep);
+	/* Where the file's written data ends (past it, up to @size, it reads
+	 * as zeros: preallocated, never written); @size if unknown. */
+	off_t (*data_end)(void *ctx, int fd, off_t size);
 };
 TR_INTERNAL extern const struct tr_log_io tr__log_sysio;
 

@@ -219,6 +219,14 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 	struct tr_hdr *h = st->hdr;
 	int rc;
 
+	/* Every slot and ring cell is written below: fault their pages in
+	 * with one call rather than one fault each (a fault costs micro-
+	 * seconds on a VM). Linux 5.14+; elsewhere the faults happen anyway. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+	madvise(st->base, l->off_heaps, MADV_POPULATE_WRITE);
+
 	h->h_magic = TR_MAGIC;
 	h->h_format = TR_FORMAT_VERSION;
 	h->h_build = tr__build_signature();

@@ -78,6 +78,7 @@ struct tr_wal {
 	struct io_uring ring;
 	int ring_state;      /* 0 not tried, 1 ready, -1 not usable here */
 	int no_iouring;
+	pid_t pid;           /* the process this was set up in (see fork_check) */
 	/* ASYNC: the thread that flushes within the interval. */
 	pthread_t thread;
 	_Atomic int thread_started;
@@ -228,10 +229,30 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	return 0;
 }
 
+/*
+ * After fork() (an anonymous store's children share its region), the child
+ * holds a copy of its parent's side of the log: its io_uring ring's user
+ * state is a copy that must not be used, and its flushing thread did not
+ * survive. Start both afresh in the child.
+ */
+static void fork_check(struct tr_wal *w)
+{
+	pid_t pid = tr__pid();
+	if (w->pid == pid)
+		return;
+	if (w->ring_state == 1)
+		io_uring_queue_exit(&w->ring); /* the child's mapping and fd only */
+	w->ring_state = 0;
+	atomic_store_explicit(&w->thread_started, 0, memory_order_relaxed);
+	pthread_mutex_init(&w->start_lock, NULL);
+	w->pid = pid;
+}
+
 /* Write @n bytes at @off and sync them: io_uring (a write linked to an
  * fdatasync) where this process can, else pwrite + fdatasync. */
 static int write_sync(struct tr_wal *w, const uint8_t *p, size_t n, uint64_t off)
 {
+	fork_check(w);
 	if (!w->no_iouring && w->ring_state == 0)
 		w->ring_state = io_uring_queue_init(4, &w->ring, 0) == 0 ? 1 : -1;
 	if (!w->no_iouring && w->ring_state == 1) {
@@ -510,8 +531,11 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 	memcpy(ring_at(st, pos + 4), &rl32, 4);
 	/* Release: the record is in place before the slot says so. */
 	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
-	if (h->h_durability == TASKRING_ASYNC && !atomic_load_explicit(&st->wal->thread_started, memory_order_acquire))
-		async_start(st);
+	if (h->h_durability == TASKRING_ASYNC) {
+		fork_check(st->wal);
+		if (!atomic_load_explicit(&st->wal->thread_started, memory_order_acquire))
+			async_start(st);
+	}
 	*endp = pos + sl;
 	return 0;
 }
@@ -579,6 +603,7 @@ int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no
 	}
 	w->io = io ? io : &tr__log_sysio;
 	w->fd = -1;
+	w->pid = tr__pid();
 	w->no_iouring = no_iouring || (getenv("TASKRING_NO_IOURING") && !strcmp(getenv("TASKRING_NO_IOURING"), "1"));
 	pthread_mutex_init(&w->start_lock, NULL);
 	w->dirfd = w->io->open(w->io->ctx, AT_FDCWD, st->hdr->h_log_dir, O_RDONLY | O_DIRECTORY, 0);
@@ -596,6 +621,7 @@ void tr__wal_detach(struct taskring_store *st)
 	struct tr_wal *w = st->wal;
 	if (!w)
 		return;
+	fork_check(w);
 	if (w->thread_started) {
 		atomic_store_explicit(&w->stop, 1, memory_order_release);
 		atomic_fetch_add_explicit(&st->hdr->h_log_seq, 1, memory_order_seq_cst);

@@ -360,6 +360,40 @@ static void test_purges_are_logged(void **state)
 	}
 }
 
+/* Damage before the log's end: the store is not opened, and the error
+ * says where to look; the tool names the file and the offset. */
+static void test_corrupt_middle_refused(void **state)
+{
+	struct dfx *f = *state;
+	struct taskring_store *st = open_logged(f, TASKRING_DURABLE);
+	static char payload[1000];
+	assert_rc(taskring_task_declare(st, "t"), 0);
+	/* Over 1 MiB of records: two segments at least. */
+	for (int i = 0; i < 1500; i++)
+		assert_rc(taskring_enqueue(st, "t", payload, sizeof(payload), NULL, NULL), 0);
+	lose_region(f, &st);
+	char path[PATH_MAX + 40], name[32];
+	tr__log_seg_name(0, name);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	off_t at = 64 + 5000;
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 1;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	struct taskring_store_opts o = log_opts(f->dir, TASKRING_DURABLE);
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), TASKRING_ELOGCORRUPT);
+	assert_non_null(strstr(taskring_strerror(TASKRING_ELOGCORRUPT), "taskring log verify"));
+	struct tr_log_scan sc;
+	memset(&sc, 0, sizeof(sc));
+	assert_rc(tr__log_scan(&tr__log_sysio, f->dir, &sc), -EBADMSG);
+	assert_non_null(strstr(sc.error, name));
+	assert_non_null(strstr(sc.error, "corrupt record at offset"));
+	taskring_store_unlink(f->fx.name);
+}
+
 /* A region that survived (processes died, the host did not): opening it
  * again replays nothing; the counters and jobs are as they were. */
 static void test_survived_region_not_replayed(void **state)
@@ -681,6 +715,7 @@ int main(void)
 		T(test_survives_region_loss),
 		T(test_running_job_interrupted),
 		T(test_purges_are_logged),
+		T(test_corrupt_middle_refused),
 		T(test_survived_region_not_replayed),
 		T(test_group_commit),
 		T(test_sync_failure),
