@@ -116,7 +116,7 @@ $(BUILD)/taskring: tools/taskring.c $(STATIC) include/taskring.h
 # src/*.h) and cmocka.
 tests: $(TESTS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC) include/taskring.h
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/logsim.h $(STATIC) include/taskring.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(LIBS) -lm

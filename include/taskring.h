@@ -231,6 +231,16 @@ struct taskring_store_opts {
  * environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
  * log; `taskring log dump DIR` prints it.
  *
+ * A full disk: segments are preallocated, and one spare segment is kept
+ * preallocated ahead. When no new spare can be made, new jobs are refused
+ * with -ENOSPC (nothing changes), while the records of jobs already in the
+ * store (their ends above all) go on into the room kept; enqueueing works
+ * again as soon as a spare can be made. (The room kept is one segment: a
+ * store whose live jobs' ends need more than that, with large results,
+ * can still fill it, and then fails like any write error, -EIO.) The log
+ * is not yet compacted: it grows with the store's history until a later
+ * release checkpoints it.
+ *
  * Errors: -EINVAL (bad name, bad sizing, non-zero reserved fields, unknown
  * flags, log settings without log_dir or out of range), -ENAMETOOLONG,
  * -ENOENT (TASKRING_STORE_NOCREATE and absent),
@@ -457,7 +467,8 @@ TASKRING_API void taskring_enqueue_opts_init(struct taskring_enqueue_opts *opts)
  * unique_key), -EAGAIN (every slot holds a pending or running job,
  * or the arena is full, and TASKRING_ENQ_BLOCK is not set), -ETIMEDOUT (it is
  * set and no room appeared in time; at once when block_timeout_ns is 0),
- * -ENOSPC (queue table full), TASKRING_EDEPFAILED and -ENOENT (a
+ * -ENOSPC (queue table full; or, with a log, the log's disk is full: see
+ * "The log"), TASKRING_EDEPFAILED and -ENOENT (a
  * dependency; see "Dependencies"), -ENOMEM, -EIO (a store with a log whose
  * write or sync failed, now or before: see "The log"; when it fails while
  * this call waits, the job exists but was never acknowledged). The queue is created by the

@@ -216,6 +216,8 @@ struct tr_hdr {
 	_Atomic uint32_t h_log_failed; /* a write or sync failed: no more
 					  durable work until recovery */
 	_Atomic uint32_t h_log_flushing; /* a flusher holds h_log_lock */
+	_Atomic uint32_t h_log_low_space; /* no spare segment could be made:
+					     new jobs are refused (-ENOSPC) */
 	/* The flusher's lock and what it alone changes: the current segment
 	 * (every process opens it by name) and the file stream's end. */
 	_Alignas(TR_CACHELINE) pthread_mutex_t h_log_lock;
@@ -224,6 +226,7 @@ struct tr_hdr {
 	uint64_t h_log_seg_salt;
 	uint64_t h_log_segno;        /* of the current (or last) segment */
 	uint32_t h_log_started;      /* a segment exists */
+	uint32_t h_log_spare;        /* the spare segment file is ready */
 };
 
 struct tr_band {

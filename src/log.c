@@ -429,13 +429,27 @@ static int seg_header_check(const uint8_t *h, size_t n, uint64_t *base, uint64_t
 int tr__log_seg_create(const struct tr_log_io *io, int dirfd, uint64_t base, uint64_t segno, uint64_t prealloc,
 		       int *fdp, uint64_t *saltp)
 {
+	return tr__log_seg_create_from(io, dirfd, base, segno, prealloc, NULL, fdp, saltp);
+}
+
+/*
+ * tr__log_seg_create(), made from the preallocated, never-written file
+ * @spare of the directory when it is not NULL (a reserve kept for a full
+ * disk: see wal.c); it is left in place if this fails.
+ */
+int tr__log_seg_create_from(const struct tr_log_io *io, int dirfd, uint64_t base, uint64_t segno, uint64_t prealloc,
+			    const char *spare, int *fdp, uint64_t *saltp)
+{
 	char name[32], tmp[48];
 	uint8_t h[TR_LOG_SEG_HDR];
 	uint64_t salt = tr__rand64() | 1; /* never 0 */
 
 	tr__log_seg_name(base, name);
-	snprintf(tmp, sizeof(tmp), ".tmp-%s", name);
-	int fd = io->open(io->ctx, dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+	snprintf(tmp, sizeof(tmp), "%s", spare ? spare : "");
+	if (!spare)
+		snprintf(tmp, sizeof(tmp), ".tmp-%s", name);
+	int fd = io->open(io->ctx, dirfd, tmp, spare ? O_RDWR | O_NOFOLLOW : O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW,
+			  0600);
 	if (fd < 0)
 		return fd;
 	seg_header(h, base, salt, segno);
@@ -452,7 +466,8 @@ int tr__log_seg_create(const struct tr_log_io *io, int dirfd, uint64_t base, uin
 		rc = io->fsync(io->ctx, dirfd);
 	if (rc) {
 		io->close(io->ctx, fd);
-		io->unlinkat(io->ctx, dirfd, tmp);
+		if (!spare)
+			io->unlinkat(io->ctx, dirfd, tmp);
 		return rc;
 	}
 	*fdp = fd;

@@ -89,6 +89,8 @@ TR_INTERNAL extern const struct tr_log_io tr__log_sysio;
 TR_INTERNAL void tr__log_seg_name(uint64_t base, char out[32]);
 TR_INTERNAL int tr__log_seg_create(const struct tr_log_io *io, int dirfd, uint64_t base, uint64_t segno,
 				   uint64_t prealloc, int *fdp, uint64_t *saltp);
+TR_INTERNAL int tr__log_seg_create_from(const struct tr_log_io *io, int dirfd, uint64_t base, uint64_t segno,
+					uint64_t prealloc, const char *spare, int *fdp, uint64_t *saltp);
 
 /* What a scan found. */
 struct tr_log_scan {
@@ -110,7 +112,6 @@ struct tr_log_scan {
 TR_INTERNAL int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan *s);
 TR_INTERNAL int tr__log_last_store(const struct tr_log_io *io, const char *dir, struct tr_logrec *out);
 
-#endif
 
 /*
  * A writer of one log, used by one thread at a time (the flusher): it
@@ -135,3 +136,5 @@ TR_INTERNAL int tr__logw_open(struct tr_log_writer *w, const struct tr_log_io *i
 TR_INTERNAL int tr__logw_write(struct tr_log_writer *w, uint8_t *recs, size_t n);
 TR_INTERNAL int tr__logw_sync(struct tr_log_writer *w);
 TR_INTERNAL void tr__logw_close(struct tr_log_writer *w);
+
+#endif

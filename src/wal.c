@@ -208,16 +208,50 @@ static int open_segment(struct taskring_store *st, struct tr_wal *w)
 	return 0;
 }
 
-/* Start a new segment at the stream's end. Log lock held. */
+/*
+ * The spare: a preallocated file (".spare") that the next segment is made
+ * from, so that the records of jobs already in the store always have room
+ * for one more segment. When it cannot be made (the disk is full), the log
+ * is "low on space": new jobs are refused with -ENOSPC (nothing changes),
+ * while everything about existing jobs (their ends above all) goes on into
+ * the current segment and then the spare. Log lock held.
+ */
+#define SPARE_NAME ".spare"
+
+static int make_spare(struct taskring_store *st, struct tr_wal *w)
+{
+	struct tr_hdr *h = st->hdr;
+	if (h->h_log_spare) {
+		atomic_store_explicit(&h->h_log_low_space, 0, memory_order_release);
+		return 0;
+	}
+	int fd = w->io->open(w->io->ctx, w->dirfd, SPARE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+	int rc = fd < 0 ? fd : w->io->fallocate(w->io->ctx, fd, 0, (off_t)(h->h_segment_bytes + TR_LOG_SEG_HDR));
+	if (fd >= 0)
+		w->io->close(w->io->ctx, fd);
+	if (rc) {
+		w->io->unlinkat(w->io->ctx, w->dirfd, SPARE_NAME);
+		atomic_store_explicit(&h->h_log_low_space, 1, memory_order_release);
+		return rc;
+	}
+	h->h_log_spare = 1;
+	atomic_store_explicit(&h->h_log_low_space, 0, memory_order_release);
+	return 0;
+}
+
+/* Start a new segment at the stream's end, from the spare if there is one;
+ * then make the next spare (its failure only marks the log low on space).
+ * Log lock held. */
 static int roll(struct taskring_store *st, struct tr_wal *w)
 {
 	struct tr_hdr *h = st->hdr;
 	int fd;
 	uint64_t salt, segno = h->h_log_started ? h->h_log_segno + 1 : 0;
-	int rc = tr__log_seg_create(w->io, w->dirfd, h->h_log_end, segno, h->h_segment_bytes + TR_LOG_SEG_HDR, &fd,
-				    &salt);
+	int rc = tr__log_seg_create_from(w->io, w->dirfd, h->h_log_end, segno, h->h_segment_bytes + TR_LOG_SEG_HDR,
+					 h->h_log_spare ? SPARE_NAME : NULL, &fd, &salt);
 	if (rc)
 		return rc;
+	h->h_log_spare = 0; /* (renamed into the segment, if it was used) */
 	if (w->fd >= 0)
 		w->io->close(w->io->ctx, w->fd);
 	w->fd = fd;
@@ -226,7 +260,25 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	h->h_log_seg_salt = salt;
 	h->h_log_segno = segno;
 	h->h_log_started = 1;
+	make_spare(st, w);
 	return 0;
+}
+
+/*
+ * For a new job: 0 if the log has room for it, else -ENOSPC. A log low on
+ * space tries again to make its spare (the disk may have room now).
+ */
+int tr__wal_room(struct taskring_store *st)
+{
+	struct tr_hdr *h = st->hdr;
+	if (!atomic_load_explicit(&h->h_log_low_space, memory_order_acquire))
+		return 0;
+	if (log_trylock(st))
+		return -ENOSPC; /* the flusher is at it */
+	if (h->h_log_started && h->h_log_seg_base != UINT64_MAX)
+		make_spare(st, st->wal);
+	log_unlock(st);
+	return atomic_load_explicit(&h->h_log_low_space, memory_order_acquire) ? -ENOSPC : 0;
 }
 
 /*
