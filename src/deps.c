@@ -708,6 +708,14 @@ static int finish_list(const struct taskring_job *job, struct tr_slot *s, struct
 	return total > INT32_MAX ? INT32_MAX : (int)total;
 }
 
+/* Room for the first min(@n, @max) handles of a list, or -ENOMEM. */
+static int list_room(size_t n, size_t max, size_t *wp, struct taskring_job **tmpp)
+{
+	*wp = n < max ? n : max;
+	*tmpp = *wp ? malloc(*wp * sizeof(**tmpp)) : NULL;
+	return *wp && !*tmpp ? -ENOMEM : 0;
+}
+
 int taskring_job_dependencies(const struct taskring_job *job, struct taskring_job *out, size_t max)
 {
 	uint32_t state, n;
@@ -722,10 +730,10 @@ int taskring_job_dependencies(const struct taskring_job *job, struct taskring_jo
 	struct tr_dep *d = deps_of(st, s, &n);
 	if (!d)
 		n = 0;
-	size_t w = n < max ? n : max;
-	struct taskring_job *tmp = w ? malloc(w * sizeof(*tmp)) : NULL;
-	if (w && !tmp)
-		return -ENOMEM;
+	size_t w;
+	struct taskring_job *tmp;
+	if ((err = list_room(n, max, &w, &tmp)) != 0)
+		return err;
 	for (size_t i = 0; i < w; i++) {
 		struct tr_dep e;
 		tr__copy_shared(&e, &d[i], sizeof(e));
@@ -747,10 +755,10 @@ int taskring_job_dependents(const struct taskring_job *job, struct taskring_job 
 		return err;
 	struct taskring_store *st = job->store;
 	uint32_t n = (state & TR_ST_DEPS) ? TR_GET(s->s_ndents) : 0;
-	size_t w = n < max ? n : max, total = 0;
-	struct taskring_job *tmp = w ? malloc(w * sizeof(*tmp)) : NULL;
-	if (w && !tmp)
-		return -ENOMEM;
+	size_t w, total = 0;
+	struct taskring_job *tmp;
+	if ((err = list_room(n, max, &w, &tmp)) != 0)
+		return err;
 	uint64_t off = (state & TR_ST_DEPS) ? __atomic_load_n(&s->s_dents_head, __ATOMIC_ACQUIRE) : 0;
 	for (uint32_t blocks = 0; off && blocks <= st->nslots; blocks++) {
 		uint32_t cap;
