@@ -251,7 +251,11 @@ struct taskring_store_opts {
  * TASKRING_EBUILD (incompatible build), TASKRING_ESIZING (explicit sizing
  * differs), TASKRING_ECORRUPT (header fields or offsets out of bounds, or the
  * file's size disagrees with its header), TASKRING_ELOG (log_dir names
- * another directory than the existing store's, or it has none),
+ * another directory than the existing store's, or it has none; or the
+ * directory is another store's: a store being made while a process is
+ * attached to another store with that directory is refused, and a store
+ * whose directory was taken over by another while nobody was attached can
+ * no longer be opened),
  * TASKRING_ELOGCORRUPT (the log is damaged before its end: `taskring log
  * verify DIR` names the file and offset; a torn tail is not damage, it is
  * cut), -ENOTDIR (log_dir is not a directory), -EIO (recovery could not

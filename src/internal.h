@@ -203,6 +203,8 @@ struct tr_hdr {
 	int64_t h_flush_interval_ns;
 	uint64_t h_segment_bytes;
 	char h_log_dir[256];         /* absolute path, NUL-terminated */
+	uint64_t h_log_id;           /* this region's claim on the directory
+					(its STORE file; see wal.c) */
 	/* Staging: writers reserve ring positions here (bytes since the
 	 * store's log began in this region). */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_log_reserve;

@@ -427,7 +427,7 @@ static int attach(int fd, const struct taskring_store_opts *want, struct taskrin
 	/* The log: the store's own; a caller who names one must name it. */
 	if ((want && want->log_dir && (!st->hdr->h_logbuf_bytes || strcmp(want->log_dir, st->hdr->h_log_dir))) ||
 	    (st->hdr->h_logbuf_bytes &&
-	     (rc = tr__wal_attach(st, NULL, want && (want->flags & TASKRING_STORE_NO_IOURING))) != 0)) {
+	     (rc = tr__wal_attach(st, NULL, want && (want->flags & TASKRING_STORE_NO_IOURING), 0)) != 0)) {
 		munmap(base, st->size);
 		free(st);
 		return rc ? rc : TASKRING_ELOG;
@@ -475,9 +475,12 @@ static int log_start(struct taskring_store *st, const struct taskring_store_opts
 {
 	if (!o->log_dir)
 		return 0;
-	int rc = tr__wal_attach(st, NULL, !!(o->flags & TASKRING_STORE_NO_IOURING));
+	st->hdr->h_log_id = tr__rand64() | 1;
+	int rc = tr__wal_attach(st, NULL, !!(o->flags & TASKRING_STORE_NO_IOURING), 1);
 	if (!rc)
 		rc = tr__wal_recover(st, NULL, 0);
+	if (!rc)
+		rc = tr__wal_claimed(st);
 	return rc;
 }
 

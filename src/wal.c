@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@
 struct tr_wal {
 	const struct tr_log_io *io;
 	int dirfd;
+	int lockfd;          /* LOCK in the log directory, flock()ed shared */
 	int fd;              /* the current segment, opened by this process */
 	uint64_t fd_base;    /* ... and which one it is */
 	uint8_t *out;        /* the flusher's buffer */
@@ -643,8 +645,64 @@ int tr__wal_sync(struct taskring_store *st)
  * also turns io_uring off, as io_uring does not go through the seam. */
 const struct tr_log_io *tr__wal_test_io;
 
-/* This process's side, for a region that has a log. */
-int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no_iouring)
+/*
+ * One store per log directory. Every process attached to a store with a log
+ * holds a shared flock() on the directory's LOCK file, and the directory's
+ * STORE file names the region that owns the log (h_log_id). A region being
+ * created takes the lock exclusively, without waiting: it fails
+ * (TASKRING_ELOG) while any process of another store is attached; then it
+ * writes its id to STORE before anyone can see it. A process attaching to
+ * an existing region checks that STORE still names it: a region whose log
+ * was taken over by another (while nobody was attached to it) is refused.
+ */
+#define LOCK_NAME "LOCK"
+#define STORE_NAME "STORE"
+
+static int claim_dir(struct taskring_store *st, struct tr_wal *w, int create)
+{
+	struct tr_hdr *h = st->hdr;
+	w->lockfd = openat(w->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (w->lockfd < 0)
+		return -errno;
+	if (create) {
+		if (flock(w->lockfd, LOCK_EX | LOCK_NB) < 0)
+			return errno == EWOULDBLOCK ? TASKRING_ELOG : -errno;
+		return 0; /* STORE is written by tr__wal_claimed(), after recovery */
+	}
+	if (flock(w->lockfd, LOCK_SH) < 0)
+		return -errno;
+	uint64_t id = 0;
+	int fd = openat(w->dirfd, STORE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, &id, sizeof(id), 0) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)sizeof(id) || id != h->h_log_id)
+		return TASKRING_ELOG;
+	return 0;
+}
+
+/* The new region owns the directory: write STORE (durably), then hold the
+ * lock shared like every other attached process. */
+int tr__wal_claimed(struct taskring_store *st)
+{
+	struct tr_wal *w = st->wal;
+	char tmp[] = ".STORE.tmp";
+	uint64_t id = st->hdr->h_log_id;
+	int fd = openat(w->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int rc = 0;
+	if (fd < 0 || pwrite(fd, &id, sizeof(id), 0) != (ssize_t)sizeof(id) || fsync(fd) < 0 ||
+	    renameat(w->dirfd, tmp, w->dirfd, STORE_NAME) < 0 || fsync(w->dirfd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!rc && flock(w->lockfd, LOCK_SH) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/* This process's side, for a region that has a log (@create: a region
+ * being created, which claims the directory; see claim_dir()). */
+int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no_iouring, int create)
 {
 	struct tr_wal *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -655,12 +713,18 @@ int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no
 	}
 	w->io = io ? io : &tr__log_sysio;
 	w->fd = -1;
+	w->lockfd = -1;
 	w->pid = tr__pid();
 	w->no_iouring = no_iouring || (getenv("TASKRING_NO_IOURING") && !strcmp(getenv("TASKRING_NO_IOURING"), "1"));
 	pthread_mutex_init(&w->start_lock, NULL);
 	w->dirfd = w->io->open(w->io->ctx, AT_FDCWD, st->hdr->h_log_dir, O_RDONLY | O_DIRECTORY, 0);
-	if (w->dirfd < 0) {
-		int rc = w->dirfd;
+	int rc = w->dirfd < 0 ? w->dirfd : claim_dir(st, w, create);
+	if (rc) {
+		if (w->lockfd >= 0)
+			close(w->lockfd);
+		if (w->dirfd >= 0)
+			w->io->close(w->io->ctx, w->dirfd);
+		pthread_mutex_destroy(&w->start_lock);
 		free(w);
 		return rc;
 	}
@@ -687,6 +751,8 @@ void tr__wal_detach(struct taskring_store *st)
 	if (w->fd >= 0)
 		w->io->close(w->io->ctx, w->fd);
 	w->io->close(w->io->ctx, w->dirfd);
+	if (w->lockfd >= 0)
+		close(w->lockfd); /* gives up this process's share of the lock */
 	pthread_mutex_destroy(&w->start_lock);
 	free(w->out);
 	free(w);

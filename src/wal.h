@@ -11,7 +11,8 @@ struct tr_log_io;
 
 TR_INTERNAL extern const struct tr_log_io *tr__wal_test_io;
 TR_INTERNAL uint64_t tr__wal_ring_bytes(uint32_t max_payload);
-TR_INTERNAL int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no_iouring);
+TR_INTERNAL int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no_iouring, int create);
+TR_INTERNAL int tr__wal_claimed(struct taskring_store *st);
 TR_INTERNAL void tr__wal_detach(struct taskring_store *st);
 TR_INTERNAL int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap);
 TR_INTERNAL int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_t *endp);

@@ -733,36 +733,85 @@ static void test_sync_failure(void **state)
 }
 
 /* ASYNC: nobody waits, yet the records reach the disk (within the interval:
- * here, within a generous bound that says nothing of speed). */
-static void test_async_mode(void **state)
+ * here, within a generous bound that says nothing of speed). A child makes
+ * a job and exits without closing the store (nothing flushed at exit); the
+ * region is then lost, and the job is in the log all the same. */
+struct async_arg {
+	char name[64];
+	char dir[PATH_MAX];
+	char id[TASKRING_ID_LEN + 1];
+	_Atomic int durable;
+};
+
+static int async_child(void *arg, int ctl, int ack)
 {
-	struct dfx *f = *state;
-	struct taskring_store_opts o = log_opts(f->dir, TASKRING_ASYNC);
-	o.flush_interval_ns = 2000000;
+	struct async_arg *a = arg;
+	struct taskring_store_opts o = log_opts(a->dir, TASKRING_ASYNC);
 	struct taskring_store *st = NULL;
-	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
-	f->fx.st = st;
-	assert_rc(taskring_task_declare(st, "t"), 0);
 	struct taskring_job j;
-	char id[40];
-	assert_rc(taskring_enqueue(st, "t", "a", 1, NULL, &j), 0);
-	id_of(&j, id);
+	(void)ctl;
+	(void)ack;
+	o.flush_interval_ns = 2000000;
+	CK_RC(taskring_store_open(a->name, &o, &st), 0);
+	CK_RC(taskring_task_declare(st, "t"), 0);
+	CK_RC(taskring_enqueue(st, "t", "a", 1, NULL, &j), 0);
+	CK_RC(taskring_job_id(&j, a->id), 0);
 	uint64_t want = atomic_load(&st->hdr->h_log_reserve);
 	int64_t t0 = tu_now_ns();
 	while (atomic_load(&st->hdr->h_log_durable) < want && tu_now_ns() - t0 < 10 * SEC)
 		tu_sleep_ms(1);
-	assert_true(atomic_load(&st->hdr->h_log_durable) >= want);
-	/* The region is lost without a close (nothing flushed at exit): the
-	 * job is there all the same. */
+	atomic_store(&a->durable, atomic_load(&st->hdr->h_log_durable) >= want);
+	_exit(0); /* no close: nothing flushed on the way out */
+}
+
+static void test_async_mode(void **state)
+{
+	struct dfx *f = *state;
+	struct async_arg *a = mmap(NULL, sizeof(*a), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(a != MAP_FAILED);
+	memset(a, 0, sizeof(*a));
+	snprintf(a->name, sizeof(a->name), "%s", f->fx.name);
+	snprintf(a->dir, sizeof(a->dir), "%s", f->dir);
+	tu_kids_init(60, 2);
+	pid_t kid = tu_spawn(async_child, a);
+	assert_int_equal(tu_kid_join(kid, 30000), 0);
+	assert_int_equal(atomic_load(&a->durable), 1);
 	taskring_store_unlink(f->fx.name);
-	struct taskring_store *st2 = NULL;
-	struct taskring_store_opts o2 = log_opts(f->dir, TASKRING_ASYNC);
-	char name2[64];
-	snprintf(name2, sizeof(name2), "%s-2", f->fx.name);
-	assert_rc(taskring_store_open(name2, &o2, &st2), 0);
-	assert_rc(taskring_job_lookup(st2, id, &j), 0);
-	assert_rc(taskring_store_close(st2), 0);
-	taskring_store_unlink(name2);
+	struct taskring_store_opts o = log_opts(f->dir, TASKRING_ASYNC);
+	struct taskring_store *st = NULL;
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
+	f->fx.st = st;
+	struct taskring_job j;
+	assert_rc(taskring_job_lookup(st, a->id, &j), 0);
+	munmap(a, sizeof(*a));
+}
+
+/* One store per log directory: a second store is refused while a process
+ * is attached to the first; one that took the directory over while nobody
+ * was attached makes the first refuse attachment from then on. */
+static void test_one_store_per_dir(void **state)
+{
+	struct dfx *f = *state;
+	struct taskring_store *a = f->fx.st = open_logged(f, TASKRING_DURABLE);
+	char other[80];
+	snprintf(other, sizeof(other), "%s-other", f->fx.name);
+	struct taskring_store_opts o = log_opts(f->dir, TASKRING_DURABLE);
+	struct taskring_store *b = NULL;
+	assert_rc(taskring_store_open(other, &o, &b), TASKRING_ELOG);
+	assert_null(b);
+	assert_rc(taskring_task_declare(a, "t"), 0);
+	assert_rc(taskring_enqueue(a, "t", NULL, 0, NULL, NULL), 0);
+	assert_rc(taskring_store_close(a), 0);
+	f->fx.st = NULL;
+	/* Nobody attached to the first: the second takes the log over (and
+	 * recovers its job); the first, still in /dev/shm, is refused. */
+	assert_rc(taskring_store_open(other, &o, &b), 0);
+	struct taskring_queue_stats qs;
+	assert_rc(taskring_queue_stats(b, NULL, &qs), 0);
+	assert_int_equal(qs.by_status[TASKRING_PENDING], 1);
+	assert_rc(taskring_store_close(b), 0);
+	assert_rc(taskring_store_open(f->fx.name, &o, &a), TASKRING_ELOG);
+	taskring_store_unlink(other);
 }
 
 /*
@@ -916,6 +965,7 @@ int main(void)
 		T(test_group_commit),
 		T(test_sync_failure),
 		T(test_async_mode),
+		T(test_one_store_per_dir),
 		T(test_kill_producers_and_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
