@@ -212,7 +212,9 @@ struct taskring_store_opts {
  * The log. With log_dir set, every change of a job is also recorded in an
  * append-only log in that directory (one store per directory), which must be
  * on a real disk. A store that is created (its region did not exist: after a
- * reboot, say) while its log has records is first rebuilt from them: jobs,
+ * reboot, say; or it cannot be used by this build: another region format,
+ * a corrupt header, which is then replaced) while its log has records is
+ * first rebuilt from them: jobs,
  * payloads, results, error histories, dead letters, cancels, priorities,
  * unique keys and dependencies; a job that was running becomes an
  * interrupted attempt (an error in its history; retried if it has retries

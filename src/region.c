@@ -542,7 +542,7 @@ static int resolve_log_dir(struct taskring_store_opts *o, char *buf, size_t cap)
 /* Create the region in an unnamed file of @dir and try to link it as @path.
  * Returns 0 with *out set, -EEXIST when someone else's store won the race, or
  * another error. */
-static int create_and_link(const char *path, const char *dir, const struct taskring_store_opts *o,
+static int create_and_link(const char *path, const char *dir, const struct taskring_store_opts *o, int replace,
 			   struct taskring_store **out)
 {
 	struct tr_layout l;
@@ -586,7 +586,21 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 		rc = log_start(st, o);
 	if (rc)
 		goto fail_st;
-	if (tmpname[0]) {
+	if (replace) {
+		/* @path holds an unusable region: the new one takes its
+		 * place in one rename. */
+		if (!tmpname[0]) {
+			char proc[64];
+			snprintf(tmpname, sizeof(tmpname), "%s/.taskring-%d-%llx.tmp", dir, (int)getpid(),
+				 (unsigned long long)tr__rand64());
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+			rc = linkat(AT_FDCWD, proc, AT_FDCWD, tmpname, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+		}
+		if (!rc)
+			rc = rename(tmpname, path) < 0 ? -errno : 0;
+		if (rc)
+			unlink(tmpname);
+	} else if (tmpname[0]) {
 		rc = link(tmpname, path) < 0 ? -errno : 0;
 		unlink(tmpname);
 	} else {
@@ -690,13 +704,18 @@ int taskring_store_open(const char *name, const struct taskring_store_opts *opts
 			rc = attach(fd, &want, storep);
 			if (rc)
 				close(fd);
+			/* A region this build cannot use, but a log that knows
+			 * the store: rebuild it from the log, in its place. */
+			if (o.log_dir && (rc == TASKRING_EFORMAT || rc == TASKRING_EVERSION || rc == TASKRING_EBUILD ||
+					  rc == TASKRING_ECORRUPT))
+				rc = create_and_link(path, dir, &o, 1, storep);
 			return rc;
 		}
 		if (errno != ENOENT)
 			return -errno;
 		if (o.flags & TASKRING_STORE_NOCREATE)
 			return -ENOENT;
-		rc = create_and_link(path, dir, &o, storep);
+		rc = create_and_link(path, dir, &o, 0, storep);
 		if (rc != -EEXIST)
 			return rc;
 		if (o.flags & TASKRING_STORE_EXCL)

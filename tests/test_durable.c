@@ -786,6 +786,34 @@ static void test_async_mode(void **state)
 	munmap(a, sizeof(*a));
 }
 
+/* A region this build cannot use (here: its magic scribbled over) is
+ * rebuilt from the log in its place; without a log it is refused. */
+static void test_unusable_region_rebuilt(void **state)
+{
+	struct dfx *f = *state;
+	struct taskring_store *st = open_logged(f, TASKRING_DURABLE);
+	struct taskring_job j;
+	char id[40];
+	assert_rc(taskring_task_declare(st, "t"), 0);
+	assert_rc(taskring_enqueue(st, "t", "kept", 4, NULL, &j), 0);
+	id_of(&j, id);
+	assert_rc(taskring_store_close(st), 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm%s", f->fx.name);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "XXXXXXXX", 8, 0), 8);
+	close(fd);
+	struct taskring_store *bad = NULL;
+	assert_rc(taskring_store_open(f->fx.name, NULL, &bad), TASKRING_EFORMAT);
+	st = f->fx.st = open_logged(f, TASKRING_DURABLE);
+	assert_rc(taskring_job_lookup(st, id, &j), 0);
+	char buf[8];
+	size_t len;
+	assert_rc(taskring_job_payload(&j, buf, sizeof(buf), &len), 0);
+	assert_memory_equal(buf, "kept", 4);
+}
+
 /* One store per log directory: a second store is refused while a process
  * is attached to the first; one that took the directory over while nobody
  * was attached makes the first refuse attachment from then on. */
@@ -966,6 +994,7 @@ int main(void)
 		T(test_sync_failure),
 		T(test_async_mode),
 		T(test_one_store_per_dir),
+		T(test_unusable_region_rebuilt),
 		T(test_kill_producers_and_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
