@@ -4,14 +4,21 @@
  *
  * Staging. Any thread of any process that changes a job appends a record
  * to the staging ring in the region (h_off_logbuf, a power of two of
- * bytes): it reserves a slot with one fetch-and-add on h_log_reserve, copies
- * the encoded record in, and publishes the slot by storing its length last
- * (release). A slot is 8-byte aligned:
+ * bytes): it reserves a slot with one fetch-and-add on h_log_reserve, stores
+ * its pid and the slot's length, copies the encoded record in, and publishes
+ * the slot by setting SLOT_READY in the length (release). A writer that
+ * dies in the middle leaves a slot whose length and owner the flusher
+ * knows: once the owner is gone, the flusher turns the slot into padding
+ * (the record was never acknowledged) and goes on. A slot is 8-byte
+ * aligned:
  *
  *   offset size
- *   0      4    slot length (a multiple of 8; 0 = not yet written)
+ *   0      4    slot length (a multiple of 8; 0 = not yet begun), with
+ *               SLOT_READY set once the record is in place
  *   4      4    record length (0 = padding, nothing to write)
- *   8      ...  the record (log.c's format; its seq and checksum are
+ *   8      4    the writer's pid, stored before the length
+ *   12     4    zero
+ *   16     ...  the record (log.c's format; its seq and checksum are
  *               filled in by the flusher), then zeros to the slot's end
  *
  * A writer waits for room when its slot would overwrite bytes the flusher
@@ -49,6 +56,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +69,8 @@
 #include "log.h"
 #include "wal.h"
 
-#define SLOT_HDR 8u
+#define SLOT_HDR 16u
+#define SLOT_READY 0x80000000u /* in the slot length word: record in place */
 #define FLUSH_MAX (8u << 20) /* bytes of records one flush takes at most */
 /* A waiter sleeps at most this long before it looks at the lock again: a
  * flusher that died (its robust lock free for the taking) wakes nobody. A
@@ -355,6 +364,27 @@ static int write_sync(struct tr_wal *w, const uint8_t *p, size_t n, uint64_t off
 	return w->io->fdatasync(w->io->ctx, w->fd);
 }
 
+/* Is the process that wrote a slot's pid gone (or a zombie)? */
+static int writer_gone(uint32_t pid)
+{
+	if (pid == 0 || (pid_t)pid == tr__pid())
+		return 0;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return 1;
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *rp = strrchr(buf, ')'); /* "pid (comm) S ..." */
+	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
 static void publish(struct taskring_store *st)
 {
 	struct tr_hdr *h = st->hdr;
@@ -388,23 +418,35 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 	while (pos < reserved && n < FLUSH_MAX) {
 		/* Acquire: the slot's bytes were written before its length. */
 		uint32_t sl = atomic_load_explicit((_Atomic uint32_t *)ring_at(st, pos), memory_order_acquire);
-		if (!sl) {
+		if (!(sl & SLOT_READY)) {
 			/* Not written yet. Its writer is between its
 			 * reservation and its last store, a few hundred
 			 * nanoseconds unless it was preempted: when our caller
 			 * waits for a record after it, wait for it (letting
-			 * it run), rather than flush without it. A writer that
-			 * died there is the reaper's; give up after a while. */
+			 * it run), rather than flush without it. After a
+			 * while, a slot whose writer died (its length and pid
+			 * are there) becomes padding: that record was never
+			 * acknowledged. One whose writer died before even its
+			 * length is the reaper's: give up. */
 			if (pos >= want)
 				break;
 			int64_t now = tr__now_mono();
-			if (!give_up)
+			if (!give_up) {
 				give_up = now + FLUSHER_DEAD_NS;
-			else if (now > give_up)
-				break;
+			} else if (now > give_up) {
+				if (!sl || !writer_gone(*(uint32_t *)ring_at(st, pos + 8)))
+					break;
+				uint32_t zero = 0;
+				memcpy(ring_at(st, pos + 4), &zero, 4);
+				atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), sl | SLOT_READY,
+						      memory_order_release);
+				continue;
+			}
 			sched_yield();
 			continue;
 		}
+		sl &= ~SLOT_READY;
+		give_up = 0;
 		uint32_t rl = *(uint32_t *)ring_at(st, pos + 4);
 		if ((sl & 7) || sl < SLOT_HDR + rl || sl > h->h_logbuf_bytes / 2 || (rl && rl < TR_LOG_REC_MIN)) {
 			rc = -EIO; /* a scribbled ring: never write what it says */
@@ -565,6 +607,11 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 		else if (rc == 0)
 			sched_yield(); /* a slot before ours is being written: let its writer run */
 	}
+	/* Owner and length first: a flusher can step over this slot if we
+	 * die before it is ready (see the top). */
+	uint32_t me = (uint32_t)tr__pid();
+	memcpy(ring_at(st, pos + 8), &me, 4);
+	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
 	if (!wraps) {
 		tr__logrec_encode(r, ring_at(st, pos + SLOT_HDR), rl, 0);
 	} else {
@@ -573,7 +620,8 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 			/* Keep the ring moving: the slot becomes padding. */
 			uint32_t zero = 0;
 			memcpy(ring_at(st, pos + 4), &zero, 4);
-			atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+			atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl | SLOT_READY,
+					      memory_order_release);
 			return -ENOMEM;
 		}
 		tr__logrec_encode(r, aside, rl, 0);
@@ -583,8 +631,15 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 	}
 	uint32_t rl32 = (uint32_t)rl;
 	memcpy(ring_at(st, pos + 4), &rl32, 4);
-	/* Release: the record is in place before the slot says so. */
-	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+	/* Release: the record is in place before the slot says so. A CAS: a
+	 * flusher that took us for dead (we were stopped for long, and our pid
+	 * looked gone) has made the slot padding; then the record is not in
+	 * the log, and we say so. */
+	uint32_t expect = (uint32_t)sl;
+	if (!atomic_compare_exchange_strong_explicit((_Atomic uint32_t *)ring_at(st, pos), &expect,
+						     (uint32_t)sl | SLOT_READY, memory_order_release,
+						     memory_order_relaxed))
+		return -EIO;
 	if (h->h_durability == TASKRING_ASYNC) {
 		fork_check(st->wal);
 		if (!atomic_load_explicit(&st->wal->thread_started, memory_order_acquire))
@@ -592,6 +647,23 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 	}
 	*endp = pos + sl;
 	return 0;
+}
+
+/*
+ * For tests: reserve a slot and begin it (owner and length) as a writer
+ * killed at that moment would leave it. Returns the ring position after it.
+ */
+uint64_t tr__wal_test_stall(struct taskring_store *st)
+{
+	struct tr_hdr *h = st->hdr;
+	uint64_t sl = align8(SLOT_HDR + 64);
+	uint64_t pos = atomic_fetch_add_explicit(&h->h_log_reserve, sl, memory_order_acq_rel);
+	while (!has_room(st, pos + sl))
+		sched_yield();
+	uint32_t me = (uint32_t)tr__pid();
+	memcpy(ring_at(st, pos + 8), &me, 4);
+	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+	return pos + sl;
 }
 
 /*

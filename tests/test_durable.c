@@ -835,6 +835,48 @@ static void test_unusable_region_rebuilt(void **state)
 	assert_memory_equal(buf, "kept", 4);
 }
 
+/* A writer killed in the middle of staging a record (its slot begun, not
+ * ready) does not wedge the log: once its process is gone, the flusher
+ * steps over the slot, and durable work goes on. */
+struct stall_arg {
+	char name[64];
+	char dir[PATH_MAX];
+};
+
+static int stall_child(void *arg, int ctl, int ack)
+{
+	struct stall_arg *a = arg;
+	struct taskring_store_opts o = log_opts(a->dir, TASKRING_DURABLE);
+	struct taskring_store *st = NULL;
+	(void)ctl;
+	(void)ack;
+	CK_RC(taskring_store_open(a->name, &o, &st), 0);
+	tr__wal_test_stall(st);
+	_exit(0); /* as if killed right there */
+}
+
+static void test_dead_writer_skipped(void **state)
+{
+	struct dfx *f = *state;
+	struct taskring_store *st = f->fx.st = open_logged(f, TASKRING_DURABLE);
+	assert_rc(taskring_task_declare(st, "t"), 0);
+	struct stall_arg *a = mmap(NULL, sizeof(*a), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(a != MAP_FAILED);
+	snprintf(a->name, sizeof(a->name), "%s", f->fx.name);
+	snprintf(a->dir, sizeof(a->dir), "%s", f->dir);
+	tu_kids_init(60, 2);
+	pid_t kid = tu_spawn(stall_child, a);
+	assert_int_equal(tu_kid_join(kid, 30000), 0);
+	struct taskring_job j;
+	char id[40];
+	assert_rc(taskring_enqueue(st, "t", "after", 5, NULL, &j), 0);
+	id_of(&j, id);
+	lose_region(f, &st);
+	st = f->fx.st = open_logged(f, TASKRING_DURABLE);
+	assert_rc(taskring_job_lookup(st, id, &j), 0);
+	munmap(a, sizeof(*a));
+}
+
 /* One store per log directory: a second store is refused while a process
  * is attached to the first; one that took the directory over while nobody
  * was attached makes the first refuse attachment from then on. */
@@ -1016,6 +1058,7 @@ int main(void)
 		T(test_async_mode),
 		T(test_one_store_per_dir),
 		T(test_unusable_region_rebuilt),
+		T(test_dead_writer_skipped),
 		T(test_kill_producers_and_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
