@@ -241,7 +241,12 @@ struct taskring_store_opts {
  * store whose live jobs' ends need more than that, with large results,
  * can still fill it, and then fails like any write error, -EIO.) The log
  * is not yet compacted: it grows with the store's history until a later
- * release checkpoints it.
+ * release checkpoints it. A process killed while it stages a record does
+ * not stop the log: once it is gone (judged by its pid, so the processes of
+ * one store must share a pid namespace), its unfinished record is skipped;
+ * one killed in the instant between reserving its place and writing its
+ * pid there still stops durable work until the store is recreated (the
+ * reaper of a later release will find it).
  *
  * Errors: -EINVAL (bad name, bad sizing, non-zero reserved fields, unknown
  * flags, log settings without log_dir or out of range), -ENAMETOOLONG,
