@@ -102,6 +102,56 @@ static uint64_t block_next(struct taskring_store *st, uint64_t off)
 	return TR_GET(((struct tr_block *)(st->arena + off))->k_next);
 }
 
+/*
+ * A walk over the entries of a dependents list, block by block; every
+ * block and count is checked, and the chain is followed at most nslots
+ * blocks (a scribbled link cannot make it loop). Links and counts are read
+ * with acquire: a list may grow while it is read (see dents_append()).
+ */
+struct dents_walk {
+	struct taskring_store *st;
+	uint64_t off;
+	struct tr_dents_hdr *h;
+	uint32_t i, count, cap, blocks;
+};
+
+static void walk_start(struct dents_walk *w, struct taskring_store *st, struct tr_slot *p)
+{
+	memset(w, 0, sizeof(*w));
+	w->st = st;
+	w->off = __atomic_load_n(&p->s_dents_head, __ATOMIC_ACQUIRE);
+}
+
+/* The next entry (in the shared list: copy what you need), or NULL. */
+static struct tr_dent *walk_next(struct dents_walk *w)
+{
+	for (;;) {
+		if (!w->h) {
+			if (!w->off || w->blocks++ > w->st->nslots ||
+			    !(w->h = dents_block(w->st, w->off, &w->cap)))
+				return NULL;
+			w->count = atomic_load_explicit(&w->h->t_count, memory_order_acquire);
+			w->i = 0;
+		}
+		if (w->i < w->count && w->i < w->cap)
+			return &dents_entries(w->h)[w->i++];
+		w->off = __atomic_load_n(&((struct tr_block *)(w->st->arena + w->off))->k_next, __ATOMIC_ACQUIRE);
+		w->h = NULL;
+	}
+}
+
+/* How many dependents the list of @p holds (counted, not stored: a count
+ * kept beside the list could disagree with it). */
+uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p)
+{
+	struct dents_walk w;
+	uint32_t n = 0;
+	walk_start(&w, st, p);
+	while (walk_next(&w))
+		n++;
+	return n;
+}
+
 void tr__dents_free(struct taskring_store *st, struct tr_slot *s)
 {
 	uint64_t off = TR_GET(s->s_dents_head);
@@ -115,7 +165,6 @@ void tr__dents_free(struct taskring_store *st, struct tr_slot *s)
 	}
 	TR_SET(s->s_dents_head, 0);
 	TR_SET(s->s_dents_tail, 0);
-	TR_SET(s->s_ndents, 0);
 }
 
 /* ---- the lock -------------------------------------------------------------- */
@@ -213,47 +262,37 @@ static int resolve_locked(struct taskring_store *st, uint32_t root)
 		uint32_t gen = atomic_load_explicit(&p->s_gen, memory_order_acquire);
 		uint32_t state = atomic_load_explicit(&p->s_state, memory_order_acquire);
 		uint32_t status = TR_STATUS(state);
-		uint64_t off = TR_GET(p->s_dents_head);
-		if ((gen & 1) || !(state & TR_ST_DEPS) || !TR_TERMINAL(status) || TR_TAG(state) != TR_GEN_TAG(gen))
-			off = 0;
-		for (uint32_t blocks = 0; off && blocks <= st->nslots; blocks++) {
-			uint32_t cap;
-			struct tr_dents_hdr *h = dents_block(st, off, &cap);
-			if (!h)
-				break;
-			uint32_t count = atomic_load_explicit(&h->t_count, memory_order_acquire);
-			for (uint32_t i = 0; i < count && i < cap; i++) {
-				struct tr_dent e;
-				tr__copy_shared(&e, &dents_entries(h)[i], sizeof(e));
-				if (tr__read_end(&(struct taskring_job){st, x, gen, {0}}, p)) {
-					off = 0; /* recycled under a repair: stop */
-					break;
+		struct dents_walk walk;
+		struct tr_dent *ep = NULL;
+		walk_start(&walk, st, p);
+		int live = !(gen & 1) && (state & TR_ST_DEPS) && TR_TERMINAL(status) && TR_TAG(state) == TR_GEN_TAG(gen);
+		while (live && (ep = walk_next(&walk)) != NULL) {
+			struct tr_dent e;
+			tr__copy_shared(&e, ep, sizeof(e));
+			if (tr__read_end(&(struct taskring_job){st, x, gen, {0}}, p))
+				break; /* recycled under a repair: stop */
+			struct tr_dep *dep = waiting_entry(st, &e);
+			/* The entry must name this job back. */
+			if (!dep || TR_GET(dep->d_done) || TR_GET(dep->d_slot) != x || TR_GET(dep->d_gen) != gen)
+				continue;
+			struct tr_slot *d = S(st, e.t_slot);
+			if (status == TASKRING_COMPLETE) {
+				TR_SET(dep->d_done, 1);
+				uint32_t left = TR_GET(d->s_deps_left);
+				TR_SET(d->s_deps_left, left ? left - 1 : 0);
+				if (left <= 1) {
+					TR_SET(d->s_loc, TR_LOC_READYING);
+					ready = 1;
 				}
-				struct tr_dep *dep = waiting_entry(st, &e);
-				/* The entry must name this job back. */
-				if (!dep || TR_GET(dep->d_done) || TR_GET(dep->d_slot) != x || TR_GET(dep->d_gen) != gen)
-					continue;
-				struct tr_slot *d = S(st, e.t_slot);
-				if (status == TASKRING_COMPLETE) {
-					TR_SET(dep->d_done, 1);
-					uint32_t left = TR_GET(d->s_deps_left);
-					TR_SET(d->s_deps_left, left ? left - 1 : 0);
-					if (left <= 1) {
-						TR_SET(d->s_loc, TR_LOC_READYING);
-						ready = 1;
-					}
-				} else if (cancel_waiting(st, e.t_slot) & TR_ST_DEPS) {
-					/* Resolve it too, before its slot is
-					 * recycled; it is in no list, so its
-					 * s_next is free to chain the stack. */
-					TR_SET(d->s_next, top);
-					top = e.t_slot;
-				} else {
-					tr__slot_release(st, e.t_slot);
-				}
+			} else if (cancel_waiting(st, e.t_slot) & TR_ST_DEPS) {
+				/* Resolve it too, before its slot is recycled;
+				 * it is in no list, so its s_next is free to
+				 * chain the stack. */
+				TR_SET(d->s_next, top);
+				top = e.t_slot;
+			} else {
+				tr__slot_release(st, e.t_slot);
 			}
-			if (off)
-				off = block_next(st, off);
 		}
 		if (x != root)
 			tr__slot_release(st, x); /* a cascaded job, resolved now */
@@ -310,21 +349,12 @@ void tr__deps_resolve(struct taskring_store *st, uint32_t idx, int queue_locked)
 	if (!ready)
 		return;
 	/* The root is ours until its slot goes into the ring, after this. */
-	struct tr_slot *p = S(st, idx);
-	uint64_t off = TR_GET(p->s_dents_head);
-	for (uint32_t blocks = 0; off && blocks <= st->nslots; blocks++) {
-		uint32_t cap;
-		struct tr_dents_hdr *h = dents_block(st, off, &cap);
-		if (!h)
-			break;
-		uint32_t count = atomic_load_explicit(&h->t_count, memory_order_acquire);
-		for (uint32_t i = 0; i < count && i < cap; i++) {
-			struct tr_dent *e = &dents_entries(h)[i];
-			if (e->t_slot < st->nslots && TR_GET(S(st, e->t_slot)->s_loc) == TR_LOC_READYING)
-				link_readying(st, e->t_slot, e->t_gen);
-		}
-		off = block_next(st, off);
-	}
+	struct dents_walk walk;
+	struct tr_dent *e;
+	walk_start(&walk, st, S(st, idx));
+	while ((e = walk_next(&walk)) != NULL)
+		if (e->t_slot < st->nslots && TR_GET(S(st, e->t_slot)->s_loc) == TR_LOC_READYING)
+			link_readying(st, e->t_slot, e->t_gen);
 }
 
 void tr__deps_repair(struct taskring_store *st)
@@ -393,7 +423,6 @@ static void dents_append(struct taskring_store *st, struct tr_slot *p, const str
 	tr__copy_shared(&dents_entries(h)[count], e, sizeof(*e));
 	/* Release: the entry is complete before a reader counts it. */
 	atomic_store_explicit(&h->t_count, count + 1, memory_order_release);
-	TR_SET(p->s_ndents, TR_GET(p->s_ndents) + 1);
 }
 
 /* How many entries the last block of @p's list still has room for. */
@@ -459,7 +488,6 @@ static int check_dependency(struct taskring_store *st, const struct taskring_job
 							  memory_order_acq_rel, memory_order_acquire)) {
 			TR_SET(p->s_dents_head, 0);
 			TR_SET(p->s_dents_tail, 0);
-			TR_SET(p->s_ndents, 0);
 			state |= TR_ST_DEPS;
 			break;
 		}
@@ -672,7 +700,6 @@ void tr__deps_restore(struct taskring_store *st)
 				atomic_store_explicit(&p->s_state, ps | TR_ST_DEPS, memory_order_relaxed);
 				TR_SET(p->s_dents_head, 0);
 				TR_SET(p->s_dents_tail, 0);
-				TR_SET(p->s_ndents, 0);
 			}
 			uint64_t spare = dents_room(st, p) ? 0 : dents_alloc(st, DENTS_MIN_CAP);
 			struct tr_dent t = {.t_slot = i, .t_gen = gen, .t_index = k};
@@ -716,14 +743,23 @@ static int list_room(size_t n, size_t max, size_t *wp, struct taskring_job **tmp
 	return *wp && !*tmpp ? -ENOMEM : 0;
 }
 
+/* The checks both lists begin with: the slot of @job under a seqlock read,
+ * or NULL with *@err set. */
+static struct tr_slot *list_begin(const struct taskring_job *job, const struct taskring_job *out, size_t max,
+				  uint32_t *statep, int *err)
+{
+	if (!out && max) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	return tr__read_begin(job, statep, err);
+}
+
 int taskring_job_dependencies(const struct taskring_job *job, struct taskring_job *out, size_t max)
 {
 	uint32_t state, n;
 	int err;
-
-	if (!out && max)
-		return -EINVAL;
-	struct tr_slot *s = tr__read_begin(job, &state, &err);
+	struct tr_slot *s = list_begin(job, out, max, &state, &err);
 	if (!s)
 		return err;
 	struct taskring_store *st = job->store;
@@ -747,35 +783,27 @@ int taskring_job_dependents(const struct taskring_job *job, struct taskring_job 
 {
 	uint32_t state;
 	int err;
-
-	if (!out && max)
-		return -EINVAL;
-	struct tr_slot *s = tr__read_begin(job, &state, &err);
+	struct tr_slot *s = list_begin(job, out, max, &state, &err);
 	if (!s)
 		return err;
 	struct taskring_store *st = job->store;
-	uint32_t n = (state & TR_ST_DEPS) ? TR_GET(s->s_ndents) : 0;
+	int has = !!(state & TR_ST_DEPS);
 	size_t w, total = 0;
 	struct taskring_job *tmp;
-	if ((err = list_room(n, max, &w, &tmp)) != 0)
+	if ((err = list_room(has ? tr__dents_count(st, s) : 0, max, &w, &tmp)) != 0)
 		return err;
-	uint64_t off = (state & TR_ST_DEPS) ? __atomic_load_n(&s->s_dents_head, __ATOMIC_ACQUIRE) : 0;
-	for (uint32_t blocks = 0; off && blocks <= st->nslots; blocks++) {
-		uint32_t cap;
-		struct tr_dents_hdr *h = dents_block(st, off, &cap);
-		if (!h)
-			break;
-		uint32_t count = atomic_load_explicit(&h->t_count, memory_order_acquire);
-		for (uint32_t i = 0; i < count && i < cap; i++, total++) {
-			if (total >= w)
-				continue;
+	struct dents_walk walk;
+	struct tr_dent *ep;
+	walk_start(&walk, st, s);
+	while (has && (ep = walk_next(&walk)) != NULL) {
+		if (total < w) {
 			struct tr_dent e;
-			tr__copy_shared(&e, &dents_entries(h)[i], sizeof(e));
+			tr__copy_shared(&e, ep, sizeof(e));
 			tmp[total] = (struct taskring_job){st, e.t_slot, e.t_gen, {0}};
 			memcpy(tmp[total].uuid, e.t_uuid, 16);
 		}
-		off = __atomic_load_n(&((struct tr_block *)(st->arena + off))->k_next, __ATOMIC_ACQUIRE);
+		total++;
 	}
-	/* Entries added since s_ndents was read are counted but not copied. */
+	/* Entries added since they were counted are counted, not copied. */
 	return finish_list(job, s, tmp, total < w ? total : w, total, out);
 }

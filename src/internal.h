@@ -303,7 +303,7 @@ struct tr_slot {
 	uint64_t s_dents_head; /* first block of its dependents list, or 0 */
 	uint64_t s_dents_tail; /* last block (where the next one is added) */
 	uint32_t s_deps_left;  /* dependencies not yet complete */
-	uint32_t s_ndents;     /* dependents registered */
+	uint32_t s_pad3;
 	uint8_t s_reserved[16];
 };
 
@@ -505,6 +505,7 @@ TR_INTERNAL int tr__deps_lock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_repair(struct taskring_store *st);
 TR_INTERNAL void tr__dents_free(struct taskring_store *st, struct tr_slot *s);
+TR_INTERNAL uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p);
 TR_INTERNAL void tr__deps_restore(struct taskring_store *st);
 
 /* job.c */

@@ -591,7 +591,6 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		 * its list filled by tr__deps_commit(). */
 		TR_SET(s->s_dents_head, 0);
 		TR_SET(s->s_dents_tail, 0);
-		TR_SET(s->s_ndents, 0);
 		deps_bit = TR_ST_DEPS;
 	}
 	uint8_t uuid[16];
@@ -1139,7 +1138,7 @@ int taskring_job_info(const struct taskring_job *job, struct taskring_job_info *
 			i.dependencies_left = TR_GET(s->s_deps_left);
 	}
 	if (state & TR_ST_DEPS)
-		i.dependents = TR_GET(s->s_ndents);
+		i.dependents = tr__dents_count(st, s);
 	if (tr__read_end(job, s))
 		return -ENOENT;
 	*out = i;
