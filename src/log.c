@@ -363,8 +363,9 @@ const struct tr_log_io tr__log_sysio = {
 	sys_unlinkat, sys_fstat_size, sys_data_end,
 };
 
-/* All of @n bytes at @off, or an error (-EIO for a short write). */
-static int write_all(const struct tr_log_io *io, int fd, const void *buf, size_t n, off_t off)
+/* All of @n bytes at @off, or an error (-EIO for a write that makes no
+ * progress). */
+int tr__log_write_all(const struct tr_log_io *io, int fd, const void *buf, size_t n, off_t off)
 {
 	const uint8_t *p = buf;
 	while (n) {
@@ -466,7 +467,7 @@ int tr__log_seg_create_from(const struct tr_log_io *io, int dirfd, uint64_t base
 	if (prealloc > TR_LOG_SEG_HDR)
 		rc = io->fallocate(io->ctx, fd, 0, (off_t)prealloc);
 	if (!rc)
-		rc = write_all(io, fd, h, sizeof(h), 0);
+		rc = tr__log_write_all(io, fd, h, sizeof(h), 0);
 	if (!rc)
 		rc = io->fsync(io->ctx, fd);
 	if (!rc)
@@ -551,7 +552,7 @@ static int zero_range(const struct tr_log_io *io, int fd, uint64_t off, uint64_t
 	static const uint8_t zero[65536];
 	for (uint64_t o = off; o < off + len;) {
 		size_t n = off + len - o < sizeof(zero) ? (size_t)(off + len - o) : sizeof(zero);
-		int rc = write_all(io, fd, zero, n, (off_t)o);
+		int rc = tr__log_write_all(io, fd, zero, n, (off_t)o);
 		if (rc)
 			return rc;
 		o += n;
@@ -800,7 +801,7 @@ int tr__logw_write(struct tr_log_writer *w, uint8_t *recs, size_t n)
 			if (used + run >= w->seg_bytes)
 				break;
 		}
-		int rc = write_all(w->io, w->fd, recs + done, run, (off_t)(TR_LOG_SEG_HDR + used));
+		int rc = tr__log_write_all(w->io, w->fd, recs + done, run, (off_t)(TR_LOG_SEG_HDR + used));
 		if (rc) {
 			w->failed = 1;
 			return rc;

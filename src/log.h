@@ -83,6 +83,7 @@ struct tr_log_io {
 	off_t (*data_end)(void *ctx, int fd, off_t size);
 };
 TR_INTERNAL extern const struct tr_log_io tr__log_sysio;
+TR_INTERNAL int tr__log_write_all(const struct tr_log_io *io, int fd, const void *buf, size_t n, off_t off);
 
 /* Segment files: "<16 hex digits of the base sequence>.tlog". */
 #define TR_LOG_SEG_SUFFIX ".tlog"

@@ -353,15 +353,8 @@ static int write_sync(struct tr_wal *w, const uint8_t *p, size_t n, uint64_t off
 		}
 		return 0;
 	}
-	for (size_t done = 0; done < n;) {
-		ssize_t r = w->io->pwrite(w->io->ctx, w->fd, p + done, n - done, (off_t)(off + done));
-		if (r < 0)
-			return (int)r;
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return w->io->fdatasync(w->io->ctx, w->fd);
+	int rc = tr__log_write_all(w->io, w->fd, p, n, (off_t)off);
+	return rc ? rc : w->io->fdatasync(w->io->ctx, w->fd);
 }
 
 /* Is the process that wrote a slot's pid gone (or a zombie)? */

@@ -269,14 +269,30 @@ static inline void make_image(const struct rec *r, size_t p, const char *dir)
 	}
 }
 
-static inline void empty_dir(const char *dir)
+/* Remove the files of @dir; 0, or -1 if it cannot be opened. */
+static inline int unlink_all(const char *dir)
 {
 	DIR *d = opendir(dir);
-	assert_non_null(d);
+	if (!d)
+		return -1;
 	for (struct dirent *e; (e = readdir(d));)
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			unlinkat(dirfd(d), e->d_name, 0);
 	closedir(d);
+	return 0;
+}
+
+/* Empty @dir, which must exist. */
+static inline void empty_dir(const char *dir)
+{
+	assert_int_equal(unlink_all(dir), 0);
+}
+
+/* Remove @dir and its files, if it is there. */
+static inline void rm_dir(const char *dir)
+{
+	if (unlink_all(dir) == 0)
+		rmdir(dir);
 }
 
 

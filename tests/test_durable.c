@@ -40,18 +40,6 @@ static int dfx_setup(void **state)
 	return mkdtemp(f->dir) ? 0 : -1;
 }
 
-static void rm_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	for (struct dirent *e; (e = readdir(d));)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-	rmdir(dir);
-}
-
 static int dfx_teardown(void **state)
 {
 	struct dfx *f = *state;

@@ -132,14 +132,7 @@ static void make_log(struct tlog *t, uint32_t n, uint64_t seg_bytes)
 
 static void free_log(struct tlog *t)
 {
-	DIR *d = opendir(t->dir);
-	if (d) {
-		for (struct dirent *e; (e = readdir(d));)
-			if (e->d_name[0] != '.' || (e->d_name[1] && strcmp(e->d_name, "..")))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	rmdir(t->dir);
+	rm_dir(t->dir);
 	free(t->seq);
 }
 
