@@ -43,7 +43,7 @@
  * Lock order: a queue lock, then the deps lock, then the unique-key lock.
  * A resolution under a queue lock (a job expired at claim) only cancels,
  * which needs no queue lock; only a completion links, and completions are
- * never made under a queue lock.
+ * never made under a queue lock (tr__deps_resolve() tells them apart).
  *
  * Crash safety: the d_done marks make a resolution idempotent, so the repair
  * after a holder died (EOWNERDEAD) recounts every waiting job's s_deps_left
@@ -334,14 +334,17 @@ static void link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen)
 		tr__queue_wake(st, qi, 1);
 }
 
-void tr__deps_resolve(struct taskring_store *st, uint32_t idx, int queue_locked)
+void tr__deps_resolve(struct taskring_store *st, uint32_t idx)
 {
 	if (tr__deps_lock(st))
 		return;
+	int completed = TR_STATUS(atomic_load_explicit(&S(st, idx)->s_state, memory_order_acquire)) == TASKRING_COMPLETE;
 	int ready = resolve_locked(st, idx);
-	if (queue_locked) {
-		/* An expiry at claim: the job was cancelled, which links
-		 * nothing (a repair's finds wait for the next unlock). */
+	if (!completed) {
+		/* A job that did not complete only cancels its dependents,
+		 * which links nothing: so this may run under a queue lock (an
+		 * expiry at claim). What a repair found to link waits for the
+		 * next completion's unlock. */
 		tr__deps_unlock(st);
 		return;
 	}

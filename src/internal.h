@@ -500,7 +500,7 @@ TR_INTERNAL int tr__deps_prepare(struct taskring_store *st, struct enq_req *r, s
 TR_INTERNAL void tr__deps_commit(struct taskring_store *st, struct enq_req *r, size_t n, const uint32_t *idx,
 				 const struct taskring_job *made);
 TR_INTERNAL void tr__deps_abort(struct taskring_store *st, struct enq_req *r, size_t n);
-TR_INTERNAL void tr__deps_resolve(struct taskring_store *st, uint32_t idx, int queue_locked);
+TR_INTERNAL void tr__deps_resolve(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__deps_lock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_repair(struct taskring_store *st);

@@ -134,14 +134,14 @@ int tr__slot_transition(struct tr_slot *s, uint32_t expect, uint32_t next, uint3
 
 /*
  * A slot whose job just became terminal: its dependents, if it has any, are
- * resolved first (deps.c), then it goes to the ring's tail. Never called
- * with a queue lock held for a job that completed (a completion can link
- * dependents into queues).
+ * resolved first (deps.c), then it goes to the ring's tail. May be called
+ * with a queue lock held only for a job that did not complete (a completion
+ * can link dependents into queues).
  */
 void tr__slot_finished(struct taskring_store *st, uint32_t idx)
 {
 	if (atomic_load_explicit(&st->slots[idx].s_state, memory_order_acquire) & TR_ST_DEPS)
-		tr__deps_resolve(st, idx, 0);
+		tr__deps_resolve(st, idx);
 	tr__slot_release(st, idx);
 }
 

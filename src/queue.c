@@ -417,9 +417,7 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
 			tr__queue_unlink_locked(st, q, idx);
 			/* Its dependents are cancelled now; the queue lock is
 			 * held, which a cancellation allows (deps.c). */
-			if (atomic_load_explicit(&s->s_state, memory_order_acquire) & TR_ST_DEPS)
-				tr__deps_resolve(st, idx, 1);
-			tr__slot_release(st, idx);
+			tr__slot_finished(st, idx);
 			return;
 		}
 		atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
