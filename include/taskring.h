@@ -591,7 +591,7 @@ struct taskring_job_info {
 	int64_t expires_at_ns;   /* 0 = never */
 	uint32_t dependencies;   /* how many it has */
 	uint32_t dependencies_left; /* of those, not yet complete (while pending) */
-	uint32_t dependents;     /* how many were registered on it */
+	uint32_t dependents;     /* how many registered on it still exist */
 	uint32_t reserved0;
 	uint64_t reserved[1];
 };
@@ -639,7 +639,8 @@ TASKRING_API int taskring_job_dependencies(const struct taskring_job *job, struc
  * taskring_job_dependents - the jobs that were enqueued depending on this
  * one while it was pending or running (a job enqueued after it completed
  * does not wait for it and is not listed), in the order they were enqueued.
- * They stay listed after they end. @out, @max and the return value as
+ * They stay listed after they end, until they are removed (purged, or their
+ * slot reused). @out, @max and the return value as
  * taskring_job_dependencies(). Errors: -EINVAL, -ENOENT, -ENOMEM.
  */
 TASKRING_API int taskring_job_dependents(const struct taskring_job *job, struct taskring_job *out, size_t max);

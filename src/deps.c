@@ -78,6 +78,11 @@ static struct tr_dep *deps_of(struct taskring_store *st, struct tr_slot *s, uint
 	return d;
 }
 
+struct tr_dep *tr__deps_of(struct taskring_store *st, struct tr_slot *s, uint32_t *np)
+{
+	return deps_of(st, s, np);
+}
+
 /* A block of a dependents list, checked, or NULL. */
 static struct tr_dents_hdr *dents_block(struct taskring_store *st, uint64_t off, uint32_t *capp)
 {
@@ -142,12 +147,28 @@ static struct tr_dent *walk_next(struct dents_walk *w)
 
 /* How many dependents the list of @p holds (counted, not stored: a count
  * kept beside the list could disagree with it). */
+/* The next entry of a dependents list whose job still exists (a dependent
+ * purged or recycled since is not one any more), copied into *@e. */
+static int walk_next_present(struct dents_walk *w, struct taskring_store *st, struct tr_dent *e)
+{
+	struct tr_dent *ep;
+	while ((ep = walk_next(w)) != NULL) {
+		tr__copy_shared(e, ep, sizeof(*e));
+		if (e->t_slot < st->nslots &&
+		    atomic_load_explicit(&S(st, e->t_slot)->s_gen, memory_order_acquire) == e->t_gen)
+			return 1;
+	}
+	return 0;
+}
+
+/* How many of @p's dependents exist. */
 uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p)
 {
 	struct dents_walk w;
+	struct tr_dent e;
 	uint32_t n = 0;
 	walk_start(&w, st, p);
-	while (walk_next(&w))
+	while (walk_next_present(&w, st, &e))
 		n++;
 	return n;
 }
@@ -323,8 +344,15 @@ static void link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen)
 		/* It may run from now on (or at its own time, if later): its
 		 * scheduled_at says so, and a start is never placed before it. */
 		int64_t now = tr__now_real();
-		if (TR_GET(d->s_scheduled_at) < now)
+		if (TR_GET(d->s_scheduled_at) < now) {
 			TR_SET(d->s_scheduled_at, now);
+			if (st->wal) {
+				/* Not waited for: a recovery without it has
+				 * the time the job was made. */
+				int64_t v[2] = {TR_GET(d->s_priority), now};
+				tr__wal_log(st, TR_LOG_RESCHEDULE, d, v, 2, NULL, 0, NULL);
+			}
+		}
 		tr__queue_link_locked(st, q, idx, now);
 		linked = 1;
 	}
@@ -673,32 +701,38 @@ void tr__deps_commit(struct taskring_store *st, struct enq_req *r, size_t n, con
 /* ---- recovery ------------------------------------------------------------------ */
 
 /*
- * After a replay (wal.c), in a region nobody else sees yet: complete the
- * dependency entries of every pending job from the jobs they name (a job
- * gone from its slot ended long ago and counts as met), register the job
- * with each that is not yet complete, and let the repair resolve every
- * dependency that has already ended (a cancel that the crash lost is made
- * again, and logged).
+ * After a replay (ckpt.c), in a region nobody else sees yet: complete the
+ * dependency entries of every job from the jobs they name, and put each job
+ * back in the dependents lists it was in: those of its dependencies that
+ * had not ended when it was made (a job gone from its slot ended long ago
+ * and counts as met). A pending job waits for those not complete; the
+ * repair then resolves every dependency that has already ended (a cancel
+ * that the crash lost is made again, and logged).
  */
-void tr__deps_restore(struct taskring_store *st)
+void tr__deps_restore(struct taskring_store *st, const uint32_t *seq, uint32_t nseq)
 {
-	for (uint32_t i = 0; i < st->nslots; i++) {
+	/* In the order the jobs were made (@seq, if not NULL: the slots that
+	 * hold jobs, in that order), so each dependents list is in that order
+	 * again. */
+	for (uint32_t r = 0; r < (seq ? nseq : st->nslots); r++) {
+		uint32_t i = seq ? seq[r] : r;
 		struct tr_slot *d = S(st, i);
 		uint32_t state = atomic_load_explicit(&d->s_state, memory_order_relaxed), n;
 		struct tr_dep *deps = deps_of(st, d, &n);
-		if (TR_STATUS(state) != TASKRING_PENDING || !deps)
+		if (TR_STATUS(state) == TR_ST_FREE || !deps)
 			continue;
+		int pending = TR_STATUS(state) == TASKRING_PENDING;
 		uint32_t left = 0, gen = atomic_load_explicit(&d->s_gen, memory_order_relaxed);
+		int64_t made = TR_GET(d->s_created_at);
 		for (uint32_t k = 0; k < n; k++) {
 			struct tr_slot *p = deps[k].d_slot < st->nslots ? S(st, deps[k].d_slot) : NULL;
 			uint32_t ps = p ? atomic_load_explicit(&p->s_state, memory_order_relaxed) : TR_ST_FREE;
+			deps[k].d_done = 1;
 			if (!p || TR_STATUS(ps) == TR_ST_FREE || memcmp(p->s_uuid, deps[k].d_uuid, 16) ||
-			    TR_STATUS(ps) == TASKRING_COMPLETE) {
-				deps[k].d_done = 1;
+			    (TR_TERMINAL(TR_STATUS(ps)) && TR_GET(p->s_completed_at) < made))
 				continue;
-			}
 			deps[k].d_gen = atomic_load_explicit(&p->s_gen, memory_order_relaxed);
-			deps[k].d_done = 0;
+			deps[k].d_done = TR_STATUS(ps) == TASKRING_COMPLETE || !pending;
 			if (!(ps & TR_ST_DEPS)) {
 				atomic_store_explicit(&p->s_state, ps | TR_ST_DEPS, memory_order_relaxed);
 				TR_SET(p->s_dents_head, 0);
@@ -710,10 +744,12 @@ void tr__deps_restore(struct taskring_store *st)
 			dents_append(st, p, &t, &spare);
 			if (spare)
 				tr__arena_free(st, spare);
-			left++;
+			left += !deps[k].d_done;
 		}
-		TR_SET(d->s_deps_left, left);
-		TR_SET(d->s_loc, left ? TR_LOC_WAITING : TR_LOC_NONE);
+		if (pending) {
+			TR_SET(d->s_deps_left, left);
+			TR_SET(d->s_loc, left ? TR_LOC_WAITING : TR_LOC_NONE);
+		}
 	}
 	tr__deps_repair(st);
 	atomic_store_explicit(&st->deps_relink, 0, memory_order_relaxed); /* recovery links them */
@@ -796,12 +832,10 @@ int taskring_job_dependents(const struct taskring_job *job, struct taskring_job 
 	if ((err = list_room(has ? tr__dents_count(st, s) : 0, max, &w, &tmp)) != 0)
 		return err;
 	struct dents_walk walk;
-	struct tr_dent *ep;
+	struct tr_dent e;
 	walk_start(&walk, st, s);
-	while (has && (ep = walk_next(&walk)) != NULL) {
+	while (has && walk_next_present(&walk, st, &e)) {
 		if (total < w) {
-			struct tr_dent e;
-			tr__copy_shared(&e, ep, sizeof(e));
 			tmp[total] = (struct taskring_job){st, e.t_slot, e.t_gen, {0}};
 			memcpy(tmp[total].uuid, e.t_uuid, 16);
 		}

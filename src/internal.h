@@ -73,7 +73,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 5u
+#define TR_FORMAT_VERSION 6u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -229,6 +229,10 @@ struct tr_hdr {
 	uint64_t h_log_segno;        /* of the current (or last) segment */
 	uint32_t h_log_started;      /* a segment exists */
 	uint32_t h_log_spare;        /* the spare segment file is ready */
+	uint64_t h_log_ckpt_pos;     /* the newest checkpoint known here covers
+					the log up to this position ... */
+	uint64_t h_log_ckpt_bytes;   /* ... and has this size (ckpt.c) */
+	_Atomic uint64_t h_log_compactions; /* made by this store's processes */
 };
 
 struct tr_band {
@@ -401,6 +405,7 @@ TR_INTERNAL void tr__uuid_format(const uint8_t u[16], char *out);
 TR_INTERNAL int tr__uuid_parse(const char *text, uint8_t out[16]);
 TR_INTERNAL uint32_t tr__uuid_slot(const uint8_t u[16]);
 TR_INTERNAL void tr__cpu_relax(void);
+TR_INTERNAL int tr__buf_reserve(uint8_t **bufp, size_t *capp, size_t need, size_t first);
 /*
  * memcpy() for bytes in the shared region that another process may rewrite
  * while they are copied (a seqlock reader copying a job's data, a writer
@@ -506,7 +511,9 @@ TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_repair(struct taskring_store *st);
 TR_INTERNAL void tr__dents_free(struct taskring_store *st, struct tr_slot *s);
 TR_INTERNAL uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p);
-TR_INTERNAL void tr__deps_restore(struct taskring_store *st);
+TR_INTERNAL void tr__deps_restore(struct taskring_store *st, const uint32_t *seq, uint32_t nseq);
+/* The job's dependency entries (*@np of them), or NULL if it has none. */
+TR_INTERNAL struct tr_dep *tr__deps_of(struct taskring_store *st, struct tr_slot *s, uint32_t *np);
 
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);
@@ -527,13 +534,14 @@ TR_INTERNAL void tr__slot_release(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_before, int log);
 TR_INTERNAL uint64_t tr__arena_alloc_reclaim(struct taskring_store *st, size_t len);
 TR_INTERNAL void tr__slot_wake(struct tr_slot *s);
-TR_INTERNAL int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
-				 size_t len);
 TR_INTERNAL int tr__error_append_at(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg,
 				    size_t len, int64_t now);
 TR_INTERNAL int tr__job_restore(struct taskring_store *st, uint32_t idx, struct enq_req *r, const uint8_t uuid[16],
 				int64_t created_at, const uint8_t *dep_uuids);
 TR_INTERNAL void tr__slot_drop_result(struct taskring_store *st, struct tr_slot *s);
 TR_INTERNAL int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len);
+struct tr_logrec;
+TR_INTERNAL int tr__job_snapshot(struct taskring_store *st, uint32_t idx, struct tr_logrec *r, uint8_t **scratch,
+				 size_t *scap);
 
 #endif

@@ -306,15 +306,11 @@ int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void
 /* ---- errors --------------------------------------------------------------- */
 
 /*
- * Add an entry to the slot's error history (newest first). Called only by
- * the process that owns the running attempt, before its transition.
+ * Add an entry to the slot's error history (newest first): an error that
+ * happened at @now (the time its log record gives, so a replay makes the
+ * same entry). Called only by the job's owner, before its transition, or
+ * by a replay.
  */
-int tr__error_append(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg, size_t len)
-{
-	return tr__error_append_at(st, s, attempt, msg, len, tr__now_real());
-}
-
-/* tr__error_append() for an error that happened at @now (a replay). */
 int tr__error_append_at(struct taskring_store *st, struct tr_slot *s, uint32_t attempt, const char *msg, size_t len,
 			int64_t now)
 {
@@ -369,6 +365,107 @@ static struct tr_error_entry *error_at(struct taskring_store *st, uint64_t off, 
 		return NULL;
 	*nextp = TR_GET(((struct tr_block *)d - 1)->k_next);
 	return e;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+static const void *blob(struct taskring_store *st, struct tr_slot *s, int inline_flag, const uint8_t *inl,
+			size_t inl_max, uint64_t off, uint32_t len);
+
+/* A NUL-terminated string in an arena block (0 = none): its bytes and
+ * length, or NULL when the block is unsound. */
+static const char *arena_str(struct taskring_store *st, uint64_t off, uint32_t *lenp)
+{
+	uint32_t blen;
+	const char *p = off ? tr__arena_data(st, off, &blen) : NULL;
+	*lenp = p && blen ? (uint32_t)strnlen(p, blen - 1) : 0;
+	return p;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * The job in slot @idx, whole, as a checkpoint's "job" record (log.c) in
+ * *@r: its blobs point into the region, but for the dependencies and the
+ * error history, which are encoded into *@scratch (grown as needed). For a
+ * region that nobody changes meanwhile (compaction's own). Returns 0, 1
+ * when the slot holds no job, -ENOMEM, or -EIO (an unsound slot).
+ */
+int tr__job_snapshot(struct taskring_store *st, uint32_t idx, struct tr_logrec *r, uint8_t **scratch, size_t *scap)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed), n, len;
+	uint32_t qi = TR_GET(s->s_queue), ti = TR_GET(s->s_task);
+	if (TR_STATUS(state) == TR_ST_FREE)
+		return 1;
+	if (TR_STATUS(state) > TASKRING_CANCELLED || qi >= st->nqueues || ti >= st->ntasks)
+		return -EIO;
+	memset(r, 0, sizeof(*r));
+	r->type = TR_LOG_JOB;
+	memcpy(r->uuid, s->s_uuid, 16);
+	int64_t v[TR_LOG_SCALARS] = {
+		TR_GET(s->s_priority),	   TR_GET(s->s_max_retries), TR_GET(s->s_created_at), TR_GET(s->s_scheduled_at),
+		TR_GET(s->s_timeout_ns),   TR_GET(s->s_result_ttl_ns), TR_GET(s->s_backoff_base),
+		TR_GET(s->s_backoff_cap),  TR_GET(s->s_expires_at), TR_STATUS(state), TR_ATTEMPT(state),
+		TR_GET(s->s_retry_count), TR_GET(s->s_started_at), TR_GET(s->s_completed_at), TR_GET(s->s_owner_pid)};
+	memcpy(r->v, v, sizeof(v));
+	r->blob[0] = st->queues[qi].q_name;
+	r->blen[0] = (uint32_t)strnlen(st->queues[qi].q_name, TASKRING_NAME_MAX);
+	r->blob[1] = st->tasks[ti];
+	r->blen[1] = (uint32_t)strnlen(st->tasks[ti], TASKRING_NAME_MAX);
+	len = TR_GET(s->s_payload_len);
+	r->blob[2] = blob(st, s, TR_SF_PAYLOAD_INLINE, s->s_inline_payload, TR_INLINE_PAYLOAD,
+			  TR_GET(s->s_payload_off), len);
+	r->blen[2] = len;
+	r->blob[3] = arena_str(st, TR_GET(s->s_meta_off), &r->blen[3]);
+	if (TR_GET(s->s_flags) & TR_SF_UNIQUE)
+		r->blob[4] = arena_str(st, TR_GET(s->s_unique_off), &r->blen[4]);
+	if (TR_GET(s->s_delays_off)) {
+		r->blob[5] = tr__arena_data(st, TR_GET(s->s_delays_off), &r->blen[5]);
+		if (!r->blob[5] || r->blen[5] % 8)
+			return -EIO;
+	}
+	len = TR_GET(s->s_result_len);
+	r->blob[7] = blob(st, s, TR_SF_RESULT_INLINE, s->s_inline_result, TR_INLINE_RESULT, TR_GET(s->s_result_off),
+			  len);
+	r->blen[7] = len;
+	if (!r->blob[2] || !r->blob[7] || (TR_GET(s->s_meta_off) && !r->blob[3]) ||
+	    ((TR_GET(s->s_flags) & TR_SF_UNIQUE) && !r->blob[4]))
+		return -EIO;
+	/* Dependencies and errors, encoded into the scratch buffer. */
+	uint64_t offs[ERRORS_MAX];
+	size_t nerr = collect_errors(st, s, offs), need = 0;
+	struct tr_dep *deps = tr__deps_of(st, s, &n);
+	if (!deps)
+		n = 0;
+	need = 16 * (size_t)n;
+	for (size_t k = 0; k < nerr; k++) {
+		uint64_t next;
+		need += 16 + error_at(st, offs[k], &next)->e_len;
+	}
+	if (tr__buf_reserve(scratch, scap, need, 4096))
+		return -ENOMEM;
+	uint8_t *p = *scratch;
+	for (uint32_t k = 0; k < n; k++, p += 16)
+		memcpy(p, deps[k].d_uuid, 16);
+	r->blob[6] = *scratch;
+	r->blen[6] = 16 * n;
+	r->blob[8] = p;
+	for (size_t k = nerr; k-- > 0;) { /* oldest first */
+		uint64_t next;
+		struct tr_error_entry *e = error_at(st, offs[k], &next);
+		put_le(p, e->e_failed_at, 8);
+		put_le(p + 8, e->e_attempt, 4);
+		put_le(p + 12, e->e_len, 4);
+		memcpy(p + 16, e->e_text, e->e_len);
+		p += 16 + e->e_len;
+	}
+	r->blen[8] = (uint32_t)(p - (uint8_t *)r->blob[8]);
+	return 0;
 }
 
 /* ---- enqueue ------------------------------------------------------------ */

@@ -58,6 +58,40 @@
  * corruption in the middle of the log, reported with the file and offset.
  * Repair (on recovery) zeroes the torn tail, so no stale record after it can
  * ever line up again with new data.
+ *
+ * CHECKPOINTS
+ *
+ * A checkpoint holds, whole, every job that the records of the stream
+ * before position pos leave in the store, so that the segments before pos
+ * can be deleted: compaction (ckpt.c) folds the previous checkpoint and the
+ * closed segments after it into a new one. pos is always the base of a
+ * segment. File "<16 hex digits of pos>.tckpt":
+ *
+ *   offset size
+ *   0      8    magic "TRCKPT01"
+ *   8      4    format version (1)
+ *   12     4    header length (64)
+ *   16     8    pos
+ *   24     8    salt: random, chosen when the checkpoint is made
+ *   32     16   reserved, 0
+ *   48     8    created_at, CLOCK_REALTIME ns
+ *   56     8    XXH3-64 of bytes 0..55, seed TR_LOG_HDR_SEED
+ *   64     ...  records, in the record format above, sealed with this
+ *               file's salt; their seq is their offset - 64 (the file is
+ *               a stream of its own): one "checkpoint_begin" {pos}, one
+ *               "store" (the sizing), a "job" for each job, dependencies
+ *               before their dependents, and one "checkpoint_end" {pos,
+ *               jobs}, which ends the file.
+ *
+ * A job record's "errors" blob is its error history, oldest first, each
+ * entry: u64 failed_at, u32 attempt, u32 length, then that many bytes.
+ *
+ * A checkpoint is written under a temporary name (".tmp-" and its name),
+ * synced, renamed into place and the directory synced, so one with its
+ * final name is whole: any flaw in it is corruption, reported with its file
+ * and offset. The log is then the newest checkpoint and the segments from
+ * its pos on; segments wholly before it (a compaction that died before it
+ * deleted them) are ignored, and so are older checkpoints.
  */
 #include <dirent.h>
 #include <endian.h>
@@ -76,6 +110,7 @@
 #define TR_LOG_FORMAT 1u
 #define TR_LOG_BODY_VERSION 1u
 #define TR_LOG_SEG_MAGIC "TRLOGSG1"
+#define TR_LOG_CKPT_MAGIC "TRCKPT01"
 #define TR_LOG_HDR_SEED 0x74726c6f67686472ull /* "trloghdr" */
 
 /* ---- little-endian fields ---------------------------------------------------- */
@@ -137,10 +172,10 @@ static const struct tr_logrec_spec specs[TR_LOG_TYPES] = {
 	[TR_LOG_CANCEL] = {"cancel", 2, 1, {"attempt", "completed_at"}, {"error"}},
 	[TR_LOG_REMOVE] = {"remove", 0, 0, {0}, {0}},
 	[TR_LOG_RESCHEDULE] = {"reschedule", 2, 0, {"priority", "scheduled_at"}, {0}},
-	[TR_LOG_CKPT_BEGIN] = {"checkpoint_begin", 0, 0, {0}, {0}},
-	[TR_LOG_CKPT_END] = {"checkpoint_end", 2, 0, {"begin_seq", "jobs"}, {0}},
+	[TR_LOG_CKPT_BEGIN] = {"checkpoint_begin", 1, 0, {"pos"}, {0}},
+	[TR_LOG_CKPT_END] = {"checkpoint_end", 2, 0, {"pos", "jobs"}, {0}},
 	[TR_LOG_JOB] = {"job", 15, 9,
-			{ENQ_SCALARS, "status", "attempt", "retry_count", "started_at", "completed_at", "progress"},
+			{ENQ_SCALARS, "status", "attempt", "retry_count", "started_at", "completed_at", "owner_pid"},
 			{ENQ_BLOBS, "result", "errors"}},
 	[TR_LOG_STORE] = {"store", 7, 0,
 			  {"slots", "max_payload", "queues", "tasks", "arena_bytes", "durability", "segment_bytes"},
@@ -498,8 +533,9 @@ static int by_base(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The segment files of @dirfd, sorted by base; *@np of them. */
-static int list_segments(int dirfd, struct seg_ent **out, uint32_t *np)
+/* The files of @dirfd named "<16 hex digits>@suffix", sorted by that
+ * number; *@np of them. */
+static int list_files(int dirfd, const char *suffix, struct seg_ent **out, uint32_t *np)
 {
 	int fd = dup(dirfd);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -515,7 +551,7 @@ static int list_segments(int dirfd, struct seg_ent **out, uint32_t *np)
 	rewinddir(d);
 	for (struct dirent *e; (e = readdir(d));) {
 		size_t len = strlen(e->d_name);
-		if (len != 16 + strlen(TR_LOG_SEG_SUFFIX) || strcmp(e->d_name + 16, TR_LOG_SEG_SUFFIX))
+		if (len != 16 + strlen(suffix) || strcmp(e->d_name + 16, suffix))
 			continue;
 		char *endp;
 		char hex[17];
@@ -631,8 +667,90 @@ static int scan_segment(const struct tr_log_io *io, int fd, const char *name, co
 	return 0;
 }
 
+/* Read the whole of file @name of @dirfd (past its written data it is
+ * zeros: not read) into *@bufp; its descriptor stays open in *@fdp. */
+static int read_whole(const struct tr_log_io *io, int dirfd, const char *name, int rw, int *fdp, uint8_t **bufp,
+		      size_t *capp, uint64_t *sizep, uint64_t min_size, struct tr_log_scan *s)
+{
+	int fd = io->open(io->ctx, dirfd, name, (rw ? O_RDWR : O_RDONLY) | O_NOFOLLOW, 0);
+	off_t size = 0;
+	int rc = fd < 0 ? fd : io->fstat_size(io->ctx, fd, &size);
+	if (rc) {
+		snprintf(s->error, sizeof(s->error), "%s: cannot open: %s", name, strerror(-rc));
+		if (fd >= 0)
+			io->close(io->ctx, fd);
+		return rc;
+	}
+	off_t data = io->data_end ? io->data_end(io->ctx, fd, size) : size;
+	if (data < size && data >= 0)
+		size = data < (off_t)min_size ? (off_t)min_size : data;
+	if ((uint64_t)size > *capp) {
+		uint8_t *nb = realloc(*bufp, (size_t)size);
+		if (!nb) {
+			io->close(io->ctx, fd);
+			snprintf(s->error, sizeof(s->error), "%s: no memory to read it", name);
+			return -ENOMEM;
+		}
+		*bufp = nb;
+		*capp = (size_t)size;
+	}
+	rc = size ? read_all(io, fd, *bufp, (size_t)size, 0) : 0;
+	if (rc) {
+		snprintf(s->error, sizeof(s->error), "%s: cannot read: %s", name, strerror(-rc));
+		io->close(io->ctx, fd);
+		return rc;
+	}
+	*fdp = fd;
+	*sizep = (uint64_t)size;
+	return 0;
+}
+
+/* Check checkpoint @name (@size bytes in @buf), which must cover @pos, and
+ * hand its records to s->record. */
+static int scan_checkpoint(const char *name, const uint8_t *buf, uint64_t size, uint64_t pos, struct tr_log_scan *s)
+{
+	uint64_t hpos, salt, jobs = 0, off = TR_LOG_SEG_HDR;
+	if (size < TR_LOG_SEG_HDR || memcmp(buf, TR_LOG_CKPT_MAGIC, 8) || get32(buf + 8) != TR_LOG_FORMAT ||
+	    get32(buf + 12) != TR_LOG_SEG_HDR || get64(buf + 56) != XXH3_64bits_withSeed(buf, 56, TR_LOG_HDR_SEED) ||
+	    (hpos = get64(buf + 16)) != pos) {
+		snprintf(s->error, sizeof(s->error), "%s: bad checkpoint header at offset 0", name);
+		return -EBADMSG;
+	}
+	salt = get64(buf + 24);
+	for (unsigned k = 0;; k++) {
+		struct tr_logrec r;
+		uint32_t len;
+		int rc = tr__logrec_decode(buf + off, size - off, salt, off - TR_LOG_SEG_HDR, &r, &len);
+		/* begin {pos}, store, jobs, end {pos, jobs}: nothing else. */
+		int ok = rc == 0 && (k == 0	  ? r.type == TR_LOG_CKPT_BEGIN && (uint64_t)r.v[0] == pos
+				     : k == 1 ? r.type == TR_LOG_STORE
+					      : r.type == TR_LOG_JOB || r.type == TR_LOG_CKPT_END);
+		if (ok && r.type == TR_LOG_CKPT_END)
+			ok = (uint64_t)r.v[0] == pos && (uint64_t)r.v[1] == jobs && off + len == size;
+		if (!ok) {
+			snprintf(s->error, sizeof(s->error),
+				 "%s: corrupt checkpoint record at offset %llu; see `taskring log verify`", name,
+				 (unsigned long long)off);
+			return -EBADMSG;
+		}
+		if (s->record && (rc = s->record(s->arg, &r, name, off)) != 0)
+			return rc;
+		s->records++;
+		off += len;
+		if (r.type == TR_LOG_CKPT_END)
+			break;
+		jobs += r.type == TR_LOG_JOB;
+	}
+	s->ckpt_pos = pos;
+	s->ckpt_jobs = jobs;
+	s->ckpt_bytes = size;
+	snprintf(s->ckpt, sizeof(s->ckpt), "%s", name);
+	return 0;
+}
+
 /*
- * Scan the log in @dir: every segment in order, every record checked and
+ * Scan the log in @dir: its newest checkpoint, then every segment from the
+ * checkpoint's position (or the first) in order, every record checked and
  * handed to s->record. Returns 0 (the log is sound, perhaps with a torn tail
  * in its last segment, which s->torn reports and s->repair zeroes),
  * -EBADMSG with s->error naming the file and offset of corruption, or
@@ -640,11 +758,11 @@ static int scan_segment(const struct tr_log_io *io, int fd, const char *name, co
  */
 int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan *s)
 {
-	struct seg_ent *segs = NULL;
-	uint32_t n = 0;
+	struct seg_ent *segs = NULL, *ckpts = NULL;
+	uint32_t n = 0, nckpts = 0;
 	uint8_t *buf = NULL;
 	size_t bufcap = 0;
-	int rc;
+	int rc, fd;
 
 	s->segments = 0;
 	s->records = 0;
@@ -653,52 +771,230 @@ int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan
 	s->torn = 0;
 	s->torn_seg[0] = 0;
 	s->torn_off = s->torn_bytes = 0;
+	s->ckpt[0] = 0;
+	s->ckpt_pos = s->ckpt_jobs = s->ckpt_bytes = 0;
+	s->stale = 0;
 	s->error[0] = 0;
 	int dirfd = io->open(io->ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
 	if (dirfd < 0) {
 		snprintf(s->error, sizeof(s->error), "%s: cannot open the log directory: %s", dir, strerror(-dirfd));
 		return dirfd;
 	}
-	rc = list_segments(dirfd, &segs, &n);
+	rc = list_files(dirfd, TR_LOG_SEG_SUFFIX, &segs, &n);
+	if (!rc)
+		rc = list_files(dirfd, TR_LOG_CKPT_SUFFIX, &ckpts, &nckpts);
 	if (rc)
 		snprintf(s->error, sizeof(s->error), "%s: cannot list the log directory: %s", dir, strerror(-rc));
-	for (uint32_t i = 0; !rc && i < n; i++) {
-		int fd = io->open(io->ctx, dirfd, segs[i].name, (s->repair ? O_RDWR : O_RDONLY) | O_NOFOLLOW, 0);
-		off_t size = 0;
-		if (fd < 0 || (rc = io->fstat_size(io->ctx, fd, &size)) != 0) {
-			rc = fd < 0 ? fd : rc;
-			snprintf(s->error, sizeof(s->error), "%s: cannot open: %s", segs[i].name, strerror(-rc));
-			if (fd >= 0)
-				io->close(io->ctx, fd);
-			break;
+	uint32_t i = 0;
+	if (!rc && nckpts) {
+		/* The newest checkpoint; the segments before it are done. */
+		const struct seg_ent *c = &ckpts[nckpts - 1];
+		uint64_t size;
+		rc = read_whole(io, dirfd, c->name, 0, &fd, &buf, &bufcap, &size, 0, s);
+		if (!rc) {
+			rc = scan_checkpoint(c->name, buf, size, c->base, s);
+			io->close(io->ctx, fd);
 		}
-		/* Past the written data the file is zeros: not read. */
-		off_t data = io->data_end ? io->data_end(io->ctx, fd, size) : size;
-		if (data < size && data >= 0)
-			size = data < (off_t)TR_LOG_SEG_HDR ? (off_t)TR_LOG_SEG_HDR : data;
-		if ((uint64_t)size > bufcap) {
-			uint8_t *nb = realloc(buf, (size_t)size);
-			if (!nb) {
-				io->close(io->ctx, fd);
-				rc = -ENOMEM;
-				snprintf(s->error, sizeof(s->error), "%s: no memory to read it", segs[i].name);
-				break;
-			}
-			buf = nb;
-			bufcap = (size_t)size;
+		while (i < n && segs[i].base < c->base)
+			i++;
+		s->stale = i;
+		if (!rc && (i == n || segs[i].base != c->base)) {
+			snprintf(s->error, sizeof(s->error),
+				 "%s: covers the log up to sequence %llu, but no segment begins there", c->name,
+				 (unsigned long long)c->base);
+			rc = -EBADMSG;
 		}
-		rc = size ? read_all(io, fd, buf, (size_t)size, 0) : 0;
+		s->first_seq = s->end_seq = c->base;
+	}
+	for (; !rc && i < n && (!s->until || segs[i].base < s->until); i++) {
+		uint64_t size;
+		rc = read_whole(io, dirfd, segs[i].name, s->repair, &fd, &buf, &bufcap, &size, TR_LOG_SEG_HDR, s);
 		if (rc)
-			snprintf(s->error, sizeof(s->error), "%s: cannot read: %s", segs[i].name, strerror(-rc));
-		else
-			rc = scan_segment(io, fd, segs[i].name, buf, (uint64_t)size, i + 1 == n,
-					  i + 1 < n ? segs[i + 1].base : 0, s);
+			break;
+		rc = scan_segment(io, fd, segs[i].name, buf, size, i + 1 == n, i + 1 < n ? segs[i + 1].base : 0, s);
 		io->close(io->ctx, fd);
 	}
 	free(buf);
 	free(segs);
+	free(ckpts);
 	io->close(io->ctx, dirfd);
 	return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+void tr__log_ckpt_name(uint64_t pos, char out[32])
+{
+	snprintf(out, 32, "%016llx" TR_LOG_CKPT_SUFFIX, (unsigned long long)pos);
+}
+
+static int ckpt_flush(struct tr_ckpt_writer *c)
+{
+	int rc = tr__log_write_all(c->io, c->fd, c->buf, c->n, (off_t)c->off);
+	c->off += c->n;
+	c->n = 0;
+	return rc;
+}
+
+/* Add record @r (its seq is set here) to checkpoint @c. */
+int tr__ckpt_add(struct tr_ckpt_writer *c, struct tr_logrec *r)
+{
+	size_t len = tr__logrec_size(r);
+	if (!len)
+		return -EINVAL;
+	if (c->n + len > c->cap) {
+		int rc = c->n ? ckpt_flush(c) : 0;
+		if (rc)
+			return rc;
+		if ((rc = tr__buf_reserve(&c->buf, &c->cap, len, 1 << 20)) != 0)
+			return rc;
+	}
+	r->seq = c->off + c->n - TR_LOG_SEG_HDR;
+	tr__logrec_encode(r, c->buf + c->n, len, c->salt);
+	c->n += len;
+	c->jobs += r->type == TR_LOG_JOB;
+	return 0;
+}
+
+/*
+ * Begin checkpoint @pos in @dirfd: its temporary file, with its header,
+ * "checkpoint_begin" and the "store" record @store.
+ */
+int tr__ckpt_begin(struct tr_ckpt_writer *c, const struct tr_log_io *io, int dirfd, uint64_t pos,
+		   struct tr_logrec *store)
+{
+	memset(c, 0, sizeof(*c));
+	c->io = io;
+	c->dirfd = dirfd;
+	c->pos = pos;
+	c->salt = tr__rand64() | 1;
+	c->off = TR_LOG_SEG_HDR;
+	tr__log_ckpt_name(pos, c->name);
+	snprintf(c->tmp, sizeof(c->tmp), ".tmp-%s", c->name);
+	c->fd = io->open(io->ctx, dirfd, c->tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+	if (c->fd < 0)
+		return c->fd;
+	uint8_t h[TR_LOG_SEG_HDR];
+	memset(h, 0, sizeof(h));
+	memcpy(h, TR_LOG_CKPT_MAGIC, 8);
+	put32(h + 8, TR_LOG_FORMAT);
+	put32(h + 12, TR_LOG_SEG_HDR);
+	put64(h + 16, pos);
+	put64(h + 24, c->salt);
+	put64(h + 48, (uint64_t)tr__now_real());
+	put64(h + 56, XXH3_64bits_withSeed(h, 56, TR_LOG_HDR_SEED));
+	struct tr_logrec b;
+	memset(&b, 0, sizeof(b));
+	b.type = TR_LOG_CKPT_BEGIN;
+	b.v[0] = (int64_t)pos;
+	int rc = tr__log_write_all(io, c->fd, h, sizeof(h), 0);
+	if (!rc)
+		rc = tr__ckpt_add(c, &b);
+	if (!rc)
+		rc = tr__ckpt_add(c, store);
+	if (rc)
+		tr__ckpt_abort(c);
+	return rc;
+}
+
+/* End checkpoint @c: "checkpoint_end", sync, rename into place, sync the
+ * directory. Returns 0 with c->off its size, or an error (nothing left). */
+int tr__ckpt_commit(struct tr_ckpt_writer *c)
+{
+	struct tr_logrec e;
+	memset(&e, 0, sizeof(e));
+	e.type = TR_LOG_CKPT_END;
+	e.v[0] = (int64_t)c->pos;
+	e.v[1] = (int64_t)c->jobs;
+	int rc = tr__ckpt_add(c, &e);
+	if (!rc)
+		rc = ckpt_flush(c);
+	if (!rc)
+		rc = c->io->fsync(c->io->ctx, c->fd);
+	if (!rc)
+		rc = c->io->renameat(c->io->ctx, c->dirfd, c->tmp, c->name);
+	if (!rc)
+		rc = c->io->fsync(c->io->ctx, c->dirfd);
+	if (rc) {
+		tr__ckpt_abort(c);
+		return rc;
+	}
+	c->io->close(c->io->ctx, c->fd);
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	return 0;
+}
+
+void tr__ckpt_abort(struct tr_ckpt_writer *c)
+{
+	if (c->fd >= 0) {
+		c->io->close(c->io->ctx, c->fd);
+		c->io->unlinkat(c->io->ctx, c->dirfd, c->tmp);
+	}
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+}
+
+/*
+ * Where the log in @dirfd stands: *@lastp the base of its newest segment,
+ * *@ckptp the position its newest checkpoint covers (without one, the base
+ * of its first segment). -ENOENT when it has no segment.
+ */
+int tr__log_bounds(int dirfd, uint64_t *lastp, uint64_t *ckptp)
+{
+	struct seg_ent *segs = NULL, *ckpts = NULL;
+	uint32_t n = 0, nc = 0;
+	int rc = list_files(dirfd, TR_LOG_SEG_SUFFIX, &segs, &n);
+	if (!rc)
+		rc = list_files(dirfd, TR_LOG_CKPT_SUFFIX, &ckpts, &nc);
+	if (!rc && !n)
+		rc = -ENOENT;
+	if (!rc) {
+		*lastp = segs[n - 1].base;
+		*ckptp = nc ? ckpts[nc - 1].base : segs[0].base;
+	}
+	free(segs);
+	free(ckpts);
+	return rc;
+}
+
+/*
+ * After checkpoint @pos is in place: delete what it replaces (segments
+ * before it, older checkpoints, temporary files of checkpoints that were
+ * never finished), then sync the directory. Returns how many files went.
+ */
+int tr__log_prune(const struct tr_log_io *io, int dirfd, uint64_t pos)
+{
+	int fd = dup(dirfd), gone = 0;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	size_t sl = strlen(TR_LOG_SEG_SUFFIX), cl = strlen(TR_LOG_CKPT_SUFFIX);
+	rewinddir(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		const char *nm = e->d_name;
+		size_t len = strlen(nm);
+		int doomed = 0;
+		if (!strncmp(nm, ".tmp-", 5) && len > cl && !strcmp(nm + len - cl, TR_LOG_CKPT_SUFFIX)) {
+			doomed = 1;
+		} else if ((len == 16 + sl && !strcmp(nm + 16, TR_LOG_SEG_SUFFIX)) ||
+			   (len == 16 + cl && !strcmp(nm + 16, TR_LOG_CKPT_SUFFIX))) {
+			char hex[17];
+			memcpy(hex, nm, 16);
+			hex[16] = 0;
+			doomed = strspn(hex, "0123456789abcdef") == 16 && strtoull(hex, NULL, 16) < pos;
+		}
+		if (doomed && io->unlinkat(io->ctx, dirfd, nm) == 0)
+			gone++;
+	}
+	closedir(d);
+	io->fsync(io->ctx, dirfd);
+	return gone;
 }
 
 /* ---- the writer ------------------------------------------------------------------------------- */
@@ -852,7 +1148,7 @@ int tr__log_last_store(const struct tr_log_io *io, const char *dir, struct tr_lo
 	int dirfd = io->open(io->ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
 	if (dirfd < 0)
 		return dirfd;
-	int rc = list_segments(dirfd, &segs, &n);
+	int rc = list_files(dirfd, TR_LOG_SEG_SUFFIX, &segs, &n);
 	if (!rc && n == 0)
 		rc = -ENOENT;
 	for (uint32_t i = n; !rc && i-- > 0;) {

@@ -85,8 +85,10 @@ struct tr_log_io {
 TR_INTERNAL extern const struct tr_log_io tr__log_sysio;
 TR_INTERNAL int tr__log_write_all(const struct tr_log_io *io, int fd, const void *buf, size_t n, off_t off);
 
-/* Segment files: "<16 hex digits of the base sequence>.tlog". */
+/* Segment files: "<16 hex digits of the base sequence>.tlog"; checkpoints:
+ * "<16 hex digits of the position they cover up to>.tckpt". */
 #define TR_LOG_SEG_SUFFIX ".tlog"
+#define TR_LOG_CKPT_SUFFIX ".tckpt"
 TR_INTERNAL void tr__log_seg_name(uint64_t base, char out[32]);
 TR_INTERNAL int tr__log_seg_create(const struct tr_log_io *io, int dirfd, uint64_t base, uint64_t segno,
 				   uint64_t prealloc, int *fdp, uint64_t *saltp);
@@ -100,6 +102,7 @@ struct tr_log_scan {
 	int (*record)(void *arg, const struct tr_logrec *r, const char *seg, uint64_t off);
 	void *arg;
 	int repair; /* zero the torn tail of the last segment on disk */
+	uint64_t until; /* scan only segments that begin before this (0: all) */
 	/* OUT */
 	uint32_t segments;
 	uint64_t records;
@@ -108,10 +111,34 @@ struct tr_log_scan {
 	int torn;                    /* the last segment had a torn tail */
 	char torn_seg[32];
 	uint64_t torn_off, torn_bytes; /* where it began, how many bytes it had */
+	char ckpt[32];               /* the checkpoint it began with, or "" */
+	uint64_t ckpt_pos, ckpt_jobs, ckpt_bytes;
+	uint32_t stale;              /* segments before the checkpoint (ignored) */
 	char error[256];             /* why the scan failed */
 };
 TR_INTERNAL int tr__log_scan(const struct tr_log_io *io, const char *dir, struct tr_log_scan *s);
 TR_INTERNAL int tr__log_last_store(const struct tr_log_io *io, const char *dir, struct tr_logrec *out);
+
+/* Writing a checkpoint (log.c): begin, add a job record at a time, commit
+ * (or abort: nothing is left behind). */
+struct tr_ckpt_writer {
+	const struct tr_log_io *io;
+	int dirfd, fd;
+	uint64_t pos, salt;
+	uint64_t off;  /* file offset where the buffered bytes go */
+	uint64_t jobs;
+	uint8_t *buf;
+	size_t n, cap;
+	char name[32], tmp[48];
+};
+TR_INTERNAL void tr__log_ckpt_name(uint64_t pos, char out[32]);
+TR_INTERNAL int tr__ckpt_begin(struct tr_ckpt_writer *c, const struct tr_log_io *io, int dirfd, uint64_t pos,
+			       struct tr_logrec *store);
+TR_INTERNAL int tr__ckpt_add(struct tr_ckpt_writer *c, struct tr_logrec *r);
+TR_INTERNAL int tr__ckpt_commit(struct tr_ckpt_writer *c);
+TR_INTERNAL void tr__ckpt_abort(struct tr_ckpt_writer *c);
+TR_INTERNAL int tr__log_bounds(int dirfd, uint64_t *lastp, uint64_t *ckptp);
+TR_INTERNAL int tr__log_prune(const struct tr_log_io *io, int dirfd, uint64_t pos);
 
 
 /*

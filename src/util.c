@@ -11,6 +11,7 @@
  * id is compared in full, and time-ordered across milliseconds.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -272,4 +273,24 @@ const char *taskring_status_name(int status)
 	if (status < 0 || status >= TASKRING_STATUS_COUNT)
 		return "unknown";
 	return names[status];
+}
+
+/*
+ * Make *@bufp (of *@capp bytes, malloc()ed or NULL) hold at least @need
+ * bytes, doubling from @first; its contents are kept. 0 or -ENOMEM (then
+ * it is as it was).
+ */
+int tr__buf_reserve(uint8_t **bufp, size_t *capp, size_t need, size_t first)
+{
+	if (need <= *capp)
+		return 0;
+	size_t cap = *capp ? *capp : first;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *p = realloc(*bufp, cap);
+	if (!p)
+		return -ENOMEM;
+	*bufp = p;
+	*capp = cap;
+	return 0;
 }

@@ -95,6 +95,10 @@ struct tr_wal {
 	_Atomic int thread_started;
 	_Atomic int stop;
 	pthread_mutex_t start_lock;
+	/* The compaction this process runs (ckpt.c): 0 none, 1 running, 2
+	 * finished (to be joined). */
+	pthread_t cthread;
+	_Atomic int cstate;
 };
 
 static uint64_t align8(uint64_t x)
@@ -171,17 +175,7 @@ static void log_unlock(struct taskring_store *st)
 
 static int out_reserve(struct tr_wal *w, size_t need)
 {
-	if (need <= w->outcap)
-		return 0;
-	size_t cap = w->outcap ? w->outcap : 1 << 16;
-	while (cap < need)
-		cap *= 2;
-	uint8_t *p = realloc(w->out, cap);
-	if (!p)
-		return -ENOMEM;
-	w->out = p;
-	w->outcap = cap;
-	return 0;
+	return tr__buf_reserve(&w->out, &w->outcap, need, 1 << 16);
 }
 
 /* The "store" record that begins each segment: the sizing, for a recovery
@@ -250,6 +244,53 @@ static int make_spare(struct taskring_store *st, struct tr_wal *w)
 	return 0;
 }
 
+/* ---- compaction ------------------------------------------------------------------------ */
+
+static void *compact_main(void *arg)
+{
+	struct taskring_store *st = arg;
+	struct tr_wal *w = st->wal;
+	struct tr_compaction c;
+	if (tr__log_compact(w->io, st->hdr->h_log_dir, &w->stop, &c, NULL, 0) == 0 && c.pos) {
+		TR_SET(st->hdr->h_log_ckpt_pos, c.pos);
+		TR_SET(st->hdr->h_log_ckpt_bytes, c.bytes);
+		atomic_fetch_add_explicit(&st->hdr->h_log_compactions, 1, memory_order_relaxed);
+	}
+	atomic_store_explicit(&w->cstate, 2, memory_order_release);
+	return NULL;
+}
+
+static void compact_join(struct tr_wal *w)
+{
+	if (atomic_load_explicit(&w->cstate, memory_order_acquire) == 0)
+		return;
+	pthread_join(w->cthread, NULL);
+	atomic_store_explicit(&w->cstate, 0, memory_order_relaxed);
+}
+
+/*
+ * At the start of a new segment (log lock held): start a compaction in a
+ * thread of this process when the closed segments after the checkpoint hold
+ * two segments' worth and as much as the checkpoint (see ckpt.c). Not with
+ * a test's I/O seam, which is not thread-safe: those tests compact
+ * themselves.
+ */
+static void maybe_compact(struct taskring_store *st, struct tr_wal *w)
+{
+	struct tr_hdr *h = st->hdr;
+	uint64_t closed = h->h_log_seg_base - TR_GET(h->h_log_ckpt_pos);
+	if (w->io != &tr__log_sysio || closed < 2 * h->h_segment_bytes || closed < TR_GET(h->h_log_ckpt_bytes))
+		return;
+	int cs = atomic_load_explicit(&w->cstate, memory_order_acquire);
+	if (cs == 1)
+		return;
+	if (cs == 2)
+		compact_join(w);
+	atomic_store_explicit(&w->cstate, 1, memory_order_relaxed);
+	if (pthread_create(&w->cthread, NULL, compact_main, st) != 0)
+		atomic_store_explicit(&w->cstate, 0, memory_order_relaxed);
+}
+
 /* Start a new segment at the stream's end, from the spare if there is one;
  * then make the next spare (its failure only marks the log low on space).
  * Log lock held. */
@@ -272,6 +313,7 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	h->h_log_segno = segno;
 	h->h_log_started = 1;
 	make_spare(st, w);
+	maybe_compact(st, w);
 	return 0;
 }
 
@@ -307,6 +349,7 @@ static void fork_check(struct tr_wal *w)
 		io_uring_queue_exit(&w->ring); /* the child's mapping and fd only */
 	w->ring_state = 0;
 	atomic_store_explicit(&w->thread_started, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->cstate, 0, memory_order_relaxed); /* (the parent's) */
 	pthread_mutex_init(&w->start_lock, NULL);
 	w->pid = pid;
 }
@@ -809,6 +852,8 @@ void tr__wal_detach(struct taskring_store *st)
 		tr__futex_wake_op(&st->hdr->h_log_seq, INT32_MAX, 0xffffffffu, 0);
 		pthread_join(w->thread, NULL);
 	}
+	atomic_store_explicit(&w->stop, 1, memory_order_release);
+	compact_join(w);
 	if (!atomic_load_explicit(&st->hdr->h_log_failed, memory_order_acquire))
 		tr__wal_sync(st); /* what this process staged reaches the disk */
 	if (w->ring_state == 1)
@@ -928,253 +973,10 @@ int tr__wal_failed(struct taskring_store *st)
 
 /* ---- recovery --------------------------------------------------------------------------------- */
 
-struct replay {
-	struct taskring_store *st;
-	uint64_t applied;
-	int rc;
-	char *err;
-	size_t errcap;
-};
-
-/* The slot of the job a record names, if the slot holds that job now. */
-static struct tr_slot *replay_job(struct replay *p, const struct tr_logrec *r)
-{
-	uint32_t idx = tr__uuid_slot(r->uuid);
-	if (idx >= p->st->nslots)
-		return NULL;
-	struct tr_slot *s = &p->st->slots[idx];
-	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
-	if (TR_STATUS(state) == TR_ST_FREE || memcmp(s->s_uuid, r->uuid, 16))
-		return NULL;
-	return s;
-}
-
-static void set_state(struct tr_slot *s, uint32_t status, uint32_t attempt)
-{
-	uint32_t g = atomic_load_explicit(&s->s_gen, memory_order_relaxed);
-	uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
-	atomic_store_explicit(&s->s_state,
-			      TR_MKSTATE(status, attempt & TR_ATTEMPT_MAX, TR_GEN_TAG(g)) | (old & TR_ST_CANCEL),
-			      memory_order_relaxed);
-}
-
-static struct tr_queue *queue_of(struct taskring_store *st, struct tr_slot *s)
-{
-	uint32_t qi = TR_GET(s->s_queue);
-	return qi < st->nqueues ? &st->queues[qi] : NULL;
-}
-
-static void count(struct taskring_store *st, struct tr_slot *s, size_t field)
-{
-	struct tr_queue *q = queue_of(st, s);
-	if (q)
-		atomic_fetch_add_explicit((_Atomic uint64_t *)((uint8_t *)q + field), 1, memory_order_relaxed);
-}
-
-/* A name from a record: 1..63 bytes, copied with its NUL. */
-static int record_name(const struct tr_logrec *r, int k, char out[TASKRING_NAME_MAX + 1])
-{
-	if (r->blen[k] == 0 || r->blen[k] > TASKRING_NAME_MAX)
-		return -EBADMSG;
-	memcpy(out, r->blob[k], r->blen[k]);
-	out[r->blen[k]] = 0;
-	return 0;
-}
-
-static int replay_enqueue(struct replay *p, const struct tr_logrec *r)
-{
-	struct taskring_store *st = p->st;
-	struct enq_req q;
-	char queue[TASKRING_NAME_MAX + 1], task[TASKRING_NAME_MAX + 1];
-	char meta[TASKRING_METADATA_MAX + 1], ukey[TASKRING_UNIQUE_KEY_MAX + 1];
-	uint32_t idx = tr__uuid_slot(r->uuid);
-	int rc;
-
-	if (idx >= st->nslots || r->blen[2] > st->max_payload || r->blen[3] > TASKRING_METADATA_MAX ||
-	    r->blen[4] > TASKRING_UNIQUE_KEY_MAX || r->blen[5] % 8 || r->blen[5] / 8 > TASKRING_MAX_RETRY_DELAYS ||
-	    r->blen[6] % 16 || r->blen[6] / 16 > TASKRING_DEPENDS_MAX)
-		return -EBADMSG;
-	if ((rc = record_name(r, 0, queue)) || (rc = record_name(r, 1, task)))
-		return rc;
-	memset(&q, 0, sizeof(q));
-	if ((rc = tr__queue_find(st, queue, 1)) < 0)
-		return rc;
-	q.queue = (uint32_t)rc;
-	if ((rc = tr__task_find(st, task, 1)) < 0)
-		return rc;
-	q.task = (uint32_t)rc;
-	q.payload = r->blob[2];
-	q.len = r->blen[2];
-	q.priority = (int32_t)r->v[0];
-	q.max_retries = (uint32_t)r->v[1];
-	q.eta_ns = r->v[3];
-	q.timeout_ns = r->v[4];
-	q.ttl_ns = r->v[5];
-	q.base_ns = r->v[6];
-	q.cap_ns = r->v[7];
-	q.expires_ns = r->v[8] ? r->v[8] - r->v[2] : 0;
-	if (r->blen[3]) {
-		memcpy(meta, r->blob[3], r->blen[3]);
-		meta[r->blen[3]] = 0;
-		q.meta = meta;
-		q.metalen = r->blen[3];
-	}
-	if (r->blen[4]) {
-		memcpy(ukey, r->blob[4], r->blen[4]);
-		ukey[r->blen[4]] = 0;
-		q.ukey = ukey;
-		q.ukeylen = r->blen[4];
-		q.uhash = tr__unique_hash(ukey, q.ukeylen);
-	}
-	q.delays = r->blen[5] ? r->blob[5] : NULL;
-	q.ndelays = r->blen[5] / 8;
-	q.ndeps = r->blen[6] / 16;
-	rc = tr__job_restore(st, idx, &q, r->uuid, r->v[2], r->blob[6]);
-	if (rc)
-		return rc;
-	count(st, &st->slots[idx], offsetof(struct tr_queue, q_enqueued));
-	return 0;
-}
-
-/* An error entry from a record's error blob (the last one). */
-static void replay_error(struct replay *p, struct tr_slot *s, const struct tr_logrec *r, int blob, uint32_t attempt,
-			 int64_t when)
-{
-	if (r->blen[blob])
-		tr__error_append_at(p->st, s, attempt, r->blob[blob], r->blen[blob], when);
-}
-
-static int replay_record(void *arg, const struct tr_logrec *r, const char *seg, uint64_t off)
-{
-	struct replay *p = arg;
-	struct taskring_store *st = p->st;
-	struct tr_slot *s;
-	int rc = 0;
-	(void)off;
-
-	switch (r->type) {
-	case TR_LOG_STORE:
-		if ((uint64_t)r->v[0] != st->nslots || (uint64_t)r->v[1] != st->max_payload ||
-		    (uint64_t)r->v[2] != st->nqueues || (uint64_t)r->v[3] != st->ntasks ||
-		    (uint64_t)r->v[4] != st->arena_bytes)
-			rc = TASKRING_ESIZING;
-		break;
-	case TR_LOG_ENQUEUE:
-		rc = replay_enqueue(p, r);
-		break;
-	case TR_LOG_START:
-		if ((s = replay_job(p, r)) != NULL) {
-			set_state(s, TASKRING_RUNNING, (uint32_t)r->v[0]);
-			TR_SET(s->s_started_at, r->v[2]);
-			TR_SET(s->s_owner_pid, (int32_t)r->v[1]);
-			count(st, s, offsetof(struct tr_queue, q_started));
-		}
-		break;
-	case TR_LOG_COMPLETE:
-		if ((s = replay_job(p, r)) != NULL) {
-			if (r->blen[0] > st->max_payload)
-				return -EBADMSG;
-			tr__slot_set_result(st, s, r->blob[0], r->blen[0]);
-			TR_SET(s->s_completed_at, r->v[1]);
-			set_state(s, TASKRING_COMPLETE, (uint32_t)r->v[0]);
-			count(st, s, offsetof(struct tr_queue, q_completed));
-		}
-		break;
-	case TR_LOG_RETRY:
-		if ((s = replay_job(p, r)) != NULL) {
-			replay_error(p, s, r, 0, (uint32_t)r->v[0], r->v[1]);
-			TR_SET(s->s_retry_count, (uint32_t)r->v[0] + 1);
-			TR_SET(s->s_scheduled_at, r->v[2]);
-			TR_SET(s->s_completed_at, 0);
-			set_state(s, TASKRING_PENDING, (uint32_t)r->v[0] + 1);
-			count(st, s, offsetof(struct tr_queue, q_retried));
-		}
-		break;
-	case TR_LOG_FAILED:
-	case TR_LOG_DEAD:
-	case TR_LOG_CANCEL:
-		if ((s = replay_job(p, r)) != NULL) {
-			replay_error(p, s, r, 0, (uint32_t)r->v[0], r->v[1]);
-			TR_SET(s->s_completed_at, r->v[1]);
-			uint32_t status = r->type == TR_LOG_FAILED ? TASKRING_FAILED
-					  : r->type == TR_LOG_DEAD  ? TASKRING_DEAD
-								     : TASKRING_CANCELLED;
-			set_state(s, status, (uint32_t)r->v[0]);
-			count(st, s,
-			      r->type == TR_LOG_FAILED ? offsetof(struct tr_queue, q_failed)
-			      : r->type == TR_LOG_DEAD ? offsetof(struct tr_queue, q_dead)
-							: offsetof(struct tr_queue, q_cancelled));
-		}
-		break;
-	case TR_LOG_REMOVE:
-		if ((s = replay_job(p, r)) != NULL)
-			tr__free_in_place(st, s, atomic_load_explicit(&s->s_state, memory_order_relaxed));
-		break;
-	case TR_LOG_RESCHEDULE:
-		if ((s = replay_job(p, r)) != NULL) {
-			TR_SET(s->s_priority, (int32_t)r->v[0]);
-			TR_SET(s->s_scheduled_at, r->v[1]);
-		}
-		break;
-	default:
-		break; /* checkpoints: nothing to do in this release */
-	}
-	if (rc && p->err)
-		snprintf(p->err, p->errcap, "%s: record at sequence %llu cannot be applied (%d)", seg,
-			 (unsigned long long)r->seq, rc);
-	if (!rc)
-		p->applied++;
-	return rc;
-}
-
-/*
- * After the replay: every job that was running when the log ends had its
- * attempt interrupted (counted as a failed attempt, as the death of its
- * worker would be); pending jobs join their queues (or wait for their
- * dependencies); the unique keys and the recycle ring are rebuilt.
- */
-static void replay_finish(struct taskring_store *st)
-{
-	static const char msg[] = "attempt interrupted: the store was recovered from its log while it ran";
-	int64_t now = tr__now_real();
-	uint64_t end = 0;
-
-	for (uint32_t i = 0; i < st->nslots; i++) {
-		struct tr_slot *s = &st->slots[i];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
-		if (TR_STATUS(state) != TASKRING_RUNNING)
-			continue;
-		uint32_t attempt = TR_ATTEMPT(state);
-		tr__error_append_at(st, s, attempt, msg, sizeof(msg) - 1, now);
-		if (attempt >= TR_GET(s->s_max_retries) || attempt + 1 > TR_ATTEMPT_MAX) {
-			int64_t v[2] = {attempt, now};
-			TR_SET(s->s_completed_at, now);
-			set_state(s, TASKRING_DEAD, attempt);
-			tr__wal_log(st, TR_LOG_DEAD, s, v, 2, msg, sizeof(msg) - 1, &end);
-		} else {
-			int64_t v[3] = {attempt, now, now};
-			TR_SET(s->s_retry_count, attempt + 1);
-			TR_SET(s->s_scheduled_at, now);
-			set_state(s, TASKRING_PENDING, attempt + 1);
-			tr__wal_log(st, TR_LOG_RETRY, s, v, 3, msg, sizeof(msg) - 1, &end);
-		}
-	}
-	tr__deps_restore(st);
-	for (uint32_t i = 0; i < st->nslots; i++) {
-		struct tr_slot *s = &st->slots[i];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_relaxed);
-		struct tr_queue *q = queue_of(st, s);
-		uint8_t loc = TR_GET(s->s_loc);
-		if (TR_STATUS(state) == TASKRING_PENDING && q && (loc == TR_LOC_NONE || loc == TR_LOC_READYING))
-			tr__queue_link_locked(st, q, i, now);
-	}
-	tr__unique_rebuild(st);
-	tr__ring_rebuild(st);
-}
-
 /*
  * Recover the log of a new region (attached: st->wal): scan it, zeroing a
- * torn tail, replay every record into the region, finish (above), and set
+ * torn tail, replay its checkpoint and every record after it into the
+ * region and finish (ckpt.c), and set
  * the flusher to start a new segment at the log's end. Returns 0,
  * TASKRING_ELOGCORRUPT (corruption before the log's end; @err, if given,
  * says where), TASKRING_ESIZING (the log is of a store with other sizing),
@@ -1183,18 +985,12 @@ static void replay_finish(struct taskring_store *st)
 int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap)
 {
 	struct tr_hdr *h = st->hdr;
-	struct replay p = {st, 0, 0, err, errcap};
 	struct tr_log_scan s;
-	memset(&s, 0, sizeof(s));
-	s.record = replay_record;
-	s.arg = &p;
-	s.repair = 1;
-	int rc = tr__log_scan(st->wal->io, h->h_log_dir, &s);
-	if (rc) {
-		if (err && s.error[0])
-			snprintf(err, errcap, "%s", s.error);
+	int rc = tr__replay_log(st, st->wal->io, &s, err, errcap);
+	if (rc)
 		return rc == -EBADMSG ? TASKRING_ELOGCORRUPT : rc;
-	}
+	h->h_log_ckpt_pos = s.ckpt[0] ? s.ckpt_pos : s.first_seq;
+	h->h_log_ckpt_bytes = s.ckpt_bytes;
 	h->h_log_end = s.end_seq;
 	h->h_log_seg_base = UINT64_MAX; /* the first flush starts a segment */
 	if (s.segments && s.last_base != s.end_seq) {
@@ -1205,6 +1001,5 @@ int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap)
 		h->h_log_segno = s.last_segno - 1;
 		h->h_log_started = s.last_segno > 0;
 	}
-	replay_finish(st);
 	return tr__wal_sync(st); /* a new segment, with what the finish logged */
 }

@@ -27,4 +27,21 @@ TR_INTERNAL int tr__wal_log_end(struct taskring_store *st, struct tr_slot *s, ui
 				int64_t when, int64_t v2, const char *msg, size_t mlen, uint64_t *endp);
 TR_INTERNAL int tr__wal_log_enqueue(struct taskring_store *st, uint32_t idx, const struct enq_req *q, uint64_t *endp);
 
+
+/* ckpt.c */
+struct tr_log_scan;
+struct tr_compaction {
+	uint64_t pos;     /* the new checkpoint covers the log up to here (0: none made) */
+	uint64_t jobs;    /* jobs in it */
+	uint64_t bytes;   /* its size */
+	uint32_t folded;  /* segments folded into it */
+	uint32_t removed; /* files deleted after it */
+};
+TR_INTERNAL int tr__replay_record(void *arg, const struct tr_logrec *r, const char *seg, uint64_t off);
+TR_INTERNAL int tr__replay_log(struct taskring_store *st, const struct tr_log_io *io, struct tr_log_scan *s,
+			       char *err, size_t errcap);
+TR_INTERNAL int tr__log_lock(const char *dir, int exclusive, int wait);
+TR_INTERNAL int tr__log_compact(const struct tr_log_io *io, const char *dir, const _Atomic int *stop,
+				struct tr_compaction *out, char *err, size_t errcap);
+
 #endif

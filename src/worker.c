@@ -492,7 +492,7 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 			return;
 		}
 		if (!error_written) {
-			tr__error_append(st, s, c->attempt, msg, mlen);
+			tr__error_append_at(st, s, c->attempt, msg, mlen, end_real); /* as logged */
 			error_written = 1;
 		}
 		if (outcome == TASKRING_FAIL) {

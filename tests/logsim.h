@@ -1,16 +1,21 @@
 /*
  * logsim.h - simulated power loss for the log's tests: an I/O seam that
- * records what a disk would see, and the disk images a power loss could
- * leave. Shared by test_log.c (the log writer) and test_durable.c (stores).
+ * records what a disk would see, the disk images a power loss could leave,
+ * and the check of a store recovered from one; the fixture of stores with
+ * a log on a real disk, and the log tool. Shared by test_log.c (the log
+ * writer), test_durable.c and test_compact.c (stores).
  */
 #ifndef TASKRING_TEST_LOGSIM_H
 #define TASKRING_TEST_LOGSIM_H
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "wal.h"
 #include "testutil.h"
 
 static uint64_t ls_rng_state = 0x2545f4914f6cdd1dull;
@@ -30,10 +35,10 @@ static inline uint64_t ls_rng(void)
  * after a power loss at operation p" is made: every write a sync covered
  * before p is there; each 512-byte sector of the later writes is there or
  * not, independently (so writes are dropped, torn and reordered); the
- * directory is as its last sync left it, with each later creation or
- * rename there or not.
+ * directory is as its last sync left it, with each later creation,
+ * rename or deletion there or not.
  */
-enum { OP_WRITE, OP_SYNC, OP_DIRSYNC, OP_CREATE, OP_RENAME };
+enum { OP_WRITE, OP_SYNC, OP_DIRSYNC, OP_CREATE, OP_RENAME, OP_UNLINK };
 struct op {
 	int kind, file;
 	off_t off;
@@ -143,6 +148,20 @@ static inline int rec_renameat(void *ctx, int dirfd, const char *from, const cha
 	return rc;
 }
 
+static inline int rec_unlinkat(void *ctx, int dirfd, const char *name)
+{
+	struct rec *r = ctx;
+	int rc = tr__log_sysio.unlinkat(NULL, dirfd, name);
+	if (!rc) {
+		struct op *o = rec_op(r, OP_UNLINK);
+		snprintf(o->name, sizeof(o->name), "%s", name);
+		for (int f = 0; f < r->nfiles; f++)
+			if (!strcmp(r->names[f], name))
+				r->names[f][0] = 0;
+	}
+	return rc;
+}
+
 static inline int rec_close(void *ctx, int fd)
 {
 	struct rec *r = ctx;
@@ -167,6 +186,7 @@ static inline struct tr_log_io rec_io(struct rec *r)
 	io.fdatasync = rec_sync;
 	io.fsync = rec_sync;
 	io.renameat = rec_renameat;
+	io.unlinkat = rec_unlinkat;
 	io.fallocate = pass_fallocate; /* zeros: the image's files read 0 past their writes */
 	return io;
 }
@@ -236,6 +256,13 @@ static inline void make_image(const struct rec *r, size_t p, const char *dir)
 						dirent_name[f][0] = 0;
 				snprintf(dirent_name[id], 48, "%s", o->name2);
 			}
+		} else if (o->kind == OP_UNLINK) {
+			for (int f = 0; f < MAX_FILES; f++)
+				if (!strcmp(live_name[f], o->name)) {
+					live_name[f][0] = 0;
+					if (durable || ls_rng() % 2)
+						dirent_name[f][0] = 0;
+				}
 		}
 	}
 	/* Data: synced writes whole, later ones sector by sector. */
@@ -296,6 +323,19 @@ static inline void rm_dir(const char *dir)
 }
 
 
+/* The whole of the file open on @fd (malloc()ed), its size in *@sizep. */
+static inline uint8_t *slurp(int fd, size_t *sizep)
+{
+	struct stat sb;
+	assert_int_equal(fstat(fd, &sb), 0);
+	size_t size = (size_t)sb.st_size;
+	uint8_t *p = malloc(size ? size : 1);
+	assert_non_null(p);
+	assert_int_equal(pread(fd, p, size, 0), (ssize_t)size);
+	*sizep = size;
+	return p;
+}
+
 /* Free what a recording holds. */
 static inline void rec_free(struct rec *r)
 {
@@ -303,6 +343,130 @@ static inline void rec_free(struct rec *r)
 		free(r->ops[k].data);
 	free(r->ops);
 	memset(r, 0, sizeof(*r));
+}
+
+/* ---- stores with a log on a real disk: the tests' fixture ------------------------ */
+
+/*
+ * A store name and a log directory in the build directory (a real disk:
+ * never tmpfs, where fdatasync is a no-op), removed afterwards.
+ */
+struct dfx {
+	struct tu_fx fx;
+	char dir[PATH_MAX];
+};
+
+static inline int dfx_setup(void **state)
+{
+	if (tu_fx_alloc(state, sizeof(struct dfx)))
+		return -1;
+	struct dfx *f = *state;
+	const char *build = getenv("BUILD");
+	snprintf(f->dir, sizeof(f->dir), "%s/durable-XXXXXX", build && *build ? build : "build");
+	return mkdtemp(f->dir) ? 0 : -1;
+}
+
+static inline int dfx_teardown(void **state)
+{
+	struct dfx *f = *state;
+	tr__wal_test_io = NULL;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", f->dir);
+	tu_kids_kill_all();
+	tu_fx_teardown(state);
+	rm_dir(dir);
+	return 0;
+}
+
+static int no_iouring; /* the pass: 0 io_uring, 1 pwrite + fdatasync */
+
+/* Options of a store with its log in @dir: 1 MiB segments. */
+static inline struct taskring_store_opts log_opts(const char *dir, uint32_t durability)
+{
+	struct taskring_store_opts o;
+	memset(&o, 0, sizeof(o));
+	o.slots = 8192;
+	o.log_dir = dir;
+	o.durability = durability;
+	o.flags = no_iouring ? TASKRING_STORE_NO_IOURING : 0;
+	o.segment_bytes = 1 << 20;
+	return o;
+}
+
+/* `taskring log ARGS DIR`: its exit status, with its output in @out. */
+static inline int run_tool(const char *args, const char *dir, char *out, size_t cap)
+{
+	const char *build = getenv("BUILD");
+	char cmd[PATH_MAX * 2 + 64];
+	snprintf(cmd, sizeof(cmd), "%s/taskring log %s %s 2>&1", build && *build ? build : "build", args, dir);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = 0;
+	char sink[4096];
+	while (fread(sink, 1, sizeof(sink), p) > 0) /* the rest, unread */
+		;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * Power-loss images of a store: what the workload had acknowledged when
+ * operation op of the recording began, and the check of an image.
+ */
+struct pl_ack {
+	size_t op;     /* acknowledged once the ops before it happened */
+	int completed; /* 0 enqueue, 1 completion */
+	char id[TASKRING_ID_LEN + 1];
+};
+
+/* A handler that completes its job, and says which it was. */
+static char pl_ran_id[TASKRING_ID_LEN + 1];
+static inline int pl_note(struct taskring_ctx *ctx, void *arg)
+{
+	(void)arg;
+	taskring_job_id(taskring_ctx_job(ctx), pl_ran_id);
+	taskring_ctx_result(ctx, "ok", 2);
+	return TASKRING_OK;
+}
+
+/*
+ * Open the store recovered from image @img (made at op @p), with @o, and
+ * check it: every job acknowledged before @p is there (complete, where
+ * that was acknowledged), and nothing that was never enqueued. Returns how
+ * many jobs it has.
+ */
+static inline int pl_check_image(int k, size_t p, size_t nops, const char *img, struct taskring_store_opts *o,
+				 const struct pl_ack *acks, int nacks)
+{
+	struct taskring_store *rs = NULL;
+	o->log_dir = img;
+	int rc = taskring_store_open(NULL, o, &rs);
+	if (rc)
+		fail_msg("image %d (power loss at op %zu of %zu): open = %d (%s)", k, p, nops, rc,
+			 taskring_strerror(rc));
+	for (int a = 0; a < nacks && acks[a].op <= p; a++) {
+		struct taskring_job j;
+		if (taskring_job_lookup(rs, acks[a].id, &j) != 0)
+			fail_msg("image %d (op %zu): acknowledged job %s lost", k, p, acks[a].id);
+		if (acks[a].completed && taskring_job_status(&j) != TASKRING_COMPLETE)
+			fail_msg("image %d (op %zu): acknowledged completion of %s lost", k, p, acks[a].id);
+	}
+	uint64_t cur = 0;
+	struct taskring_job j;
+	int n = 0;
+	while (taskring_job_next(rs, 0, NULL, NULL, &cur, &j) == 1) {
+		char id[TASKRING_ID_LEN + 1];
+		taskring_job_id(&j, id);
+		int known = 0;
+		for (int a = 0; a < nacks && !known; a++)
+			known = !strcmp(acks[a].id, id);
+		if (!known)
+			fail_msg("image %d (op %zu): job %s was never enqueued", k, p, id);
+		n++;
+	}
+	assert_rc(taskring_store_close(rs), 0);
+	return n;
 }
 
 #endif

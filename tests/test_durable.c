@@ -8,6 +8,7 @@
  * ASYNC mode gets records to disk without anyone waiting; and producers and
  * workers killed at random moments never lose an acknowledged job nor
  * duplicate one. Every test runs with io_uring and with pwrite/fdatasync.
+ * (Simulated power loss at any moment of a store's life: test_compact.c.)
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -23,48 +24,7 @@
 #include "testutil.h"
 #include "logsim.h"
 
-static int no_iouring; /* the pass: 0 io_uring, 1 pwrite + fdatasync */
-
-struct dfx {
-	struct tu_fx fx;
-	char dir[PATH_MAX];
-};
-
-static int dfx_setup(void **state)
-{
-	if (tu_fx_alloc(state, sizeof(struct dfx)))
-		return -1;
-	struct dfx *f = *state;
-	const char *build = getenv("BUILD");
-	snprintf(f->dir, sizeof(f->dir), "%s/durable-XXXXXX", build && *build ? build : "build");
-	return mkdtemp(f->dir) ? 0 : -1;
-}
-
-static int dfx_teardown(void **state)
-{
-	struct dfx *f = *state;
-	tr__wal_test_io = NULL;
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", f->dir);
-	tu_kids_kill_all();
-	tu_fx_teardown(state);
-	rm_dir(dir);
-	return 0;
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, dfx_setup, dfx_teardown)
-
-static struct taskring_store_opts log_opts(const char *dir, uint32_t durability)
-{
-	struct taskring_store_opts o;
-	memset(&o, 0, sizeof(o));
-	o.slots = 8192;
-	o.log_dir = dir;
-	o.durability = durability;
-	o.flags = no_iouring ? TASKRING_STORE_NO_IOURING : 0;
-	o.segment_bytes = 1 << 20;
-	return o;
-}
 
 static struct taskring_store *open_logged(struct dfx *f, uint32_t durability)
 {
@@ -348,119 +308,6 @@ static void test_purges_are_logged(void **state)
 		rm_dir(f->dir);
 		assert_int_equal(mkdir(f->dir, 0700), 0);
 	}
-}
-
-/*
- * Power loss at any moment of a durable store's life, simulated: every
- * write and sync of a workload (enqueues and completions, one at a time,
- * each acknowledged when its call returned) is recorded, and disk images of
- * a power loss after each operation are made (unsynced writes dropped,
- * torn, reordered; directory entries likewise). A store recovered from each
- * image has every acknowledged job, complete where its completion was
- * acknowledged, and no job that was never enqueued.
- */
-static char ran_id[TASKRING_ID_LEN + 1];
-static int h_note(struct taskring_ctx *ctx, void *arg)
-{
-	(void)arg;
-	taskring_job_id(taskring_ctx_job(ctx), ran_id);
-	taskring_ctx_result(ctx, "ok", 2);
-	return TASKRING_OK;
-}
-
-struct pl_ack {
-	size_t op;       /* acknowledged once the ops before it happened */
-	int completed;   /* 0 enqueue, 1 completion */
-	char id[TASKRING_ID_LEN + 1];
-};
-
-static void test_power_loss_store_images(void **state)
-{
-	struct dfx *f = *state;
-	enum { JOBS = 60 };
-	static struct rec r;
-	static struct tr_log_io io;
-	static struct pl_ack acks[2 * JOBS];
-	int nacks = 0;
-	memset(&r, 0, sizeof(r));
-	io = rec_io(&r);
-	tr__wal_test_io = &io;
-	struct taskring_store_opts o = log_opts(f->dir, TASKRING_DURABLE);
-	o.slots = 64;
-	struct taskring_store *st = NULL;
-	assert_rc(taskring_store_open(NULL, &o, &st), 0);
-	assert_rc(taskring_task_declare(st, "n"), 0);
-	struct taskring_worker *w = tu_worker(st, NULL, 0, 1);
-	assert_rc(taskring_worker_register(w, "n", h_note, NULL), 0);
-	/* 24 KiB payloads: 1.4 MiB of records, so the log moves on to new
-	 * segments (made from the spare) during the workload. */
-	static char big[24 * 1024];
-	for (int i = 0; i < JOBS; i++) {
-		struct taskring_job j;
-		memcpy(big, &i, sizeof(i));
-		assert_rc(taskring_enqueue(st, "n", big, sizeof(big), NULL, &j), 0);
-		acks[nacks].op = r.nops;
-		acks[nacks].completed = 0;
-		taskring_job_id(&j, acks[nacks++].id);
-		if (i % 3 == 2) {
-			assert_rc(taskring_worker_run_one(w, 0), 1);
-			acks[nacks].op = r.nops;
-			acks[nacks].completed = 1;
-			memcpy(acks[nacks++].id, ran_id, sizeof(ran_id));
-		}
-	}
-	taskring_worker_destroy(w);
-	assert_rc(taskring_store_close(st), 0);
-	tr__wal_test_io = NULL;
-
-	char img[PATH_MAX + 16];
-	snprintf(img, sizeof(img), "%s-img-XXXXXX", f->dir);
-	assert_non_null(mkdtemp(img));
-	int images = tu_sanitized() ? 300 : 2000;
-	for (int k = 0; k < images; k++) {
-		size_t p = (size_t)(ls_rng() % (r.nops + 1));
-		empty_dir(img);
-		make_image(&r, p, img);
-		struct taskring_store_opts io2 = log_opts(img, TASKRING_DURABLE);
-		io2.slots = 0;
-		struct taskring_store *rs = NULL;
-		int rc = taskring_store_open(NULL, &io2, &rs);
-		if (rc)
-			fail_msg("image %d (power loss at op %zu of %zu): open = %d (%s)", k, p, r.nops, rc,
-				 taskring_strerror(rc));
-		for (int a = 0; a < nacks && acks[a].op <= p; a++) {
-			struct taskring_job j;
-			if (taskring_job_lookup(rs, acks[a].id, &j) != 0)
-				fail_msg("image %d (op %zu): acknowledged job %s lost", k, p, acks[a].id);
-			if (acks[a].completed && taskring_job_status(&j) != TASKRING_COMPLETE)
-				fail_msg("image %d (op %zu): acknowledged completion of %s lost", k, p, acks[a].id);
-		}
-		/* Nothing that was never enqueued. */
-		uint64_t cur = 0;
-		struct taskring_job j;
-		int n = 0;
-		while (taskring_job_next(rs, 0, NULL, NULL, &cur, &j) == 1) {
-			char id[TASKRING_ID_LEN + 1];
-			taskring_job_id(&j, id);
-			int known = 0;
-			for (int a = 0; a < nacks && !known; a++)
-				known = !strcmp(acks[a].id, id);
-			if (!known)
-				fail_msg("image %d (op %zu): job %s was never enqueued", k, p, id);
-			n++;
-		}
-		assert_true(n <= JOBS);
-		assert_rc(taskring_store_close(rs), 0);
-	}
-	struct tr_log_scan sc;
-	memset(&sc, 0, sizeof(sc));
-	assert_rc(tr__log_scan(&tr__log_sysio, f->dir, &sc), 0);
-	assert_true(sc.segments >= 2);
-	printf("# %d power-loss images of a durable store's %zu operations (%u segments), each recovered\n", images,
-	       r.nops, sc.segments);
-	empty_dir(img);
-	rmdir(img);
-	rec_free(&r);
 }
 
 /*
@@ -1039,7 +886,6 @@ int main(void)
 		T(test_purges_are_logged),
 		T(test_corrupt_middle_refused),
 		T(test_full_disk),
-		T(test_power_loss_store_images),
 		T(test_survived_region_not_replayed),
 		T(test_group_commit),
 		T(test_sync_failure),

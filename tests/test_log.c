@@ -243,12 +243,8 @@ static void test_truncate_every_offset(void **state)
 	make_log(&t, 700, 1 << 17);
 	assert_true(t.seq[t.n] >= 65536);
 	int fd = only_segment(&t, path, sizeof(path));
-	struct stat sb;
-	assert_int_equal(fstat(fd, &sb), 0);
-	size_t size = (size_t)sb.st_size;
-	uint8_t *orig = malloc(size);
-	assert_non_null(orig);
-	assert_int_equal(pread(fd, orig, size, 0), (ssize_t)size);
+	size_t size;
+	uint8_t *orig = slurp(fd, &size);
 	uint64_t data_end = TR_LOG_SEG_HDR + t.seq[t.n];
 	/* Under a sanitizer, every 13th offset (the same code, 10x slower). */
 	uint64_t step = tu_sanitized() ? 13 : 1, cuts = 0;
@@ -769,22 +765,6 @@ static void test_injected_errors(void **state)
 	free_log(&t);
 }
 
-/* Run the tool on @dir; its exit status, with its output in @out. */
-static int run_tool(const char *args, const char *dir, char *out, size_t cap)
-{
-	const char *build = getenv("BUILD");
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "%s/taskring log %s %s 2>&1", build && *build ? build : "build", args, dir);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	char sink[4096];
-	while (fread(sink, 1, sizeof(sink), p) > 0) /* the rest, unread */
-		;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* `taskring log verify|dump`: the extent, a torn tail, corruption with its
  * file and offset (exit 1), bad usage (exit 2); dump gives every record. */

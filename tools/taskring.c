@@ -12,11 +12,16 @@
  *   taskring rm STORE
  *       remove a store's name.
  *   taskring log verify DIR
- *       check every segment and record of the log in DIR; report its
- *       extent and any torn tail (which recovery zeroes). Exit 1 on
+ *       check the checkpoint and every segment and record of the log in
+ *       DIR; report its extent, its checkpoint and any torn tail (which recovery zeroes). Exit 1 on
  *       corruption, naming the file and offset.
  *   taskring log dump DIR [--json]
- *       print every valid record, one per line (JSON lines with --json).
+ *       print every valid record, one per line (JSON lines with --json):
+ *       the checkpoint's first, then the segments'.
+ *   taskring log compact DIR
+ *       fold the log's checkpoint and closed segments into a new
+ *       checkpoint, and delete the files it replaces (a store's own
+ *       processes do this by themselves as the log grows).
  *
  * Exit codes: 0 success, 1 a taskring call failed or the log is corrupt
  * (the message says which), 2 bad usage.
@@ -35,6 +40,7 @@
 
 #include "taskring.h"
 #include "log.h"
+#include "wal.h"
 
 static int64_t now_ns(void)
 {
@@ -511,22 +517,50 @@ static int dump_record(void *arg, const struct tr_logrec *r, const char *seg, ui
 	return 0;
 }
 
+#define LOG_USAGE "usage: taskring log verify DIR\n       taskring log dump DIR [--json]\n       taskring log compact DIR\n"
+
+/* taskring log compact DIR: fold the closed segments into a checkpoint. */
+static int log_compact(const char *dir)
+{
+	struct tr_compaction c;
+	char err[512] = "";
+	int rc = tr__log_compact(&tr__log_sysio, dir, NULL, &c, err, sizeof(err));
+	if (rc == -EBUSY) {
+		fprintf(stderr, "taskring log: %s: a compaction of this log is already under way\n", dir);
+		return 1;
+	}
+	if (rc) {
+		fprintf(stderr, "taskring log: %s\n", err[0] ? err : taskring_strerror(rc));
+		return 1;
+	}
+	if (!c.pos)
+		printf("log %s: nothing to compact (no closed segment after the checkpoint)\n", dir);
+	else
+		printf("log %s: checkpoint at sequence %llu: %llu job(s), %llu bytes; %u segment(s) folded, %u file(s) "
+		       "removed\n",
+		       dir, (unsigned long long)c.pos, (unsigned long long)c.jobs, (unsigned long long)c.bytes, c.folded,
+		       c.removed);
+	return 0;
+}
+
 static int log_cmd(int argc, char **argv)
 {
 	int json = 0;
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: taskring log verify DIR\n       taskring log dump DIR [--json]\n");
+		printf(LOG_USAGE);
 		return 0;
 	}
 	if (argc == 4 && !strcmp(argv[3], "--json"))
 		json = 1;
 	else if (argc != 3) {
-		fprintf(stderr, "usage: taskring log verify DIR\n       taskring log dump DIR [--json]\n");
+		fprintf(stderr, LOG_USAGE);
 		return 2;
 	}
+	if (!strcmp(argv[1], "compact") && !json)
+		return log_compact(argv[2]);
 	int dump = !strcmp(argv[1], "dump");
 	if (!dump && (strcmp(argv[1], "verify") || json)) {
-		fprintf(stderr, "taskring log: unknown subcommand '%s' (verify, dump)\n", argv[1]);
+		fprintf(stderr, "taskring log: unknown subcommand '%s' (verify, dump, compact)\n", argv[1]);
 		return 2;
 	}
 	struct dump_ctx d = {json};
@@ -536,7 +570,11 @@ static int log_cmd(int argc, char **argv)
 		s.record = dump_record;
 		s.arg = &d;
 	}
-	int rc = tr__log_scan(&tr__log_sysio, argv[2], &s);
+	/* Shared with other readers, never with a compaction that deletes. */
+	int lock = tr__log_lock(argv[2], 0, 1);
+	int rc = lock < 0 && lock != -ENOENT ? lock : tr__log_scan(&tr__log_sysio, argv[2], &s);
+	if (lock >= 0)
+		close(lock);
 	fflush(stdout);
 	if (rc) {
 		fprintf(stderr, "taskring log: %s\n", s.error[0] ? s.error : strerror(-rc));
@@ -546,6 +584,13 @@ static int log_cmd(int argc, char **argv)
 		return 0;
 	printf("log %s: %u segment(s), %llu record(s), sequence %llu to %llu\n", argv[2], s.segments,
 	       (unsigned long long)s.records, (unsigned long long)s.first_seq, (unsigned long long)s.end_seq);
+	if (s.ckpt[0])
+		printf("checkpoint %s: %llu job(s), %llu bytes, covers the log up to sequence %llu\n", s.ckpt,
+		       (unsigned long long)s.ckpt_jobs, (unsigned long long)s.ckpt_bytes,
+		       (unsigned long long)s.ckpt_pos);
+	if (s.stale)
+		printf("%u segment(s) before the checkpoint are no longer needed; the next compaction deletes them\n",
+		       s.stale);
 	if (s.torn)
 		printf("torn tail: %s at offset %llu, %llu byte(s) never acknowledged; recovery zeroes them\n",
 		       s.torn_seg, (unsigned long long)s.torn_off, (unsigned long long)s.torn_bytes);
@@ -558,7 +603,8 @@ static void usage(FILE *f)
 		   "       taskring info STORE [--json]\n"
 		   "       taskring rm STORE\n"
 		   "       taskring log verify DIR\n"
-		   "       taskring log dump DIR [--json]\n");
+		   "       taskring log dump DIR [--json]\n"
+		   "       taskring log compact DIR\n");
 }
 
 int main(int argc, char **argv)
