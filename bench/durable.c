@@ -20,6 +20,11 @@
  *                    opened again: jobs/s of the replay, that is the time of
  *                    that open less the time to open a new, empty store of
  *                    the same size (both reported).
+ *   dur.compact      the same jobs in 4 MiB segments, compacted (as
+ *                    `taskring log compact` does): jobs/s folded into the
+ *                    checkpoint.
+ *   dur.recover_ckpt the store opened from that checkpoint and the segment
+ *                    after it: jobs/s, as dur.recover.
  *
  * Jobs carry a 64-byte payload and no worker runs them (the enqueue path is
  * what is measured). Environment: BENCH_SCALE, BENCH_ONLY (common.h),
@@ -33,6 +38,8 @@
 
 #include "taskring.h"
 #include "common.h"
+#include "log.h" /* tr__log_compact(): what `taskring log compact` runs */
+#include "wal.h"
 
 #define SEC 1000000000LL
 
@@ -329,6 +336,89 @@ static void batch_and_recover(void)
 	bench_shm_release(name);
 }
 
+/*
+ * dur.compact: a log of 61,440 pending jobs in 4 MiB segments (its region
+ * dropped), compacted: jobs/s folded into the checkpoint. Then
+ * dur.recover_ckpt: the store opened from that checkpoint and the segment
+ * after it, less an empty store's open.
+ */
+static void compact_and_recover(void)
+{
+	char dir[600];
+	struct taskring_store *st = NULL;
+	const char *name = bench_shm_name("taskring-dur");
+	size_t batches = 15;
+	struct taskring_store_opts o;
+	memset(&o, 0, sizeof(o));
+	o.slots = 65536;
+	o.log_dir = dir;
+	o.segment_bytes = 4u << 20;
+	int rc = new_dir(dir, sizeof(dir));
+	if (!rc)
+		rc = taskring_store_open(name, &o, &st);
+	if (!rc)
+		rc = taskring_task_declare(st, "job");
+	if (!rc)
+		rc = fill(st, batches);
+	if (st)
+		taskring_store_close(st);
+	st = NULL;
+	taskring_store_unlink(name);
+	struct tr_compaction c;
+	char err[300] = "";
+	int64_t a = bench_now_ns();
+	/* (the store's own compaction may hold the lock for a moment) */
+	do
+		rc = rc ? rc : tr__log_compact(&tr__log_sysio, dir, NULL, &c, err, sizeof(err));
+	while (rc == -EBUSY);
+	int64_t b = bench_now_ns();
+	if (rc || !c.pos)
+		bench_print_error("dur.compact", "%s", rc ? taskring_strerror(rc) : "nothing to compact");
+	else if (bench_want("dur.compact"))
+		bench_print_tput("dur.compact", c.jobs, b - a,
+				 "\"what\":\"jobs folded into a checkpoint\",\"folded_segments\":%u,"
+				 "\"checkpoint_bytes\":%llu",
+				 c.folded, (unsigned long long)c.bytes);
+	if (!rc && bench_want("dur.recover_ckpt")) {
+		o.slots = 0;
+		a = bench_now_ns();
+		rc = taskring_store_open(name, &o, &st);
+		b = bench_now_ns();
+		struct taskring_queue_stats qs;
+		if (!rc)
+			rc = taskring_queue_stats(st, NULL, &qs);
+		char empty[600];
+		struct taskring_store *e = NULL;
+		const char *ename = bench_shm_name("taskring-dur");
+		int64_t t0 = 0, t1 = 0;
+		if (!rc && !new_dir(empty, sizeof(empty))) {
+			t0 = bench_now_ns();
+			if (open_store(ename, empty, 65536, &e) == 0)
+				t1 = bench_now_ns();
+			if (e)
+				taskring_store_close(e);
+			taskring_store_unlink(ename);
+			rm_dir(empty);
+		}
+		bench_shm_release(ename);
+		if (rc)
+			bench_print_error("dur.recover_ckpt", "%s", taskring_strerror(rc));
+		else if (qs.by_status[TASKRING_PENDING] != batches * BATCH)
+			bench_print_error("dur.recover_ckpt", "recovered %llu jobs, %zu were enqueued",
+					  (unsigned long long)qs.by_status[TASKRING_PENDING], batches * BATCH);
+		else
+			bench_print_tput("dur.recover_ckpt", batches * BATCH, b - a - (t1 - t0),
+					 "\"what\":\"replay of a checkpoint (%llu jobs) and the segment after it, less "
+					 "an empty open\",\"open_s\":%.3f,\"empty_open_s\":%.3f",
+					 (unsigned long long)c.jobs, (double)(b - a) / 1e9, (double)(t1 - t0) / 1e9);
+	}
+	if (st)
+		taskring_store_close(st);
+	taskring_store_unlink(name);
+	rm_dir(dir);
+	bench_shm_release(name);
+}
+
 int main(void)
 {
 	bench_init();
@@ -350,5 +440,7 @@ int main(void)
 		enqueue_64c();
 	if (bench_want("dur.batch") || bench_want("dur.recover"))
 		batch_and_recover();
+	if (bench_want("dur.compact") || bench_want("dur.recover_ckpt"))
+		compact_and_recover();
 	return bench_failures ? 1 : 0;
 }

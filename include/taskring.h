@@ -160,6 +160,10 @@ struct taskring_store;
 #define TASKRING_STORE_EXCL 0x4u     /* fail with -EEXIST if it exists */
 #define TASKRING_STORE_NO_IOURING 0x8u /* this process writes the log with
 					  pwrite and fdatasync, not io_uring */
+#define TASKRING_STORE_MANUAL_COMPACT 0x10u /* a store with a log: its processes
+					       never compact the log by themselves
+					       (`taskring log compact DIR` does);
+					       set by the store's creator */
 
 /* Durability of a store with a log (taskring_store_opts.durability). */
 #define TASKRING_DURABLE 0u /* enqueue, cancel and each job's end return (or
@@ -233,15 +237,27 @@ struct taskring_store_opts {
  * environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
  * log; `taskring log dump DIR` prints it.
  *
- * A full disk: segments are preallocated, and one spare segment is kept
- * preallocated ahead. When no new spare can be made, new jobs are refused
- * with -ENOSPC (nothing changes), while the records of jobs already in the
- * store (their ends above all) go on into the room kept; enqueueing works
- * again as soon as a spare can be made. (The room kept is one segment: a
- * store whose live jobs' ends need more than that, with large results,
- * can still fill it, and then fails like any write error, -EIO.) The log
- * is not yet compacted: it grows with the store's history until a later
- * release checkpoints it. A process killed while it stages a record does
+ * A full disk: segments are preallocated, and room for the end of every
+ * unfinished job is set aside when the job is made (about 1.1 KiB each:
+ * its last record with an error of up to TASKRING_ERROR_MAX bytes or a
+ * result of about 1 KiB, and its removal), in the current segment and in
+ * spare segment files made ahead, with one segment more for everything
+ * else. When the spares needed cannot be made, new jobs are refused with
+ * -ENOSPC (nothing changes), while the jobs already in the store go on and
+ * end on the room kept for them; enqueueing works again as soon as the
+ * spares can be made. (Results larger than about 1 KiB, and starts and
+ * retries, come out of the one segment of slack: a store whose jobs keep
+ * retrying, or complete with large results, on a disk that stays full can
+ * still use it up, and then fails like any write error, -EIO.)
+ *
+ * Compaction: the log does not grow with the store's history. When the
+ * closed segments after the newest checkpoint hold two segments and as much
+ * as that checkpoint, a thread of the process that started the new segment
+ * folds them into a new checkpoint (every job they leave, whole) and deletes
+ * the files it replaces; nobody waits for it. So the log stays within about
+ * twice its live jobs plus a few segments. `taskring log compact DIR` does
+ * one at once; with TASKRING_STORE_MANUAL_COMPACT (at creation), only that
+ * does (for a service that compacts at a time of its choosing). A process killed while it stages a record does
  * not stop the log: once it is gone (judged by its pid, so the processes of
  * one store must share a pid namespace), its unfinished record is skipped;
  * one killed in the instant between reserving its place and writing its

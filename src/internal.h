@@ -199,7 +199,7 @@ struct tr_hdr {
 	_Alignas(TR_CACHELINE) uint64_t h_off_logbuf;
 	uint64_t h_logbuf_bytes;     /* a power of two, or 0: no log */
 	uint32_t h_durability;       /* TASKRING_DURABLE / TASKRING_ASYNC */
-	uint32_t h_log_pad;
+	uint32_t h_log_manual_compact; /* TASKRING_STORE_MANUAL_COMPACT */
 	int64_t h_flush_interval_ns;
 	uint64_t h_segment_bytes;
 	char h_log_dir[256];         /* absolute path, NUL-terminated */
@@ -218,8 +218,8 @@ struct tr_hdr {
 	_Atomic uint32_t h_log_failed; /* a write or sync failed: no more
 					  durable work until recovery */
 	_Atomic uint32_t h_log_flushing; /* a flusher holds h_log_lock */
-	_Atomic uint32_t h_log_low_space; /* no spare segment could be made:
-					     new jobs are refused (-ENOSPC) */
+	_Atomic uint32_t h_log_low_space; /* the spares needed could not be
+					     made: new jobs are refused */
 	/* The flusher's lock and what it alone changes: the current segment
 	 * (every process opens it by name) and the file stream's end. */
 	_Alignas(TR_CACHELINE) pthread_mutex_t h_log_lock;
@@ -228,7 +228,11 @@ struct tr_hdr {
 	uint64_t h_log_seg_salt;
 	uint64_t h_log_segno;        /* of the current (or last) segment */
 	uint32_t h_log_started;      /* a segment exists */
-	uint32_t h_log_spare;        /* the spare segment file is ready */
+	uint32_t h_log_spares;       /* spare segment files ready (wal.c) */
+	uint64_t h_log_owed;         /* bytes of log the unfinished jobs may
+					need for their ends, at the last count */
+	_Atomic uint64_t h_log_admitted; /* new jobs since that count */
+	int64_t h_log_room_tried;    /* when a new job last found it short */
 	uint64_t h_log_ckpt_pos;     /* the newest checkpoint known here covers
 					the log up to this position ... */
 	uint64_t h_log_ckpt_bytes;   /* ... and has this size (ckpt.c) */

@@ -829,8 +829,8 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		rc = -EIO; /* no durable work until the store is recovered */
 		goto out;
 	}
-	if (st->wal && (rc = tr__wal_room(st)) != 0)
-		goto out; /* the disk is full: existing jobs keep the room left */
+	if (st->wal && (rc = tr__wal_room(st, (uint32_t)n)) != 0)
+		goto out; /* the disk is full: existing jobs keep the room kept for them */
 	for (;;) {
 		rc = alloc_req_blocks(st, r, n);
 		if (rc == 0)

@@ -254,6 +254,7 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 		h->h_durability = o->durability;
 		h->h_flush_interval_ns = o->flush_interval_ns;
 		h->h_segment_bytes = o->segment_bytes;
+		h->h_log_manual_compact = !!(o->flags & TASKRING_STORE_MANUAL_COMPACT);
 		h->h_log_seg_base = UINT64_MAX;
 		if ((rc = init_robust(&h->h_log_lock)) != 0)
 			return rc;
@@ -296,7 +297,9 @@ static int resolve_opts(const struct taskring_store_opts *in, struct taskring_st
 			if (in->reserved[i])
 				return -EINVAL;
 		if (in->flags & ~(TASKRING_STORE_GROUP | TASKRING_STORE_NOCREATE | TASKRING_STORE_EXCL |
-				  TASKRING_STORE_NO_IOURING))
+				  TASKRING_STORE_NO_IOURING | TASKRING_STORE_MANUAL_COMPACT))
+			return -EINVAL;
+		if ((in->flags & TASKRING_STORE_MANUAL_COMPACT) && !in->log_dir)
 			return -EINVAL;
 		/* Log settings only with a log; each in its range. */
 		if (in->durability > TASKRING_ASYNC || in->flush_interval_ns < 0 ||

@@ -214,33 +214,143 @@ static int open_segment(struct taskring_store *st, struct tr_wal *w)
 }
 
 /*
- * The spare: a preallocated file (".spare") that the next segment is made
- * from, so that the records of jobs already in the store always have room
- * for one more segment. When it cannot be made (the disk is full), the log
- * is "low on space": new jobs are refused with -ENOSPC (nothing changes),
- * while everything about existing jobs (their ends above all) goes on into
- * the current segment and then the spare. Log lock held.
+ * Room for the ends of jobs (beanstalkd's rule: room for a job's last record
+ * is set aside when the job is made). Every unfinished job (pending or
+ * running) is owed END_RESERVE bytes of log: a retry or end record with the
+ * longest error, or a result of up to about 1 KiB, and its removal. The log
+ * keeps preallocated room, in its current segment and in spare segment
+ * files (".spare.<n>", made ahead with fallocate and renamed into segments
+ * as needed), for all it owes plus one segment of slack for the other
+ * records (starts, priority changes, larger results). A new job is admitted
+ * only while that holds; when more spares cannot be made (the disk is
+ * full), the log is "low on space" and new jobs get -ENOSPC (nothing
+ * changes), while everything about existing jobs goes on into the room kept
+ * for them. What is owed is counted by a walk of the slots at each new
+ * segment (and when a new job finds the room short), plus END_RESERVE for
+ * each job admitted since: never less than the truth, and nothing to undo
+ * when a job ends or a process dies.
  */
-#define SPARE_NAME ".spare"
+#define SPARE_FMT ".spare.%u"
+#define END_RESERVE (32u + 3 * 8 + 4 + TASKRING_ERROR_MAX + 8 + TR_LOG_REC_MIN)
+#define STORE_REC_LEN (32u + 7 * 8 + 8)
 
-static int make_spare(struct taskring_store *st, struct tr_wal *w)
+static uint64_t owed_walk(struct taskring_store *st)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		uint32_t status = TR_STATUS(atomic_load_explicit(&st->slots[i].s_state, memory_order_relaxed));
+		n += status == TASKRING_PENDING || status == TASKRING_RUNNING;
+	}
+	return n * END_RESERVE;
+}
+
+/* Preallocated room left: what the current segment has after what is
+ * written and staged, and the spares. */
+static uint64_t log_room(struct taskring_store *st)
 {
 	struct tr_hdr *h = st->hdr;
-	if (h->h_log_spare) {
-		atomic_store_explicit(&h->h_log_low_space, 0, memory_order_release);
-		return 0;
+	uint64_t seg = TR_GET(h->h_segment_bytes), base = TR_GET(h->h_log_seg_base), end = TR_GET(h->h_log_end);
+	uint64_t staged = atomic_load_explicit(&h->h_log_reserve, memory_order_relaxed) -
+			  atomic_load_explicit(&h->h_log_flushed, memory_order_relaxed);
+	uint64_t room = (uint64_t)TR_GET(h->h_log_spares) * (seg - STORE_REC_LEN);
+	if (base != UINT64_MAX && base + seg > end)
+		room += base + seg - end;
+	return room > staged ? room - staged : 0;
+}
+
+/* Make spares until the room covers @need bytes (log lock held). 0, or the
+ * error of the one that could not be made: the log is then low on space. */
+static int make_spares(struct taskring_store *st, struct tr_wal *w, uint64_t need)
+{
+	struct tr_hdr *h = st->hdr;
+	int rc = 0;
+	while (log_room(st) < need && h->h_log_spares < 1u << 20) {
+		char name[32];
+		snprintf(name, sizeof(name), SPARE_FMT, h->h_log_spares);
+		int fd = w->io->open(w->io->ctx, w->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+		rc = fd < 0 ? fd : w->io->fallocate(w->io->ctx, fd, 0, (off_t)(h->h_segment_bytes + TR_LOG_SEG_HDR));
+		if (fd >= 0)
+			w->io->close(w->io->ctx, fd);
+		if (rc) {
+			w->io->unlinkat(w->io->ctx, w->dirfd, name);
+			break;
+		}
+		TR_SET(h->h_log_spares, h->h_log_spares + 1);
 	}
-	int fd = w->io->open(w->io->ctx, w->dirfd, SPARE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
-	int rc = fd < 0 ? fd : w->io->fallocate(w->io->ctx, fd, 0, (off_t)(h->h_segment_bytes + TR_LOG_SEG_HDR));
-	if (fd >= 0)
+	atomic_store_explicit(&h->h_log_low_space, rc != 0, memory_order_release);
+	return rc;
+}
+
+/*
+ * A new region takes over the spares its log directory has (".spare.0" on,
+ * each of a whole segment's size), and deletes the rest. Log lock not
+ * needed: nobody else sees the region yet.
+ */
+static void adopt_spares(struct taskring_store *st, struct tr_wal *w)
+{
+	struct tr_hdr *h = st->hdr;
+	uint32_t n = 0;
+	for (uint32_t k = 0; k < 1u << 20; k++) {
+		char name[32];
+		off_t size = 0;
+		snprintf(name, sizeof(name), SPARE_FMT, k);
+		int fd = w->io->open(w->io->ctx, w->dirfd, name, O_RDONLY | O_NOFOLLOW, 0);
+		if (fd < 0)
+			break;
+		int ok = w->io->fstat_size(w->io->ctx, fd, &size) == 0 &&
+			 (uint64_t)size == h->h_segment_bytes + TR_LOG_SEG_HDR && n == k;
 		w->io->close(w->io->ctx, fd);
-	if (rc) {
-		w->io->unlinkat(w->io->ctx, w->dirfd, SPARE_NAME);
-		atomic_store_explicit(&h->h_log_low_space, 1, memory_order_release);
-		return rc;
+		if (ok)
+			n++;
+		else
+			w->io->unlinkat(w->io->ctx, w->dirfd, name);
 	}
-	h->h_log_spare = 1;
-	atomic_store_explicit(&h->h_log_low_space, 0, memory_order_release);
+	w->io->unlinkat(w->io->ctx, w->dirfd, ".spare"); /* (an earlier release's) */
+	TR_SET(h->h_log_spares, n);
+}
+
+/* What the log must have room for now: what it owes, @extra, a segment. */
+static uint64_t room_needed(struct taskring_store *st, uint64_t extra)
+{
+	struct tr_hdr *h = st->hdr;
+	return TR_GET(h->h_log_owed) + atomic_load_explicit(&h->h_log_admitted, memory_order_relaxed) * END_RESERVE +
+	       extra + TR_GET(h->h_segment_bytes);
+}
+
+/* Count what is owed again (log lock held). */
+static void owed_recount(struct taskring_store *st)
+{
+	atomic_store_explicit(&st->hdr->h_log_admitted, 0, memory_order_relaxed);
+	TR_SET(st->hdr->h_log_owed, owed_walk(st));
+}
+
+/*
+ * Admit @n new jobs: 0 if the log has room for their ends (and counts them
+ * as owed), else -ENOSPC (nothing changes). Makes spares when the room is
+ * short; -EIO once the log failed.
+ */
+int tr__wal_room(struct taskring_store *st, uint32_t n)
+{
+	struct tr_hdr *h = st->hdr;
+	uint64_t extra = (uint64_t)n * END_RESERVE;
+	if (room_needed(st, extra) > log_room(st)) {
+		/* Count again and make spares; on a full disk, at most once
+		 * every 10 ms (producers that keep trying are told at once). */
+		int64_t now = tr__now_mono();
+		if (atomic_load_explicit(&h->h_log_low_space, memory_order_acquire) &&
+		    now - TR_GET(h->h_log_room_tried) < 10000000)
+			return -ENOSPC;
+		if (log_lock(st))
+			return -EIO;
+		owed_recount(st);
+		make_spares(st, st->wal, room_needed(st, extra));
+		int short_ = room_needed(st, extra) > log_room(st);
+		TR_SET(h->h_log_room_tried, now);
+		log_unlock(st);
+		if (short_)
+			return -ENOSPC;
+	}
+	atomic_fetch_add_explicit(&h->h_log_admitted, n, memory_order_relaxed);
 	return 0;
 }
 
@@ -271,15 +381,16 @@ static void compact_join(struct tr_wal *w)
 /*
  * At the start of a new segment (log lock held): start a compaction in a
  * thread of this process when the closed segments after the checkpoint hold
- * two segments' worth and as much as the checkpoint (see ckpt.c). Not with
- * a test's I/O seam, which is not thread-safe: those tests compact
- * themselves.
+ * two segments' worth and as much as the checkpoint (see ckpt.c). Not in a
+ * store made with TASKRING_STORE_MANUAL_COMPACT, nor with a test's I/O seam,
+ * which is not thread-safe: those tests compact themselves.
  */
 static void maybe_compact(struct taskring_store *st, struct tr_wal *w)
 {
 	struct tr_hdr *h = st->hdr;
 	uint64_t closed = h->h_log_seg_base - TR_GET(h->h_log_ckpt_pos);
-	if (w->io != &tr__log_sysio || closed < 2 * h->h_segment_bytes || closed < TR_GET(h->h_log_ckpt_bytes))
+	if (w->io != &tr__log_sysio || h->h_log_manual_compact || closed < 2 * h->h_segment_bytes ||
+	    closed < TR_GET(h->h_log_ckpt_bytes))
 		return;
 	int cs = atomic_load_explicit(&w->cstate, memory_order_acquire);
 	if (cs == 1)
@@ -299,39 +410,27 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	struct tr_hdr *h = st->hdr;
 	int fd;
 	uint64_t salt, segno = h->h_log_started ? h->h_log_segno + 1 : 0;
+	char spare[32];
+	snprintf(spare, sizeof(spare), SPARE_FMT, h->h_log_spares - 1);
 	int rc = tr__log_seg_create_from(w->io, w->dirfd, h->h_log_end, segno, h->h_segment_bytes + TR_LOG_SEG_HDR,
-					 h->h_log_spare ? SPARE_NAME : NULL, &fd, &salt);
+					 h->h_log_spares ? spare : NULL, &fd, &salt);
 	if (rc)
 		return rc;
-	h->h_log_spare = 0; /* (renamed into the segment, if it was used) */
+	if (h->h_log_spares)
+		TR_SET(h->h_log_spares, h->h_log_spares - 1); /* (renamed into the segment) */
 	if (w->fd >= 0)
 		w->io->close(w->io->ctx, w->fd);
 	w->fd = fd;
 	w->fd_base = h->h_log_end;
-	h->h_log_seg_base = h->h_log_end;
+	TR_SET(h->h_log_seg_base, h->h_log_end);
 	h->h_log_seg_salt = salt;
 	h->h_log_segno = segno;
 	h->h_log_started = 1;
-	make_spare(st, w);
+	/* Room for what is owed, and a segment ahead. */
+	owed_recount(st);
+	make_spares(st, w, room_needed(st, h->h_segment_bytes));
 	maybe_compact(st, w);
 	return 0;
-}
-
-/*
- * For a new job: 0 if the log has room for it, else -ENOSPC. A log low on
- * space tries again to make its spare (the disk may have room now).
- */
-int tr__wal_room(struct taskring_store *st)
-{
-	struct tr_hdr *h = st->hdr;
-	if (!atomic_load_explicit(&h->h_log_low_space, memory_order_acquire))
-		return 0;
-	if (log_trylock(st))
-		return -ENOSPC; /* the flusher is at it */
-	if (h->h_log_started && h->h_log_seg_base != UINT64_MAX)
-		make_spare(st, st->wal);
-	log_unlock(st);
-	return atomic_load_explicit(&h->h_log_low_space, memory_order_acquire) ? -ENOSPC : 0;
 }
 
 /*
@@ -444,12 +543,19 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 
 	if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
 		return -EIO;
-	int need_roll = !h->h_log_started || h->h_log_seg_base == UINT64_MAX ||
-			h->h_log_end - h->h_log_seg_base >= h->h_segment_bytes;
+	/* Records go into the current segment while they fit in its
+	 * preallocated size; the first that does not begins a new one (a
+	 * record larger than a whole segment has one to itself). */
+	int need_roll = !h->h_log_started || h->h_log_seg_base == UINT64_MAX;
+	uint64_t room = need_roll ? 0 : h->h_log_seg_base + h->h_segment_bytes - h->h_log_end;
+	if (!need_roll && h->h_log_end - h->h_log_seg_base > h->h_segment_bytes)
+		room = 0;
 	if ((rc = out_reserve(w, 4096)) != 0)
 		return rc;
-	if (need_roll)
+	if (need_roll) {
 		n = store_record(st, w->out, w->outcap);
+		room = h->h_segment_bytes - n;
+	}
 	int64_t give_up = 0;
 	while (pos < reserved && n < FLUSH_MAX) {
 		/* Acquire: the slot's bytes were written before its length. */
@@ -488,7 +594,18 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 			rc = -EIO; /* a scribbled ring: never write what it says */
 			goto fail;
 		}
+		if (rl > room) {
+			size_t first = need_roll ? STORE_REC_LEN : 0;
+			if (n > first)
+				break; /* this segment is full: the next flush goes on */
+			if (!need_roll) {
+				need_roll = 1; /* nothing taken yet: a new segment first */
+				n = store_record(st, w->out, w->outcap);
+				room = h->h_segment_bytes - n;
+			}
+		}
 		if (rl) {
+			room = room > rl ? room - rl : 0;
 			if ((rc = out_reserve(w, n + rl)) != 0)
 				goto fail;
 			ring_copy(st, pos + SLOT_HDR, w->out + n, rl, 0);
@@ -516,7 +633,7 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 	if (rc)
 		goto fail;
 	ring_zero(st, start, pos);
-	h->h_log_end += n;
+	TR_SET(h->h_log_end, h->h_log_end + n);
 	/* Release: the zeroed ring is visible before writers see the room. */
 	atomic_store_explicit(&h->h_log_flushed, pos, memory_order_release);
 	atomic_store_explicit(&h->h_log_durable, pos, memory_order_release);
@@ -991,8 +1108,9 @@ int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap)
 		return rc == -EBADMSG ? TASKRING_ELOGCORRUPT : rc;
 	h->h_log_ckpt_pos = s.ckpt[0] ? s.ckpt_pos : s.first_seq;
 	h->h_log_ckpt_bytes = s.ckpt_bytes;
-	h->h_log_end = s.end_seq;
-	h->h_log_seg_base = UINT64_MAX; /* the first flush starts a segment */
+	TR_SET(h->h_log_end, s.end_seq);
+	TR_SET(h->h_log_seg_base, UINT64_MAX); /* the first flush starts a segment */
+	adopt_spares(st, st->wal);
 	if (s.segments && s.last_base != s.end_seq) {
 		h->h_log_segno = s.last_segno;
 		h->h_log_started = 1;

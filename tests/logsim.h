@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -372,6 +373,9 @@ static inline int dfx_teardown(void **state)
 	tr__wal_test_io = NULL;
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", f->dir);
+	char mnt[PATH_MAX + 8];
+	snprintf(mnt, sizeof(mnt), "%s/mnt", dir);
+	umount2(mnt, MNT_DETACH); /* (a full-disk test that failed) */
 	tu_kids_kill_all();
 	tu_fx_teardown(state);
 	rm_dir(dir);

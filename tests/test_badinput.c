@@ -743,12 +743,12 @@ static void test_store_open_bad_args(void **state)
 		case 4: o.arena_bytes = 4 * 4096 - 1; break;
 		case 5: o.queues = TASKRING_MAX_QUEUES + 1; break;
 		case 6: o.tasks = TASKRING_MAX_TASKS + 1; break;
-		case 7: o.flags = 0x10; break;
-		case 8: o.flags = 0x80000000u; break;
+		case 7: o.flags = TASKRING_STORE_MANUAL_COMPACT; break; /* without a log */
+		case 8: o.flags = 0x20; break;                          /* unknown */
 		case 9: o.durability = TASKRING_ASYNC; break; /* without a log */
 		case 10: o.reserved[0] = 1; break;
 		case 11: o.segment_bytes = 1; break;        /* without a log */
-		case 12: o.slots = 1; break;
+		case 12: o.flags = 0x80000000u; break;
 		case 13: o.max_payload = UINT32_MAX; break;
 		case 14: o.queues = UINT32_MAX; break;
 		default: o.arena_bytes = UINT64_MAX; break;

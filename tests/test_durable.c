@@ -313,10 +313,28 @@ static void test_purges_are_logged(void **state)
 /*
  * A real full disk: a 4 MiB tmpfs mounted for the test (skipped, saying so,
  * where mounting is not allowed). New jobs are refused with -ENOSPC and
- * nothing changes; every job already in the store still completes, on the
- * room kept for it; once space is freed, enqueueing works again, without
- * reopening; and a recovery afterwards has every completion.
+ * nothing changes; every job already in the store ends, on the room kept
+ * for it: small jobs (a small enqueue record each) whose ends are large
+ * (half of them fail for good with an error of 1,000 bytes), so the room
+ * their ends take was set aside when they were made, not found at the end.
+ * Once space is freed, enqueueing works again, without reopening; and a
+ * recovery afterwards has every end.
  */
+static int h_long_error(struct taskring_ctx *ctx, void *arg)
+{
+	size_t len;
+	const char *p = taskring_ctx_payload(ctx, &len);
+	(void)arg;
+	if (len && p[0] & 1) {
+		static char msg[1001];
+		memset(msg, 'e', 1000);
+		taskring_ctx_error(ctx, "%s", msg);
+		return TASKRING_FAIL;
+	}
+	taskring_ctx_result(ctx, "ok", 2);
+	return TASKRING_OK;
+}
+
 static void test_full_disk(void **state)
 {
 	struct dfx *f = *state;
@@ -342,11 +360,12 @@ static void test_full_disk(void **state)
 	struct taskring_store *st = NULL;
 	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
 	assert_rc(taskring_task_declare(st, "echo"), 0);
-	static char payload[1024];
+	static char payload[16];
 	int made = 0, rc = 0;
 	static char ids[4096][TASKRING_ID_LEN + 1];
 	for (; made < 4000; made++) {
 		struct taskring_job j;
+		payload[0] = (char)made;
 		if ((rc = taskring_enqueue(st, "echo", payload, sizeof(payload), NULL, &j)) != 0)
 			break;
 		taskring_job_id(&j, ids[made]);
@@ -361,13 +380,15 @@ static void test_full_disk(void **state)
 	assert_rc(taskring_queue_stats(st, NULL, &b), 0);
 	tu_assert_stats_same(&a, &b);
 
-	/* Every job in the store completes. */
+	/* Every job in the store ends: half complete, half fail with their
+	 * long errors. */
 	f->fx.w = tu_worker(st, NULL, 0, 1);
-	assert_rc(taskring_worker_register(f->fx.w, "echo", h_echo, NULL), 0);
+	assert_rc(taskring_worker_register(f->fx.w, "echo", h_long_error, NULL), 0);
 	for (int i = 0; i < made; i++)
 		assert_rc(taskring_worker_run_one(f->fx.w, 2 * SEC), 1);
 	assert_rc(taskring_queue_stats(st, NULL, &b), 0);
-	assert_int_equal(b.by_status[TASKRING_COMPLETE], made);
+	assert_int_equal(b.by_status[TASKRING_COMPLETE], (made + 1) / 2);
+	assert_int_equal(b.by_status[TASKRING_FAILED], made / 2);
 	assert_int_equal(b.by_status[TASKRING_PENDING], 0);
 
 	/* Space again: enqueueing works again. */
@@ -378,12 +399,14 @@ static void test_full_disk(void **state)
 	/* And the completions were durable. */
 	lose_region(f, &st);
 	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
-	for (int i = 0; i < made; i += 97) {
+	for (int i = 0; i < made; i += 7) {
 		struct taskring_job k;
 		assert_rc(taskring_job_lookup(st, ids[i], &k), 0);
-		assert_rc(taskring_job_status(&k), TASKRING_COMPLETE);
+		assert_rc(taskring_job_status(&k), i & 1 ? TASKRING_FAILED : TASKRING_COMPLETE);
 	}
-	printf("# full disk: %d jobs made before -ENOSPC, all completed on the room kept for them\n", made);
+	printf("# full disk: %d small jobs made before -ENOSPC, all ended (half with 1,000-byte errors) on the room "
+	       "kept for them\n",
+	       made);
 	lose_region(f, &st);
 	umount2(mnt, MNT_DETACH);
 	rmdir(mnt);
