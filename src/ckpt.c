@@ -324,16 +324,34 @@ int tr__replay_record(void *arg, const struct tr_logrec *r, const char *seg, uin
  * worker would be); pending jobs join their queues (or wait for their
  * dependencies); the unique keys and the recycle ring are rebuilt.
  */
-/* The slots that hold jobs, in the order the jobs were made (@order:
- * slot -> its rank among the log's enqueues, unique; 0 none): *@np of
- * them, or NULL (no memory: slot order will do). */
+static int by_order(const void *a, const void *b, void *arg)
+{
+	const uint64_t *order = arg;
+	uint64_t x = order[*(const uint32_t *)a], y = order[*(const uint32_t *)b];
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The slots that were given jobs, in the order the jobs were made (@order:
+ * slot -> its rank among the log's enqueues, unique, 1 .. @ranks; 0 none):
+ * *@np of them, or NULL (no memory: slot order will do). By buckets when
+ * the ranks are few, else sorted.
+ */
 static uint32_t *made_order(struct taskring_store *st, const uint64_t *order, uint64_t ranks, uint32_t *np)
 {
-	uint32_t *by_rank = malloc(sizeof(*by_rank) * (ranks + 1)), *seq = malloc(sizeof(*seq) * st->nslots), n = 0;
-	if (!by_rank || !seq) {
+	uint32_t *seq = malloc(sizeof(*seq) * st->nslots), n = 0;
+	uint32_t *by_rank = ranks <= 4ull * st->nslots ? malloc(sizeof(*by_rank) * (ranks + 1)) : NULL;
+	if (!seq) {
 		free(by_rank);
-		free(seq);
 		return NULL;
+	}
+	if (!by_rank) {
+		for (uint32_t i = 0; i < st->nslots; i++)
+			if (order[i])
+				seq[n++] = i;
+		qsort_r(seq, n, sizeof(*seq), by_order, (void *)order);
+		*np = n;
+		return seq;
 	}
 	for (uint64_t r = 0; r <= ranks; r++)
 		by_rank[r] = TR_NIL;
@@ -446,39 +464,26 @@ int tr__replay_log(struct taskring_store *st, const struct tr_log_io *io, struct
 	return rc;
 }
 
-static int by_order(const void *a, const void *b, void *arg)
-{
-	const uint64_t *order = arg;
-	uint64_t x = order[*(const uint32_t *)a], y = order[*(const uint32_t *)b];
-	return x < y ? -1 : x > y;
-}
-
 /* Write every job of the folded region @st into checkpoint @c, in the
- * order they were put in their slots. */
-static int write_jobs(struct taskring_store *st, struct tr_ckpt_writer *c, const uint64_t *order,
+ * order they were made (@order, @ranks: as for made_order()). */
+static int write_jobs(struct taskring_store *st, struct tr_ckpt_writer *c, const uint64_t *order, uint64_t ranks,
 		      const _Atomic int *stop)
 {
-	uint32_t *idx = malloc(sizeof(*idx) * st->nslots), n = 0;
+	uint32_t n = 0, *seq = made_order(st, order, ranks, &n);
 	uint8_t *scratch = NULL;
 	size_t scap = 0;
-	int rc = 0;
-	if (!idx)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < st->nslots; i++)
-		if (order[i] && TR_STATUS(atomic_load_explicit(&st->slots[i].s_state, memory_order_relaxed)) != TR_ST_FREE)
-			idx[n++] = i;
-	qsort_r(idx, n, sizeof(*idx), by_order, (void *)order);
+	int rc = seq ? 0 : -ENOMEM;
 	for (uint32_t k = 0; k < n && !rc; k++) {
 		struct tr_logrec r;
 		if (stop && atomic_load_explicit(stop, memory_order_acquire))
 			rc = -ECANCELED;
-		else if ((rc = tr__job_snapshot(st, idx[k], &r, &scratch, &scap)) == 0)
+		else if ((rc = tr__job_snapshot(st, seq[k], &r, &scratch, &scap)) == 0)
 			rc = tr__ckpt_add(c, &r);
 		else if (rc == 1)
-			rc = 0;
+			rc = 0; /* (removed since it was made) */
 	}
 	free(scratch);
-	free(idx);
+	free(seq);
 	return rc;
 }
 
@@ -549,7 +554,7 @@ int tr__log_compact(const struct tr_log_io *io, const char *dir, const _Atomic i
 	struct tr_ckpt_writer c;
 	if ((rc = tr__ckpt_begin(&c, io, dirfd, pos, &store)) != 0)
 		goto out;
-	rc = write_jobs(st, &c, order, stop);
+	rc = write_jobs(st, &c, order, p.next_order, stop);
 	rc = rc ? (tr__ckpt_abort(&c), rc) : tr__ckpt_commit(&c);
 	if (rc)
 		goto out;

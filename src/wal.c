@@ -46,8 +46,9 @@
  * store is recovered from its log (PostgreSQL's lesson: a failed fsync is
  * not retried into a false success).
  *
- * Segments are made by the flusher when none is open or the current one
- * holds segment_bytes: preallocated, created under a temporary name,
+ * Segments are made by the flusher when none is open or the next record
+ * does not fit in what is left of the current one's preallocated size:
+ * from a spare (below) or preallocated anew, under a temporary name,
  * renamed, the directory synced (log.c). Each begins with a "store" record
  * that gives the store's sizing, for a recovery without the region.
  */
@@ -402,9 +403,9 @@ static void maybe_compact(struct taskring_store *st, struct tr_wal *w)
 		atomic_store_explicit(&w->cstate, 0, memory_order_relaxed);
 }
 
-/* Start a new segment at the stream's end, from the spare if there is one;
- * then make the next spare (its failure only marks the log low on space).
- * Log lock held. */
+/* Start a new segment at the stream's end, from a spare if there is one;
+ * then make the spares needed (their failure only marks the log low on
+ * space). Log lock held. */
 static int roll(struct taskring_store *st, struct tr_wal *w)
 {
 	struct tr_hdr *h = st->hdr;
@@ -414,6 +415,12 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	snprintf(spare, sizeof(spare), SPARE_FMT, h->h_log_spares - 1);
 	int rc = tr__log_seg_create_from(w->io, w->dirfd, h->h_log_end, segno, h->h_segment_bytes + TR_LOG_SEG_HDR,
 					 h->h_log_spares ? spare : NULL, &fd, &salt);
+	if (rc == -ENOENT && h->h_log_spares) {
+		/* A flusher died between renaming that spare and counting
+		 * it out: the count is one too many. */
+		TR_SET(h->h_log_spares, h->h_log_spares - 1);
+		return roll(st, w);
+	}
 	if (rc)
 		return rc;
 	if (h->h_log_spares)

@@ -227,7 +227,8 @@ static void snap_same(const struct snap *a, const struct snap *b, const char *wh
 	}
 }
 
-/* The log's files: segments, checkpoints, and their bytes on disk. */
+/* The log's files: segments, checkpoints, and their bytes on disk (the
+ * spares, room kept for the jobs' ends, are not the log). */
 static void dir_files(const char *dir, int *segs, int *ckpts, uint64_t *bytes)
 {
 	DIR *d = opendir(dir);
@@ -237,12 +238,12 @@ static void dir_files(const char *dir, int *segs, int *ckpts, uint64_t *bytes)
 	for (struct dirent *e; (e = readdir(d));) {
 		size_t n = strlen(e->d_name);
 		struct stat sb;
-		if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode))
+		int seg = n > 5 && !strcmp(e->d_name + n - 5, ".tlog") && e->d_name[0] != '.';
+		int ckpt = n > 6 && !strcmp(e->d_name + n - 6, ".tckpt") && e->d_name[0] != '.';
+		if ((seg || ckpt) && fstatat(dirfd(d), e->d_name, &sb, 0) == 0)
 			*bytes += (uint64_t)sb.st_blocks * 512;
-		if (n > 5 && !strcmp(e->d_name + n - 5, ".tlog") && e->d_name[0] != '.')
-			(*segs)++;
-		if (n > 6 && !strcmp(e->d_name + n - 6, ".tckpt") && e->d_name[0] != '.')
-			(*ckpts)++;
+		*segs += seg;
+		*ckpts += ckpt;
 	}
 	closedir(d);
 }
@@ -305,7 +306,8 @@ static void test_log_bounded_and_recovered(void **state)
 		uint64_t bytes;
 		dir_files(f->dir, &segs, &ckpts, &bytes);
 		printf("# %s: %d rounds, %llu jobs, %.1f MiB of records written; %llu compactions by the store, "
-		       "at most %d segments in the second half; now %d segment(s), %d checkpoint, %.1f MiB on disk\n",
+		       "at most %d segments in the second half; now %d segment(s), %d checkpoint, %.1f MiB on disk "
+		       "(spares aside)\n",
 		       no_iouring ? "pwrite" : "io_uring", rounds, (unsigned long long)l.enqueued, written / 1048576.0,
 		       (unsigned long long)made, max_segs, segs, ckpts, bytes / 1048576.0);
 		/* Bounded by the live jobs, not the history: the rule keeps
@@ -315,7 +317,7 @@ static void test_log_bounded_and_recovered(void **state)
 		scan(f->dir, &sc0);
 		assert_true(written > 6u << 20);
 		assert_true(max_segs <= 6);
-		if (bytes > 3 * sc0.ckpt_bytes + (6u << 20) || bytes > written / 3)
+		if (bytes > 3 * sc0.ckpt_bytes + (5u << 20) || bytes > written / 2)
 			fail_msg("%llu bytes on disk for a checkpoint of %llu", (unsigned long long)bytes,
 				 (unsigned long long)sc0.ckpt_bytes);
 
