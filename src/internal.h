@@ -229,9 +229,8 @@ struct tr_hdr {
 	uint64_t h_log_segno;        /* of the current (or last) segment */
 	uint32_t h_log_started;      /* a segment exists */
 	uint32_t h_log_spares;       /* spare segment files ready (wal.c) */
-	uint64_t h_log_owed;         /* bytes of log the unfinished jobs may
-					need for their ends, at the last count */
-	_Atomic uint64_t h_log_admitted; /* new jobs since that count */
+	_Atomic int64_t h_log_owed_jobs; /* unfinished jobs, owed room for
+					    their ends (wal.c) */
 	int64_t h_log_room_tried;    /* when a new job last found it short */
 	uint64_t h_log_ckpt_pos;     /* the newest checkpoint known here covers
 					the log up to this position ... */

@@ -145,10 +145,13 @@ void tr__slot_finished(struct taskring_store *st, uint32_t idx)
 	tr__slot_release(st, idx);
 }
 
-/* Push a slot into the recycle ring; producers blocked on a full store are
- * woken only if there are any. */
+/* Push the slot of a job that ended (or was removed while pending) into the
+ * recycle ring; producers blocked on a full store are woken only if there
+ * are any. */
 void tr__slot_release(struct taskring_store *st, uint32_t idx)
 {
+	if (st->wal)
+		tr__wal_ended(st); /* (no longer owed room for its end) */
 	tr__ring_push(st, idx);
 	tr__wake_blocked(st);
 }

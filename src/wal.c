@@ -226,23 +226,31 @@ static int open_segment(struct taskring_store *st, struct tr_wal *w)
  * only while that holds; when more spares cannot be made (the disk is
  * full), the log is "low on space" and new jobs get -ENOSPC (nothing
  * changes), while everything about existing jobs goes on into the room kept
- * for them. What is owed is counted by a walk of the slots at each new
- * segment (and when a new job finds the room short), plus END_RESERVE for
- * each job admitted since: never less than the truth, and nothing to undo
- * when a job ends or a process dies.
+ * for them. h_log_owed_jobs counts the unfinished jobs: up when jobs are
+ * admitted, down when one ends or is removed (its slot goes back to the
+ * ring). A process that dies in between leaves it too high, never too low
+ * (but for jobs admitted while a recount walks the slots); so it is counted
+ * again, by a walk of the slots, when a recovery builds a region and when
+ * the room is found short.
  */
 #define SPARE_FMT ".spare.%u"
 #define END_RESERVE (32u + 3 * 8 + 4 + TASKRING_ERROR_MAX + 8 + TR_LOG_REC_MIN)
 #define STORE_REC_LEN (32u + 7 * 8 + 8)
 
-static uint64_t owed_walk(struct taskring_store *st)
+static int64_t owed_walk(struct taskring_store *st)
 {
-	uint64_t n = 0;
+	int64_t n = 0;
 	for (uint32_t i = 0; i < st->nslots; i++) {
 		uint32_t status = TR_STATUS(atomic_load_explicit(&st->slots[i].s_state, memory_order_relaxed));
 		n += status == TASKRING_PENDING || status == TASKRING_RUNNING;
 	}
-	return n * END_RESERVE;
+	return n;
+}
+
+/* A job left the unfinished ones (ended, or removed while pending). */
+void tr__wal_ended(struct taskring_store *st)
+{
+	atomic_fetch_sub_explicit(&st->hdr->h_log_owed_jobs, 1, memory_order_relaxed);
 }
 
 /* Preallocated room left: what the current segment has after what is
@@ -313,16 +321,8 @@ static void adopt_spares(struct taskring_store *st, struct tr_wal *w)
 /* What the log must have room for now: what it owes, @extra, a segment. */
 static uint64_t room_needed(struct taskring_store *st, uint64_t extra)
 {
-	struct tr_hdr *h = st->hdr;
-	return TR_GET(h->h_log_owed) + atomic_load_explicit(&h->h_log_admitted, memory_order_relaxed) * END_RESERVE +
-	       extra + TR_GET(h->h_segment_bytes);
-}
-
-/* Count what is owed again (log lock held). */
-static void owed_recount(struct taskring_store *st)
-{
-	atomic_store_explicit(&st->hdr->h_log_admitted, 0, memory_order_relaxed);
-	TR_SET(st->hdr->h_log_owed, owed_walk(st));
+	int64_t owed = atomic_load_explicit(&st->hdr->h_log_owed_jobs, memory_order_relaxed);
+	return (owed > 0 ? (uint64_t)owed * END_RESERVE : 0) + extra + TR_GET(st->hdr->h_segment_bytes);
 }
 
 /*
@@ -335,23 +335,27 @@ int tr__wal_room(struct taskring_store *st, uint32_t n)
 	struct tr_hdr *h = st->hdr;
 	uint64_t extra = (uint64_t)n * END_RESERVE;
 	if (room_needed(st, extra) > log_room(st)) {
-		/* Count again and make spares; on a full disk, at most once
-		 * every 10 ms (producers that keep trying are told at once). */
+		/* On a full disk, at most once every 10 ms: producers that
+		 * keep trying are told at once. */
 		int64_t now = tr__now_mono();
 		if (atomic_load_explicit(&h->h_log_low_space, memory_order_acquire) &&
 		    now - TR_GET(h->h_log_room_tried) < 10000000)
 			return -ENOSPC;
 		if (log_lock(st))
 			return -EIO;
-		owed_recount(st);
-		make_spares(st, st->wal, room_needed(st, extra));
+		/* Spares first; the count again only if they cannot be made
+		 * (it is never low, but may be high). */
+		if (room_needed(st, extra) > log_room(st) && make_spares(st, st->wal, room_needed(st, extra))) {
+			atomic_store_explicit(&h->h_log_owed_jobs, owed_walk(st), memory_order_relaxed);
+			make_spares(st, st->wal, room_needed(st, extra));
+		}
 		int short_ = room_needed(st, extra) > log_room(st);
 		TR_SET(h->h_log_room_tried, now);
 		log_unlock(st);
 		if (short_)
 			return -ENOSPC;
 	}
-	atomic_fetch_add_explicit(&h->h_log_admitted, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->h_log_owed_jobs, n, memory_order_relaxed);
 	return 0;
 }
 
@@ -434,7 +438,6 @@ static int roll(struct taskring_store *st, struct tr_wal *w)
 	h->h_log_segno = segno;
 	h->h_log_started = 1;
 	/* Room for what is owed, and a segment ahead. */
-	owed_recount(st);
 	make_spares(st, w, room_needed(st, h->h_segment_bytes));
 	maybe_compact(st, w);
 	return 0;
@@ -1118,6 +1121,7 @@ int tr__wal_recover(struct taskring_store *st, char *err, size_t errcap)
 	TR_SET(h->h_log_end, s.end_seq);
 	TR_SET(h->h_log_seg_base, UINT64_MAX); /* the first flush starts a segment */
 	adopt_spares(st, st->wal);
+	atomic_store_explicit(&h->h_log_owed_jobs, owed_walk(st), memory_order_relaxed);
 	if (s.segments && s.last_base != s.end_seq) {
 		h->h_log_segno = s.last_segno;
 		h->h_log_started = 1;
