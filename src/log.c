@@ -100,10 +100,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #include "log.h"
 
@@ -693,6 +698,11 @@ static int read_whole(const struct tr_log_io *io, int dirfd, const char *name, i
 		}
 		*bufp = nb;
 		*capp = (size_t)size;
+		/* Its pages faulted in with one call, not one fault each
+		 * (costly on a VM); where this fails, the faults happen. */
+		uintptr_t a = ((uintptr_t)nb + TR_PAGE - 1) & ~(uintptr_t)(TR_PAGE - 1);
+		if (a < (uintptr_t)nb + (size_t)size)
+			madvise((void *)a, (uintptr_t)nb + (size_t)size - a, MADV_POPULATE_WRITE);
 	}
 	rc = size ? read_all(io, fd, *bufp, (size_t)size, 0) : 0;
 	if (rc) {
