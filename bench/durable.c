@@ -251,6 +251,70 @@ static int fill(struct taskring_store *st, size_t batches)
 	return 0;
 }
 
+/* A log in a new directory @dir with @batches batches of pending jobs, in
+ * segments of @seg bytes (0: the default), its region gone. */
+static int filled_log(const char *name, char *dir, size_t cap, uint64_t seg, size_t batches)
+{
+	struct taskring_store *st = NULL;
+	struct taskring_store_opts o;
+	memset(&o, 0, sizeof(o));
+	o.slots = 65536;
+	o.log_dir = dir;
+	o.segment_bytes = seg;
+	int rc = new_dir(dir, cap);
+	if (!rc)
+		rc = taskring_store_open(name, &o, &st);
+	if (!rc)
+		rc = taskring_task_declare(st, "job");
+	if (!rc)
+		rc = fill(st, batches);
+	if (st)
+		taskring_store_close(st);
+	/* The host went down: only the log is left. */
+	taskring_store_unlink(name);
+	return rc;
+}
+
+/*
+ * Open the store @name whose region is gone, from its log (@o), time it,
+ * and print @scenario: jobs/s of the replay, that is the time of that open
+ * less that of a new, empty store of the same size (both reported). The
+ * open store is left in *@stp.
+ */
+static int time_recovery(const char *scenario, const char *name, struct taskring_store_opts *o, size_t expect,
+			 const char *what, struct taskring_store **stp)
+{
+	int64_t a = bench_now_ns();
+	int rc = taskring_store_open(name, o, stp);
+	int64_t b = bench_now_ns();
+	char empty[600];
+	struct taskring_store *e = NULL;
+	const char *ename = bench_shm_name("taskring-dur");
+	int64_t c = 0, d = 0;
+	if (!rc && !new_dir(empty, sizeof(empty))) {
+		c = bench_now_ns();
+		if (open_store(ename, empty, 65536, &e) == 0)
+			d = bench_now_ns();
+		if (e)
+			taskring_store_close(e);
+		taskring_store_unlink(ename);
+		rm_dir(empty);
+	}
+	bench_shm_release(ename);
+	struct taskring_queue_stats qs;
+	if (!rc)
+		rc = taskring_queue_stats(*stp, NULL, &qs);
+	if (rc)
+		bench_print_error(scenario, "%s", taskring_strerror(rc));
+	else if (qs.by_status[TASKRING_PENDING] != expect)
+		bench_print_error(scenario, "recovered %llu jobs, %zu were enqueued",
+				  (unsigned long long)qs.by_status[TASKRING_PENDING], expect);
+	else
+		bench_print_tput(scenario, expect, b - a - (d - c), "\"what\":\"%s\",\"open_s\":%.3f,\"empty_open_s\":%.3f",
+				 what, (double)(b - a) / 1e9, (double)(d - c) / 1e9);
+	return rc;
+}
+
 /*
  * dur.batch: a store of 65,536 slots is filled once and purged (every slot
  * and page touched, as in steady use), then filled again, measured: 15
@@ -285,49 +349,15 @@ static void batch_and_recover(void)
 	rm_dir(dir);
 	st = NULL;
 	if (rc >= 0 && bench_want("dur.recover")) {
-		rc = new_dir(dir, sizeof(dir));
+		rc = filled_log(name, dir, sizeof(dir), 0, batches);
+		struct taskring_store_opts o;
+		memset(&o, 0, sizeof(o));
+		o.log_dir = dir;
 		if (!rc)
-			rc = open_store(name, dir, 65536, &st);
-		if (!rc)
-			rc = fill(st, batches);
-		if (st)
-			taskring_store_close(st);
-		st = NULL;
-		/* The host went down: only the log is left. */
-		taskring_store_unlink(name);
-		int64_t a = bench_now_ns();
-		if (!rc)
-			rc = open_store(name, dir, 0, &st);
-		int64_t b = bench_now_ns();
-		/* What making an empty region of that size costs, for the part
-		 * of the open that is the replay. */
-		char empty[600];
-		struct taskring_store *e = NULL;
-		const char *ename = bench_shm_name("taskring-dur");
-		int64_t c = 0, d = 0;
-		if (!rc && !new_dir(empty, sizeof(empty))) {
-			c = bench_now_ns();
-			if (open_store(ename, empty, 65536, &e) == 0)
-				d = bench_now_ns();
-			if (e)
-				taskring_store_close(e);
-			taskring_store_unlink(ename);
-			rm_dir(empty);
-		}
-		bench_shm_release(ename);
-		struct taskring_queue_stats qs;
-		if (!rc)
-			rc = taskring_queue_stats(st, NULL, &qs);
-		if (rc)
-			bench_print_error("dur.recover", "%s", taskring_strerror(rc));
-		else if (qs.by_status[TASKRING_PENDING] != batches * BATCH)
-			bench_print_error("dur.recover", "recovered %llu jobs, %zu were enqueued",
-					  (unsigned long long)qs.by_status[TASKRING_PENDING], batches * BATCH);
-		else
-			bench_print_tput("dur.recover", batches * BATCH, b - a - (d - c),
-					 "\"what\":\"replay: the open of a 65,536-slot store whose region is gone, "
-					 "less that of an empty one\",\"open_s\":%.3f,\"empty_open_s\":%.3f",
-					 (double)(b - a) / 1e9, (double)(d - c) / 1e9);
+			time_recovery("dur.recover", name, &o, batches * BATCH,
+				      "replay: the open of a 65,536-slot store whose region is gone, less that of an "
+				      "empty one",
+				      &st);
 		if (st)
 			taskring_store_close(st);
 		taskring_store_unlink(name);
@@ -348,22 +378,10 @@ static void compact_and_recover(void)
 	struct taskring_store *st = NULL;
 	const char *name = bench_shm_name("taskring-dur");
 	size_t batches = 15;
+	int rc = filled_log(name, dir, sizeof(dir), 4u << 20, batches);
 	struct taskring_store_opts o;
 	memset(&o, 0, sizeof(o));
-	o.slots = 65536;
 	o.log_dir = dir;
-	o.segment_bytes = 4u << 20;
-	int rc = new_dir(dir, sizeof(dir));
-	if (!rc)
-		rc = taskring_store_open(name, &o, &st);
-	if (!rc)
-		rc = taskring_task_declare(st, "job");
-	if (!rc)
-		rc = fill(st, batches);
-	if (st)
-		taskring_store_close(st);
-	st = NULL;
-	taskring_store_unlink(name);
 	struct tr_compaction c;
 	char err[300] = "";
 	int64_t a = bench_now_ns();
@@ -380,37 +398,11 @@ static void compact_and_recover(void)
 				 "\"checkpoint_bytes\":%llu",
 				 c.folded, (unsigned long long)c.bytes);
 	if (!rc && bench_want("dur.recover_ckpt")) {
+		char what[160];
+		snprintf(what, sizeof(what), "replay of a checkpoint (%llu jobs) and the segment after it, less an empty open",
+			 (unsigned long long)c.jobs);
 		o.slots = 0;
-		a = bench_now_ns();
-		rc = taskring_store_open(name, &o, &st);
-		b = bench_now_ns();
-		struct taskring_queue_stats qs;
-		if (!rc)
-			rc = taskring_queue_stats(st, NULL, &qs);
-		char empty[600];
-		struct taskring_store *e = NULL;
-		const char *ename = bench_shm_name("taskring-dur");
-		int64_t t0 = 0, t1 = 0;
-		if (!rc && !new_dir(empty, sizeof(empty))) {
-			t0 = bench_now_ns();
-			if (open_store(ename, empty, 65536, &e) == 0)
-				t1 = bench_now_ns();
-			if (e)
-				taskring_store_close(e);
-			taskring_store_unlink(ename);
-			rm_dir(empty);
-		}
-		bench_shm_release(ename);
-		if (rc)
-			bench_print_error("dur.recover_ckpt", "%s", taskring_strerror(rc));
-		else if (qs.by_status[TASKRING_PENDING] != batches * BATCH)
-			bench_print_error("dur.recover_ckpt", "recovered %llu jobs, %zu were enqueued",
-					  (unsigned long long)qs.by_status[TASKRING_PENDING], batches * BATCH);
-		else
-			bench_print_tput("dur.recover_ckpt", batches * BATCH, b - a - (t1 - t0),
-					 "\"what\":\"replay of a checkpoint (%llu jobs) and the segment after it, less "
-					 "an empty open\",\"open_s\":%.3f,\"empty_open_s\":%.3f",
-					 (unsigned long long)c.jobs, (double)(b - a) / 1e9, (double)(t1 - t0) / 1e9);
+		time_recovery("dur.recover_ckpt", name, &o, batches * BATCH, what, &st);
 	}
 	if (st)
 		taskring_store_close(st);

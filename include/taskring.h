@@ -235,7 +235,8 @@ struct taskring_store_opts {
  * io_uring (a write linked to its fdatasync) where the kernel allows it,
  * else, or with TASKRING_STORE_NO_IOURING or TASKRING_NO_IOURING=1 in the
  * environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
- * log; `taskring log dump DIR` prints it.
+ * log; `taskring log dump DIR` prints it; `taskring log compact DIR`
+ * compacts it.
  *
  * A full disk: segments are preallocated, and room for the end of every
  * unfinished job is set aside when the job is made (about 1.1 KiB each:
@@ -257,7 +258,11 @@ struct taskring_store_opts {
  * the files it replaces; nobody waits for it. So the log stays within about
  * twice its live jobs plus a few segments. `taskring log compact DIR` does
  * one at once; with TASKRING_STORE_MANUAL_COMPACT (at creation), only that
- * does (for a service that compacts at a time of its choosing). A process killed while it stages a record does
+ * does (for a service that compacts at a time of its choosing). A
+ * compaction that dies or is stopped (its process closes the store) leaves
+ * the log as it was; the next one starts over.
+ *
+ * A process killed while it stages a record does
  * not stop the log: once it is gone (judged by its pid, so the processes of
  * one store must share a pid namespace), its unfinished record is skipped;
  * one killed in the instant between reserving its place and writing its
