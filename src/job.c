@@ -824,6 +824,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	struct taskring_job stack_made[BATCH_STACK];
 	struct taskring_job *made = jobs ? jobs : n <= BATCH_STACK ? stack_made : NULL;
 	int64_t deadline = block_ns < 0 ? -1 : tr__now_mono() + block_ns;
+	size_t unmade = 0;
 	int rc;
 
 	if (!idx)
@@ -834,6 +835,8 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	}
 	if (st->wal && (rc = tr__wal_room(st, (uint32_t)n)) != 0)
 		goto out; /* the disk is full: existing jobs keep the room kept for them */
+	/* Owed room for n new jobs from here: given back for those not made. */
+	unmade = st->wal ? n : 0;
 	for (;;) {
 		rc = alloc_req_blocks(st, r, n);
 		if (rc == 0)
@@ -926,6 +929,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		tr__deps_commit(st, r, n, idx, made);
 	if (existing)
 		tr__wake_blocked(st);
+	unmade = st->wal ? (size_t)existing : 0;
 	/* The log: each new job's record, staged before it can be claimed. */
 	uint64_t log_end = 0;
 	int log_rc = 0;
@@ -964,6 +968,8 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	if (log_rc)
 		rc = log_rc;
 out:
+	if (unmade)
+		tr__wal_unadmit(st, (uint32_t)unmade);
 	if (made != jobs && made != stack_made)
 		free(made);
 	if (idx != stack_idx)

@@ -253,6 +253,12 @@ void tr__wal_ended(struct taskring_store *st)
 	atomic_fetch_sub_explicit(&st->hdr->h_log_owed_jobs, 1, memory_order_relaxed);
 }
 
+/* @n jobs admitted by tr__wal_room() were not made after all. */
+void tr__wal_unadmit(struct taskring_store *st, uint32_t n)
+{
+	atomic_fetch_sub_explicit(&st->hdr->h_log_owed_jobs, n, memory_order_relaxed);
+}
+
 /* Preallocated room left: what the current segment has after what is
  * written and staged, and the spares. */
 static uint64_t log_room(struct taskring_store *st)

@@ -21,6 +21,7 @@ TR_INTERNAL int tr__wal_sync(struct taskring_store *st);
 TR_INTERNAL int tr__wal_failed(struct taskring_store *st);
 TR_INTERNAL int tr__wal_room(struct taskring_store *st, uint32_t n);
 TR_INTERNAL void tr__wal_ended(struct taskring_store *st);
+TR_INTERNAL void tr__wal_unadmit(struct taskring_store *st, uint32_t n);
 TR_INTERNAL uint64_t tr__wal_test_stall(struct taskring_store *st);
 TR_INTERNAL int tr__wal_log(struct taskring_store *st, uint16_t type, struct tr_slot *s, const int64_t *v, unsigned nv,
 			    const void *blob, uint32_t blen, uint64_t *endp);

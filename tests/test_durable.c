@@ -732,6 +732,14 @@ static void test_spares(void **state)
 		assert_rc(taskring_enqueue(st, "echo", "x", 1, NULL, &j), 0);
 	uint32_t spares = st->hdr->h_log_spares;
 	assert_true(spares >= 3);
+	assert_int_equal(atomic_load(&st->hdr->h_log_owed_jobs), 3000);
+	/* Enqueues refused after they were admitted (a unique key that
+	 * names a live job, here) give their room back. */
+	struct taskring_enqueue_opts u = tu_eopts();
+	u.unique_key = "one";
+	for (int i = 0; i < 1000; i++)
+		assert_rc(taskring_enqueue(st, "echo", "x", 1, &u, &j), i > 0);
+	assert_int_equal(atomic_load(&st->hdr->h_log_owed_jobs), 3001);
 	/* Flushers "died" after renaming each spare: none left, and the
 	 * jobs end, so no new one is needed before the next segments. */
 	for (uint32_t k = 0; k < spares; k++) {
@@ -741,8 +749,9 @@ static void test_spares(void **state)
 	}
 	f->fx.w = tu_worker(st, NULL, 0, 1);
 	assert_rc(taskring_worker_register(f->fx.w, "echo", h_echo, NULL), 0);
-	for (int i = 0; i < 3000; i++)
+	for (int i = 0; i < 3001; i++)
 		assert_rc(taskring_worker_run_one(f->fx.w, 2 * SEC), 1);
+	assert_int_equal(atomic_load(&st->hdr->h_log_owed_jobs), 0);
 	taskring_worker_destroy(f->fx.w);
 	f->fx.w = NULL;
 	struct taskring_enqueue_opts o = tu_eopts();
@@ -757,7 +766,7 @@ static void test_spares(void **state)
 	st = open_logged(f, TASKRING_DURABLE);
 	struct taskring_queue_stats qs;
 	assert_rc(taskring_queue_stats(st, NULL, &qs), 0);
-	assert_int_equal(qs.by_status[TASKRING_COMPLETE], 3000);
+	assert_int_equal(qs.by_status[TASKRING_COMPLETE], 3001);
 	/* The recovered store took over the spares on disk. */
 	assert_true(st->hdr->h_log_spares >= 1);
 	printf("# %u spares for 3,000 unfinished jobs; all lost in rolls, made up for\n", spares);
