@@ -725,9 +725,16 @@ static void *async_main(void *arg)
 		 * on disk within the interval (a flush takes well under half). */
 		uint32_t seq = atomic_load_explicit(&h->h_log_seq, memory_order_relaxed);
 		tr__futex_wait_op(&h->h_log_seq, seq, tr__now_mono() + half, 0xffffffffu, 0);
-		if (atomic_load_explicit(&h->h_log_reserve, memory_order_acquire) >
-		    atomic_load_explicit(&h->h_log_flushed, memory_order_acquire))
-			try_flush(st, 0); /* busy: whoever flushes takes ours too */
+		/* Until all is written (a flush stops at a segment's end);
+		 * when busy, whoever flushes takes ours too. */
+		for (int i = 0; i < 64 && atomic_load_explicit(&h->h_log_reserve, memory_order_acquire) >
+						 atomic_load_explicit(&h->h_log_flushed, memory_order_acquire);
+		     i++) {
+			uint64_t before = atomic_load_explicit(&h->h_log_flushed, memory_order_acquire);
+			if (try_flush(st, 0) != 0 ||
+			    atomic_load_explicit(&h->h_log_flushed, memory_order_acquire) == before)
+				break;
+		}
 	}
 	return NULL;
 }
