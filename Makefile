@@ -69,13 +69,20 @@ SONAME := libtaskring.so.$(MAJOR)
 TOOLS := $(BUILD)/taskring
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+# Fuzz targets (tests/fuzz/fuzz_NAME.c): `make check` replays each one's
+# committed corpus (tests/fuzz/corpus/NAME) with any compiler; `make fuzz`
+# runs each under clang's libFuzzer for FUZZ_SECONDS.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAYS := $(patsubst %,$(BUILD)/tests/fuzz_%_replay,$(FUZZ_TARGETS))
+FUZZ_SECONDS ?= 300
+FUZZ_BUILD ?= build-fuzz
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all lib tools tests benches check demo bench deps install uninstall clean FORCE
+.PHONY: all lib tools tests benches check demo bench deps install uninstall clean fuzz FORCE
 FORCE:
 .DEFAULT_GOAL := all
 
@@ -121,8 +128,29 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/logsim.h $(STATIC) include/ta
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(LIBS) -lm
 
-check: all tests
-	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh $(TESTS)
+$(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(STATIC) include/taskring.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/fuzz -DFUZZ_CORPUS='"tests/fuzz/corpus/$*"' -o $@ $< tests/fuzz/replay.c \
+		$(STATIC) $(ALL_LDFLAGS) $(LIBS)
+
+check: all tests $(FUZZ_REPLAYS)
+	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh $(TESTS) $(FUZZ_REPLAYS)
+
+# Each target under libFuzzer (clang, with ASan and UBSan) for FUZZ_SECONDS;
+# new inputs go to $(FUZZ_BUILD)/corpus-NAME (copy the useful ones into
+# tests/fuzz/corpus/NAME to keep them). Needs clang and Debian's
+# libclang-rt-14-dev (`make deps` does not install them: CI does not fuzz).
+fuzz:
+	$(Q)set -e; mkdir -p $(FUZZ_BUILD); for t in $(FUZZ_TARGETS); do \
+		echo "  FUZZ    $$t ($(FUZZ_SECONDS) s)"; \
+		clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -Itests/fuzz -pthread -g -O1 \
+			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(DEPS_CFLAGS) \
+			-o $(FUZZ_BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c $(LIB_SRCS) $(LIBS); \
+		mkdir -p $(FUZZ_BUILD)/corpus-$$t; \
+		$(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+			$(FUZZ_BUILD)/corpus-$$t tests/fuzz/corpus/$$t; \
+	done
 
 benches: $(BENCHES)
 

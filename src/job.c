@@ -50,10 +50,12 @@ struct tr_slot *tr__job_slot(const struct taskring_job *job)
 /* Is this terminal job past its result_ttl? (Then it reads as gone.) */
 int tr__ttl_expired(struct tr_slot *s, uint32_t state)
 {
-	int64_t ttl = TR_GET(s->s_result_ttl_ns);
-	if (!TR_TERMINAL(TR_STATUS(state)) || ttl <= 0)
+	int64_t ttl = TR_GET(s->s_result_ttl_ns), now = tr__now_real(), done = TR_GET(s->s_completed_at);
+	if (!TR_TERMINAL(TR_STATUS(state)) || ttl <= 0 || done >= now)
 		return 0;
-	return tr__now_real() > TR_GET(s->s_completed_at) + ttl;
+	/* (in unsigned arithmetic: the times come from the shared region,
+	 * which a scribbler may have filled with anything) */
+	return (uint64_t)now - (uint64_t)done > (uint64_t)ttl;
 }
 
 /*
