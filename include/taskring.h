@@ -190,8 +190,12 @@ struct taskring_store_opts {
 	uint32_t durability;   /* with log_dir: TASKRING_DURABLE (default) or
 				  TASKRING_ASYNC */
 	const char *log_dir;   /* a directory for the store's log (made if
-				  missing; on a real disk); NULL = no log: the
-				  store does not survive a reboot */
+				  missing, mode 0700, 0770 with
+				  TASKRING_STORE_GROUP; on a real disk); it
+				  must be ours and writable by nobody else
+				  (the group: with TASKRING_STORE_GROUP);
+				  NULL = no log: the store does not survive
+				  a reboot */
 	int64_t flush_interval_ns; /* TASKRING_ASYNC: default 10 ms; 1 ms .. 10 s */
 	uint64_t segment_bytes;    /* log segment size: default 64 MiB;
 				      1 MiB .. 4 GiB */
@@ -275,7 +279,8 @@ struct taskring_store_opts {
  * -EEXIST (TASKRING_STORE_EXCL and present), -ELOOP (the name is a symbolic
  * link), -EACCES/-EPERM (file-system permission), -ENOMEM/-ENOSPC (cannot
  * size the region), TASKRING_EOWNER (owned by another user, or not a regular
- * file), TASKRING_EFORMAT (bad magic), TASKRING_EVERSION (other region format),
+ * file; or log_dir is another user's, or writable by others, or by the group
+ * without TASKRING_STORE_GROUP), TASKRING_EFORMAT (bad magic), TASKRING_EVERSION (other region format),
  * TASKRING_EBUILD (incompatible build), TASKRING_ESIZING (explicit sizing
  * differs), TASKRING_ECORRUPT (header fields or offsets out of bounds, or the
  * file's size disagrees with its header), TASKRING_ELOG (log_dir names

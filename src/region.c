@@ -525,7 +525,8 @@ static int resolve_log_dir(struct taskring_store_opts *o, char *buf, size_t cap)
 	struct stat sb;
 	if (!o->log_dir)
 		return 0;
-	if (mkdir(o->log_dir, 0700) < 0 && errno != EEXIST)
+	int group = !!(o->flags & TASKRING_STORE_GROUP);
+	if (mkdir(o->log_dir, group ? 0770 : 0700) < 0 && errno != EEXIST)
 		return -errno;
 	if (!realpath(o->log_dir, real))
 		return -errno;
@@ -533,7 +534,10 @@ static int resolve_log_dir(struct taskring_store_opts *o, char *buf, size_t cap)
 		return -errno;
 	if (!S_ISDIR(sb.st_mode))
 		return -ENOTDIR;
-	if (sb.st_uid != geteuid())
+	/* Ours, and nobody else can plant files in it (a segment, a
+	 * checkpoint, a spare): not writable by others, nor by the group
+	 * unless the store is the group's. */
+	if (sb.st_uid != geteuid() || (sb.st_mode & S_IWOTH) || ((sb.st_mode & S_IWGRP) && !group))
 		return TASKRING_EOWNER;
 	if (strlen(real) >= cap)
 		return -ENAMETOOLONG;

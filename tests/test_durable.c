@@ -714,6 +714,54 @@ static int stall_child(void *arg, int ctl, int ack)
 }
 
 /*
+ * A log directory must be ours and writable by nobody else, or somebody
+ * could plant a segment in it: one writable by others is refused, one
+ * writable by the group only for a store made for the group; another
+ * user's is refused. Nothing is made in a refused directory.
+ */
+static void test_log_dir_permissions(void **state)
+{
+	struct dfx *f = *state;
+	struct taskring_store_opts o = log_opts(f->dir, TASKRING_DURABLE);
+	struct taskring_store *st = NULL;
+	struct stat sb;
+	char lock[PATH_MAX + 8];
+	snprintf(lock, sizeof(lock), "%s/LOCK", f->dir);
+	assert_int_equal(chmod(f->dir, 0777), 0);
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), TASKRING_EOWNER);
+	assert_int_equal(chmod(f->dir, 0770), 0);
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), TASKRING_EOWNER);
+	assert_int_equal(stat(lock, &sb), -1); /* nothing made */
+	o.flags |= TASKRING_STORE_GROUP;
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
+	assert_rc(taskring_store_close(st), 0);
+	taskring_store_unlink(f->fx.name);
+	o.flags &= ~TASKRING_STORE_GROUP;
+	assert_int_equal(chmod(f->dir, 0700), 0);
+	assert_rc(taskring_store_open(f->fx.name, &o, &st), 0);
+	assert_rc(taskring_store_close(st), 0);
+	taskring_store_unlink(f->fx.name);
+	/* A new directory is made 0700 (0770 for the group). */
+	char sub[PATH_MAX + 8];
+	snprintf(sub, sizeof(sub), "%s/sub", f->dir);
+	struct taskring_store_opts g = log_opts(sub, TASKRING_DURABLE);
+	g.flags |= TASKRING_STORE_GROUP;
+	mode_t old = umask(0);
+	assert_rc(taskring_store_open(f->fx.name, &g, &st), 0);
+	umask(old);
+	assert_int_equal(stat(sub, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0770);
+	assert_rc(taskring_store_close(st), 0);
+	taskring_store_unlink(f->fx.name);
+	rm_dir(sub);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(f->dir, 65534, 65534), 0);
+		assert_rc(taskring_store_open(f->fx.name, &o, &st), TASKRING_EOWNER);
+		assert_int_equal(chown(f->dir, 0, 0), 0);
+	}
+}
+
+/*
  * Spare segments: the store keeps room for its unfinished jobs' ends in
  * spare files, and takes them over after a recovery. A flusher that died
  * between renaming a spare into a segment and counting it out leaves a
@@ -977,6 +1025,7 @@ int main(void)
 		T(test_unusable_region_rebuilt),
 		T(test_dead_writer_skipped),
 		T(test_spares),
+		T(test_log_dir_permissions),
 		T(test_kill_producers_and_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
