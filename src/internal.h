@@ -229,8 +229,10 @@ struct tr_hdr {
 	uint64_t h_log_segno;        /* of the current (or last) segment */
 	uint32_t h_log_started;      /* a segment exists */
 	uint32_t h_log_spares;       /* spare segment files ready (wal.c) */
-	_Atomic int64_t h_log_owed_jobs; /* unfinished jobs, owed room for
-					    their ends (wal.c) */
+	/* Unfinished jobs, owed room for their ends (wal.c): moved by every
+	 * enqueue and every end, so on a line of its own, away from the
+	 * flusher's. */
+	_Alignas(TR_CACHELINE) _Atomic int64_t h_log_owed_jobs;
 	int64_t h_log_room_tried;    /* when a new job last found it short */
 	uint64_t h_log_ckpt_pos;     /* the newest checkpoint known here covers
 					the log up to this position ... */
