@@ -209,23 +209,33 @@ static int h_hang(struct taskring_ctx *ctx, void *arg)
 	return TASKRING_OK;
 }
 
-static int hang_worker(void *arg, int ctl, int ack)
+/*
+ * In a child: open the store @name (its log in @dir) and run a worker of
+ * @threads threads for @task with @fn until killed.
+ */
+static int child_worker(const char *dir, const char *name, int no_iour, uint32_t threads, const char *task,
+			taskring_handler_fn fn, void *arg)
 {
-	struct hang_arg *h = arg;
-	struct taskring_store_opts o = log_opts(h->dir, TASKRING_DURABLE);
+	struct taskring_store_opts o = log_opts(dir, TASKRING_DURABLE);
 	struct taskring_store *st = NULL;
 	struct taskring_worker *w = NULL;
-	(void)ctl;
-	(void)ack;
-	o.flags = h->no_iouring ? TASKRING_STORE_NO_IOURING : 0;
+	o.flags = no_iour ? TASKRING_STORE_NO_IOURING : 0;
 	o.slots = 0;
-	CK_RC(taskring_store_open(h->name, &o, &st), 0);
-	CK_RC(tu_worker_create(st, NULL, 0, 2, &w), 0);
-	CK_RC(taskring_worker_register(w, "hang", h_hang, h), 0);
+	CK_RC(taskring_store_open(name, &o, &st), 0);
+	CK_RC(tu_worker_create(st, NULL, 0, threads, &w), 0);
+	CK_RC(taskring_worker_register(w, task, fn, arg), 0);
 	CK_RC(taskring_worker_start(w), 0);
 	for (;;)
 		pause();
 	return 0;
+}
+
+static int hang_worker(void *arg, int ctl, int ack)
+{
+	struct hang_arg *h = arg;
+	(void)ctl;
+	(void)ack;
+	return child_worker(h->dir, h->name, h->no_iouring, 2, "hang", h_hang, h);
 }
 
 static void test_running_job_interrupted(void **state)
@@ -921,20 +931,9 @@ static int h_k(struct taskring_ctx *ctx, void *arg)
 static int kill_worker(void *arg, int ctl, int ack)
 {
 	struct kill_shared *k = arg;
-	struct taskring_store_opts o = log_opts(k->dir, TASKRING_DURABLE);
-	struct taskring_store *st = NULL;
-	struct taskring_worker *w = NULL;
 	(void)ctl;
 	(void)ack;
-	o.flags = k->no_iouring ? TASKRING_STORE_NO_IOURING : 0;
-	o.slots = 0;
-	CK_RC(taskring_store_open(k->name, &o, &st), 0);
-	CK_RC(tu_worker_create(st, NULL, 0, 1, &w), 0);
-	CK_RC(taskring_worker_register(w, "k", h_k, NULL), 0);
-	CK_RC(taskring_worker_start(w), 0);
-	for (;;)
-		pause();
-	return 0;
+	return child_worker(k->dir, k->name, k->no_iouring, 1, "k", h_k, NULL);
 }
 
 static int cmp_id(const void *a, const void *b)
