@@ -450,13 +450,19 @@ static void test_salt_and_repair(void **state)
 	assert_int_equal(pwrite(nfd, old, first, TR_LOG_SEG_HDR), (ssize_t)first);
 	close(nfd);
 	close(dfd);
+	/* The torn tail ends at the leftovers' last non-zero byte: zeros at
+	 * their very end (a checksum byte may be 0) look like the file's
+	 * unwritten part, and are. */
+	size_t tail_end = (size_t)t.seq[200];
+	while (tail_end > (size_t)t.seq[50] && old[tail_end - 1] == 0)
+		tail_end--;
 	free(old);
 	assert_rc(scan(&t, 0, &s, &c), 0);
 	assert_int_equal(c.bogus, 0);
 	assert_int_equal(s.records, 50);
 	assert_true(s.torn);
 	assert_int_equal(s.torn_off, TR_LOG_SEG_HDR + t.seq[50]);
-	assert_int_equal(s.torn_bytes, t.seq[200] - t.seq[50]);
+	assert_int_equal(s.torn_bytes, tail_end - t.seq[50]);
 
 	/* Reopen for writing: the tail is zeroed, a new segment begins at
 	 * the end of the 50, and 30 more records follow them. */
