@@ -5,6 +5,7 @@
 #   make check SANITIZE=address,undefined   (or SANITIZE=thread): the same, instrumented
 #   make demo       build everything (installing packages if needed) and run the demo
 #   make bench      benchmarks; one JSON object per scenario per line
+#   make fuzz / fuzz-seeds   libFuzzer runs / rewrite the region target's seed
 #   make deps       install the Debian packages the build and the tests need
 #   make install / uninstall   honour PREFIX and DESTDIR
 #   V=1             show the commands
@@ -82,7 +83,7 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all lib tools tests benches check demo bench deps install uninstall clean fuzz FORCE
+.PHONY: all lib tools tests benches check demo bench deps install uninstall clean fuzz fuzz-seeds FORCE
 FORCE:
 .DEFAULT_GOAL := all
 
@@ -123,7 +124,7 @@ $(BUILD)/taskring: tools/taskring.c $(STATIC) include/taskring.h
 # src/*.h) and cmocka.
 tests: $(TESTS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/logsim.h $(STATIC) include/taskring.h
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/logsim.h tests/invariants.h $(STATIC) include/taskring.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(LIBS) -lm
@@ -151,6 +152,11 @@ fuzz:
 		$(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 			$(FUZZ_BUILD)/corpus-$$t tests/fuzz/corpus/$$t; \
 	done
+
+# The region target's seed store, written anew (after a region format change).
+fuzz-seeds: $(STATIC)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $(BUILD)/region_seed tests/fuzz/seeds/region_seed.c $(STATIC) $(ALL_LDFLAGS) $(LIBS)
+	$(Q)$(BUILD)/region_seed tests/fuzz/corpus/region/store
 
 benches: $(BENCHES)
 

@@ -32,26 +32,36 @@
  *   - Terminal jobs keep their result and errors until their slot is needed
  *     again (oldest terminal first) or until result_ttl passes. After that
  *     every call on the job returns -ENOENT; never another job's data.
- *   - Handlers run in worker threads. A thread cannot be killed safely, so a
- *     cancel request on a running job and the per-attempt timeout are
- *     cooperative in this release: the handler sees the request through its
- *     context, and an attempt that overran its timeout is recorded as a
- *     failed attempt when it returns.
+ *   - Handlers run in worker threads, or with TASKRING_WORKER_PREFORK in
+ *     child processes. A thread cannot be killed safely, so in thread mode a
+ *     cancel request on a running job is cooperative: the handler sees the
+ *     request through its context. The per-attempt timeout is then the
+ *     attempt's lease (see "Leases and the reaper"): when it runs out, the
+ *     attempt is ended as a failed attempt (retried by the rules) while the
+ *     handler may still run; whatever it does afterwards is ignored. In
+ *     prefork mode a timeout or a cancel kills the handler's process.
  *   - Without a log (taskring_store_opts.log_dir), a store survives the
  *     death of any process, not a reboot. With one, it survives both; see
  *     "The log" below. Delivery is at-least-once per attempt.
  *   - A process that dies holding a queue's lock does not wedge the queue
  *     (the robust mutex hands the next locker EOWNERDEAD and the queue is
- *     rebuilt from the slot table). But this release has no reaper yet: a
- *     job whose worker process dies while running it stays "running", and a
- *     slot or arena block a process held when it died is not reclaimed.
+ *     rebuilt from the slot table). A job whose worker process dies while
+ *     running it, or whose lease runs out, is put back (or ended) by the
+ *     reaper; see "Leases and the reaper". So is a slot that a process held
+ *     when it died: a job half-written by its producer (dropped, or linked
+ *     if it was whole), a job ended and not yet recycled. Two windows of a
+ *     few instructions remain, inside the recycle ring's pop and push
+ *     (between its compare-and-swap and its store to the cell): a process
+ *     killed there leaves one slot unusable (pop), or stops slot reuse at
+ *     that cell of the ring (push) until the store is recreated. Arena
+ *     blocks that a producer had allocated and not yet attached to a job
+ *     when it died are not reclaimed either.
  *   - Dependencies are registered and resolved under one store-wide robust
  *     lock, which only jobs that have dependencies or dependents take. A
  *     process that dies holding it leaves the rest to the next holder, which
- *     repairs the counts from marks in the jobs and finishes the cascade;
- *     but a dependent that a dying process had found ready and not yet put
- *     into its queue stays pending: finding it is the reaper's work, which
- *     this release does not have yet.
+ *     repairs the counts from marks in the jobs and finishes the cascade; a
+ *     dependent that a dying process had found ready and not yet put into
+ *     its queue is linked by the reaper.
  *   - The arena (payloads and results over 32 bytes, error texts, metadata)
  *     is shared by all jobs. When it is full, the oldest terminal jobs give
  *     up their blocks first (they read as gone from then on); if that is not
@@ -271,7 +281,7 @@ struct taskring_store_opts {
  * one store must share a pid namespace), its unfinished record is skipped;
  * one killed in the instant between reserving its place and writing its
  * pid there still stops durable work until the store is recreated (the
- * reaper of a later release will find it).
+ * reaper does not look at the log yet).
  *
  * Errors: -EINVAL (bad name, bad sizing, non-zero reserved fields, unknown
  * flags, log settings without log_dir or out of range), -ENAMETOOLONG,
@@ -292,7 +302,8 @@ struct taskring_store_opts {
  * TASKRING_ELOGCORRUPT (the log is damaged before its end: `taskring log
  * verify DIR` names the file and offset; a torn tail is not damage, it is
  * cut), -ENOTDIR (log_dir is not a directory), -EIO (recovery could not
- * write the log), or another -errno from open/mmap.
+ * write the log), -EUSERS (the store's process table is full: 1,024 handles
+ * are attached), or another -errno from open/mmap.
  */
 TASKRING_API int taskring_store_open(const char *name, const struct taskring_store_opts *opts,
 				     struct taskring_store **storep);
@@ -314,6 +325,62 @@ TASKRING_API int taskring_store_close(struct taskring_store *store);
  * or another -errno from unlink.
  */
 TASKRING_API int taskring_store_unlink(const char *name);
+
+/*
+ * Leases and the reaper
+ *
+ * Every store handle registers in the store's process table when it is
+ * opened (and again, lazily, in a child after fork()). Its liveness is an
+ * open-file-description lock (F_OFD_SETLK) it holds on the store file: the
+ * kernel drops the lock when the process dies, even before its parent
+ * reaps it, so a recycled pid is never mistaken for the dead process and
+ * kill(pid, 0) is never used. The processes of one store must therefore
+ * open the same file (or share an anonymous store through fork()).
+ *
+ * A running attempt carries its owner (the registration of the worker's
+ * process) and a lease: a CLOCK_MONOTONIC deadline, set when the job is
+ * claimed to the worker's lease_ns (by default the job's timeout_ns) and
+ * extended by taskring_ctx_touch(). The reaper ends an attempt whose owner
+ * is gone ("worker process N died while running attempt A") or whose lease
+ * ran out ("... lease of M ms ran out"): the attempt counts as a failed
+ * attempt and the job is retried by its rules (delays, max_retries, then
+ * dead; cancelled if a cancel was requested). Result waiters are woken by
+ * that transition as by any other. Whatever the old holder does with the
+ * attempt afterwards (a result, an error, a touch) is refused: exactly one
+ * end is accepted per attempt.
+ *
+ * Who reaps: every worker object runs one reaper thread that wakes every
+ * reap_interval_ns (default 100 ms; see taskring_worker_opts) and, if no
+ * other process of the store did it within that interval, looks at the
+ * process table: one fcntl() per attached handle. Only when a process is
+ * gone or a lease may have run out does it walk the slot table. This timer
+ * is the only periodic wake-up in taskring; idle workers and result waiters
+ * still sleep until their change. A store with no running worker is reaped
+ * only by taskring_store_reap() (and `taskring reap STORE`), and when a
+ * worker starts.
+ */
+
+/* What one taskring_store_reap() found and did. */
+struct taskring_reap_stats {
+	uint32_t procs_gone;     /* registrations found dead (now) */
+	uint32_t owner_died;     /* attempts ended because their worker died */
+	uint32_t lease_expired;  /* attempts ended because their lease ran out */
+	uint32_t procs_attached; /* live registrations, this one included */
+	uint32_t recycled;       /* ended jobs whose closer died before it
+				    resolved their dependents and recycled
+				    their slot: done now */
+	uint32_t reserved32;
+	uint64_t reserved[1];
+};
+
+/*
+ * taskring_store_reap - run the reaper now, whatever the interval: every
+ * registration's liveness, then every running attempt's owner and lease.
+ * Non-blocking apart from the queue locks it takes to put jobs back; O(slots).
+ * @out may be NULL. Returns the number of attempts it ended (>= 0).
+ * Errors: -EINVAL (NULL store).
+ */
+TASKRING_API int taskring_store_reap(struct taskring_store *store, struct taskring_reap_stats *out);
 
 /* What a store is made of; see taskring_store_info(). */
 struct taskring_store_info {
@@ -920,6 +987,16 @@ TASKRING_API uint32_t taskring_ctx_attempt(struct taskring_ctx *ctx);
 TASKRING_API int64_t taskring_ctx_deadline(struct taskring_ctx *ctx);
 /* Report progress 0..100, visible at once to every process. Errors: -EINVAL. */
 TASKRING_API int taskring_ctx_progress(struct taskring_ctx *ctx, int percent);
+/*
+ * Extend this attempt's lease to now + its length (the worker's lease_ns,
+ * or the job's timeout_ns), as beanstalkd's touch. Call it from a handler
+ * that runs longer than its lease. Returns 0, or -ESTALE when the attempt
+ * is no longer this handler's (its lease ran out and the reaper ended it,
+ * or it is being ended): stop working on it, the result will be refused.
+ * Errors: -EINVAL (NULL), -ESTALE. Never blocks for long (it may wait a few
+ * microseconds for a reaper that is looking at the attempt).
+ */
+TASKRING_API int taskring_ctx_touch(struct taskring_ctx *ctx);
 /* 1 if a cancel was requested for this job, else 0. */
 TASKRING_API int taskring_ctx_cancel_requested(struct taskring_ctx *ctx);
 /*
@@ -943,8 +1020,34 @@ struct taskring_worker_opts {
 	uint32_t nqueues;            /* 1 .. 32 when queues is set */
 	uint32_t prefetch;           /* jobs a worker thread claims at once:
 					1 (default) .. 64; see below */
-	uint64_t reserved[6];        /* must be zero */
+	int64_t lease_ns;            /* lease of each attempt it runs; 0
+					(default) = the job's timeout_ns;
+					1 ms .. 1 day */
+	int64_t reap_interval_ns;    /* its reaper thread's period; 0
+					(default) = 100 ms; -1 = no reaper
+					thread; 1 ms .. 1 hour */
+	uint32_t flags;              /* TASKRING_WORKER_* */
+	uint32_t reserved32;         /* must be zero */
+	uint64_t reserved[3];        /* must be zero */
 };
+
+/*
+ * TASKRING_WORKER_PREFORK: run the handlers in child processes, one per
+ * thread (at most TASKRING_PREFORK_MAX), forked by taskring_worker_start()
+ * and supervised by one thread of the worker's process. Each child claims
+ * and runs jobs as a worker thread would. When a job's timeout passes, or a
+ * cancel is requested while it runs, the supervisor kills the child
+ * (SIGKILL), ends the attempt (a failed attempt "exceeded its timeout ...:
+ * handler process N killed", retried by the rules; or cancelled) and forks
+ * a replacement. A child that dies by itself (a crash in the handler) ends
+ * its attempt the same way ("handler process N died ..."). Handlers and
+ * their arguments are the parent's, as fork() copies them; a handler must
+ * not rely on threads of the parent. The supervisor learns of a death, a
+ * cancel and a new deadline by futex_waitv (Linux 5.16+) without polling;
+ * on older kernels it looks every 50 ms while a job runs.
+ */
+#define TASKRING_WORKER_PREFORK 0x1u
+#define TASKRING_PREFORK_MAX 40u
 
 /*
  * Prefetch. With prefetch N > 1 a worker thread claims up to N ready jobs of
@@ -964,8 +1067,10 @@ TASKRING_API void taskring_worker_opts_init(struct taskring_worker_opts *opts);
  * taskring_worker_create - a worker on @store (not started).
  * Its queues are created in the store if they do not exist. Spinning follows
  * the store's taskring_store_set_spin() at this moment.
- * Errors: -EINVAL (threads, nqueues or prefetch out of range, a bad queue
- * name, non-zero reserved fields), TASKRING_EOPTS, -ENAMETOOLONG, -ENOSPC
+ * Errors: -EINVAL (threads, nqueues, prefetch, lease_ns or reap_interval_ns
+ * out of range, unknown flags, more than TASKRING_PREFORK_MAX threads with
+ * TASKRING_WORKER_PREFORK, a bad queue name, non-zero reserved fields),
+ * TASKRING_EOPTS, -ENAMETOOLONG, -ENOSPC
  * (queue table full), -ENOMEM.
  */
 TASKRING_API int taskring_worker_create(struct taskring_store *store, const struct taskring_worker_opts *opts,
@@ -983,16 +1088,20 @@ TASKRING_API int taskring_worker_register(struct taskring_worker *worker, const 
 					  void *arg);
 
 /*
- * taskring_worker_start - start the worker's threads. Returns at once.
+ * taskring_worker_start - start the worker's threads (with
+ * TASKRING_WORKER_PREFORK: fork its children, then start the supervisor).
+ * Also runs the reaper once, so a restarted worker finds the jobs of the
+ * one that died at once. Returns at once.
  * Errors: -EINVAL (NULL), -EBUSY (already started), -EAGAIN/-ENOMEM (thread
- * creation).
+ * creation or fork()).
  */
 TASKRING_API int taskring_worker_start(struct taskring_worker *worker);
 
 /*
  * taskring_worker_run_one - claim one job from the worker's queues and run it
  * in the calling thread, waiting up to @timeout_ns for one. For custom loops
- * and tests; may be used whether or not the worker's threads run.
+ * and tests; may be used whether or not the worker's threads run (and runs
+ * in the calling thread even with TASKRING_WORKER_PREFORK).
  * Returns 1 when a job ran, 0 when none came in time (or the worker is
  * stopping). Errors: -EINVAL.
  */

@@ -175,7 +175,11 @@ uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p)
 
 void tr__dents_free(struct taskring_store *st, struct tr_slot *s)
 {
+	/* Unhooked first: a process killed while freeing leaks blocks, and
+	 * never leaves a list that names a freed one. */
 	uint64_t off = TR_GET(s->s_dents_head);
+	TR_SET(s->s_dents_head, 0);
+	TR_SET(s->s_dents_tail, 0);
 	for (uint32_t i = 0; off && i <= st->nslots; i++) {
 		uint32_t cap;
 		if (!dents_block(st, off, &cap))
@@ -184,8 +188,6 @@ void tr__dents_free(struct taskring_store *st, struct tr_slot *s)
 		tr__arena_free(st, off);
 		off = next;
 	}
-	TR_SET(s->s_dents_head, 0);
-	TR_SET(s->s_dents_tail, 0);
 }
 
 /* ---- the lock -------------------------------------------------------------- */
@@ -194,8 +196,6 @@ int tr__deps_lock(struct taskring_store *st)
 {
 	return tr__lock(&st->hdr->h_deps_lock, st, TR_LOCK_DEPS);
 }
-
-static void link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen);
 
 /* Release the deps lock (taken with a queue lock held: nothing else). */
 void tr__deps_unlock(struct taskring_store *st)
@@ -214,7 +214,7 @@ static void deps_unlock_relink(struct taskring_store *st)
 	if (atomic_exchange_explicit(&st->deps_relink, 0, memory_order_relaxed)) {
 		for (uint32_t i = 0; i < st->nslots; i++)
 			if (TR_GET(S(st, i)->s_loc) == TR_LOC_READYING)
-				link_readying(st, i, atomic_load_explicit(&S(st, i)->s_gen, memory_order_acquire));
+				tr__deps_link_readying(st, i, atomic_load_explicit(&S(st, i)->s_gen, memory_order_acquire));
 	}
 }
 
@@ -261,7 +261,9 @@ static uint32_t cancel_waiting(struct taskring_store *st, uint32_t idx)
 	if (qi < st->nqueues)
 		atomic_fetch_add_explicit(&st->queues[qi].q_cancelled, 1, memory_order_relaxed);
 	/* Cannot lose: a waiting job changes only under our lock (waiters
-	 * registering are ignored by the transition). */
+	 * registering are ignored by the transition). Ours to recycle once
+	 * terminal (see proc.c). */
+	atomic_store_explicit(&d->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 	tr__slot_transition(d, state, TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), TR_TAG(state)), &old);
 	TR_SET(d->s_loc, TR_LOC_NONE);
 	return old;
@@ -314,6 +316,7 @@ static int resolve_locked(struct taskring_store *st, uint32_t root)
 			} else {
 				tr__slot_release(st, e.t_slot);
 			}
+			TR_CRASH(DEPS_RESOLVING);
 		}
 		if (x != root)
 			tr__slot_release(st, x); /* a cascaded job, resolved now */
@@ -328,7 +331,7 @@ static int resolve_locked(struct taskring_store *st, uint32_t root)
  * Link the READYING job in slot @idx (generation @gen) into its queue, unless
  * something changed it first (a cancel, a purge, another resolver).
  */
-static void link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen)
+void tr__deps_link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen)
 {
 	struct tr_slot *d = S(st, idx);
 	uint32_t qi = TR_GET(d->s_queue);
@@ -385,7 +388,7 @@ void tr__deps_resolve(struct taskring_store *st, uint32_t idx)
 	walk_start(&walk, st, S(st, idx));
 	while ((e = walk_next(&walk)) != NULL)
 		if (e->t_slot < st->nslots && TR_GET(S(st, e->t_slot)->s_loc) == TR_LOC_READYING)
-			link_readying(st, e->t_slot, e->t_gen);
+			tr__deps_link_readying(st, e->t_slot, e->t_gen);
 }
 
 void tr__deps_repair(struct taskring_store *st)

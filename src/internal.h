@@ -16,6 +16,8 @@
  *                  format version (u32), build signature (u32), init word,
  *                  region size, sizing, the offsets below, the store lock,
  *                  and the hot shared words, each on its own cache line.
+ *   h_off_procs    TR_PROCS x struct tr_proc (64 bytes each): the process
+ *                  table, one entry per attached store handle (proc.c).
  *   h_off_queues   h_queues x struct tr_queue (640 bytes each).
  *   h_off_tasks    h_tasks x 64-byte task names (NUL-terminated).
  *   h_off_slots    h_slots x struct tr_slot (320 bytes, 5 cache lines).
@@ -73,7 +75,7 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 6u
+#define TR_FORMAT_VERSION 7u
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -238,6 +240,56 @@ struct tr_hdr {
 					the log up to this position ... */
 	uint64_t h_log_ckpt_bytes;   /* ... and has this size (ckpt.c) */
 	_Atomic uint64_t h_log_compactions; /* made by this store's processes */
+
+	/* The process table and the reaper (proc.c). */
+	_Alignas(TR_CACHELINE) uint64_t h_off_procs;
+	_Atomic int64_t h_reap_next;      /* CLOCK_MONOTONIC ns: the next periodic
+					     check is due (one process runs it) */
+	_Atomic uint64_t h_reap_marks;    /* entries found dead ... */
+	_Atomic uint64_t h_reap_done;     /* ... and covered by a slot scan */
+	_Atomic uint64_t h_reaped_procs;  /* counters, for the tools */
+	_Atomic uint64_t h_reaped_jobs;
+	_Atomic uint64_t h_reap_scans;
+};
+
+/*
+ * One entry of the process table: a store handle attached to the region.
+ * The handle holds an OFD write lock on byte TR_PROC_LOCK_BASE + index of
+ * the store's file for as long as it is attached; the kernel drops the lock
+ * when the last descriptor of that open file description goes, so a killed
+ * process (even one not yet reaped by its parent) frees it at once, and a
+ * recycled pid does not matter. p_word is (generation << 1) | live; a job's
+ * owner is the token TR_PROC_TOKEN(index, generation), so a token names one
+ * registration and never the next holder of the same entry.
+ */
+#define TR_PROCS 1024u
+#define TR_PROC_BITS 10
+#define TR_PROC_GEN_MASK 0xfffffu
+#define TR_OWNER_CLOSER 0x80000000u /* in s_owner: that token is ending the
+				       running attempt, or ended the job and
+				       has not recycled its slot (proc.c) */
+#define TR_OWNER_HELD 0x40000000u   /* in s_owner: that token popped the slot
+				       from the ring and has not linked or
+				       pushed it back yet (proc.c) */
+#define TR_OWNER_TOKEN(o) ((o) & ~(TR_OWNER_CLOSER | TR_OWNER_HELD))
+#define TR_PROC_TOKEN(idx, gen) ((((gen) & TR_PROC_GEN_MASK) << TR_PROC_BITS) | (idx))
+#define TR_PROC_IDX(tok) ((tok) & (TR_PROCS - 1))
+#define TR_PROC_GEN(tok) ((tok) >> TR_PROC_BITS)
+#define TR_PROC_LOCK_BASE (1ll << 40) /* past any region's end */
+struct tr_proc {
+	_Atomic uint32_t p_word;
+	int32_t p_pid;
+	_Atomic int64_t p_heartbeat;  /* CLOCK_REALTIME ns: attach, and each tick
+					 of its reaper thread */
+	int64_t p_attached_at;        /* CLOCK_REALTIME ns */
+	_Atomic int64_t p_lease_min;  /* CLOCK_MONOTONIC ns: no lease of a job
+					 it runs ends before this (a lower
+					 bound; INT64_MAX: none) */
+	_Atomic uint32_t p_workers;   /* worker objects it has */
+	_Atomic uint32_t p_cancel;    /* moved (and woken) when a job it runs
+					 is asked to cancel */
+	char p_comm[16];              /* its name, for the tools */
+	uint8_t p_reserved[8];
 };
 
 struct tr_band {
@@ -313,7 +365,12 @@ struct tr_slot {
 	uint64_t s_dents_tail; /* last block (where the next one is added) */
 	uint32_t s_deps_left;  /* dependencies not yet complete */
 	uint32_t s_pad3;
-	uint8_t s_reserved[16];
+	/* While RUNNING: who holds the attempt and until when (proc.c). Set
+	 * by the claim before the state word says RUNNING; the lease is
+	 * moved by the holder's touches, and by a closer. */
+	_Atomic int64_t s_lease;   /* CLOCK_MONOTONIC ns */
+	_Atomic uint32_t s_owner;  /* a process token (0: none known) */
+	uint32_t s_lease_ms;       /* the lease's length, for messages */
 };
 
 /* One dependency of a job: an entry of its s_deps_off block. */
@@ -380,11 +437,21 @@ struct taskring_store {
 	_Atomic int deps_relink; /* a deps repair found jobs to link (deps.c) */
 	struct tr_wal *wal;      /* this process's side of the log, or NULL */
 	uint64_t id; /* unique per handle in this process, never 0 */
+	/* The process table (proc.c). */
+	struct tr_proc *procs;
+	int lock_src;            /* the store's file (or a memfd, for an
+				    anonymous store): probed for locks */
+	int lockfd;              /* our own open of it, holding our entry's lock */
+	int own_src;             /* lock_src is ours to close (memfd) */
+	_Atomic uint32_t token;  /* our registration, 0 if none */
+	_Atomic pid_t reg_pid;   /* the process that registered it */
+	pthread_mutex_t reg_lock;
+	struct taskring_store *reg_next, *reg_prev; /* all handles, for fork */
 };
 
 /* layout.c / region.c */
 struct tr_layout {
-	uint64_t off_queues, off_tasks, off_slots, off_ring, off_heaps, off_unique, off_arena, off_logbuf, total;
+	uint64_t off_procs, off_queues, off_tasks, off_slots, off_ring, off_heaps, off_unique, off_arena, off_logbuf, total;
 	uint32_t ring_mask, unique_mask;
 };
 TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, uint64_t logbuf,
@@ -398,10 +465,50 @@ TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queu
 TR_INTERNAL int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited);
 TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
 
+/*
+ * Crash points (util.c): named places inside multi-step updates of shared
+ * state. A test arms one with tr__crash_arm() and the process _exit()s with
+ * TR_CRASH_STATUS the n-th time it passes there, as if killed at that
+ * instruction; the store must then be repairable by the reaper and the
+ * robust locks. Unarmed, a point costs one load and a predicted branch.
+ */
+#define TR_CRASH_POINTS(X)                                                      \
+	X(CLAIM, "claim")                 /* pop: RUNNING, still linked, queue lock held */ \
+	X(START, "start")                 /* run_job: started and logged, before the handler */ \
+	X(END_CLOSING, "end.closing")     /* the attempt's closing taken */ \
+	X(END_LOGGED, "end.logged")       /* its end logged, state not moved */ \
+	X(END_TERMINAL, "end.terminal")   /* terminal, dependents not resolved, slot not recycled */ \
+	X(RETRY_LINKED, "retry.linked")   /* linked for its retry, still RUNNING, queue lock held */ \
+	X(RETRY_PENDING, "retry.pending") /* PENDING again, queue lock held */ \
+	X(CANCEL_TERMINAL, "cancel.terminal") /* a pending job cancelled, locks held, not recycled */ \
+	X(DEPS_RESOLVING, "deps.resolving") /* deps lock held, dependents half resolved */ \
+	X(REAP_CLOSING, "reap.closing")   /* a reaper took an attempt's closing */ \
+	X(ENQ_POPPED, "enqueue.popped")   /* slots taken from the ring, not written */ \
+	X(ENQ_FILLED, "enqueue.filled")   /* jobs written (PENDING), not linked */
+enum tr_crash_point {
+#define TR_CP_ENUM(id, name) TR_CP_##id,
+	TR_CRASH_POINTS(TR_CP_ENUM)
+#undef TR_CP_ENUM
+	TR_CP_COUNT
+};
+#define TR_CRASH_STATUS 86
+TR_INTERNAL extern int tr__crash_armed;
+TR_INTERNAL void tr__crash_hit(enum tr_crash_point point);
+/* Arm crash point @name to fire the @nth time it is passed (>= 1); NULL
+ * disarms. Returns 0, or -EINVAL for an unknown name. Tests only. */
+TR_INTERNAL int tr__crash_arm(const char *name, uint32_t nth);
+TR_INTERNAL const char *tr__crash_name(int point);
+#define TR_CRASH(point)                                                         \
+	do {                                                                    \
+		if (__builtin_expect(tr__crash_armed, 0))                       \
+			tr__crash_hit(TR_CP_##point);                           \
+	} while (0)
+
 /* util.c */
 TR_INTERNAL pid_t tr__pid(void);
 TR_INTERNAL int64_t tr__now_mono(void);
 TR_INTERNAL int64_t tr__now_real(void);
+TR_INTERNAL int64_t tr__now_coarse(void);
 TR_INTERNAL int64_t tr__mono_to_real(int64_t mono);
 TR_INTERNAL int tr__name_check(const char *name);
 TR_INTERNAL uint64_t tr__rand64(void);
@@ -461,7 +568,8 @@ TR_INTERNAL int tr__queue_find(struct taskring_store *st, const char *name, int 
 TR_INTERNAL int tr__task_find(struct taskring_store *st, const char *name, int create);
 TR_INTERNAL void tr__queue_link_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx, int64_t now_real);
 TR_INTERNAL void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint32_t idx);
-TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real);
+TR_INTERNAL uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real,
+					  uint32_t owner, int64_t start_mono, int64_t lease_ns);
 TR_INTERNAL void tr__queue_wake(struct taskring_store *st, uint32_t qi, int n);
 TR_INTERNAL uint32_t tr__queue_sleepers_locked(struct tr_queue *q);
 TR_INTERNAL void tr__queue_repair(struct taskring_store *st, uint32_t qi);
@@ -514,11 +622,31 @@ TR_INTERNAL void tr__deps_resolve(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__deps_lock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_unlock(struct taskring_store *st);
 TR_INTERNAL void tr__deps_repair(struct taskring_store *st);
+/* Link the READYING job in slot @idx (generation @gen) into its queue, if it
+ * still is: whoever found it ready, or the reaper when that one died. */
+TR_INTERNAL void tr__deps_link_readying(struct taskring_store *st, uint32_t idx, uint32_t gen);
 TR_INTERNAL void tr__dents_free(struct taskring_store *st, struct tr_slot *s);
 TR_INTERNAL uint32_t tr__dents_count(struct taskring_store *st, struct tr_slot *p);
 TR_INTERNAL void tr__deps_restore(struct taskring_store *st, const uint32_t *seq, uint32_t nseq);
 /* The job's dependency entries (*@np of them), or NULL if it has none. */
 TR_INTERNAL struct tr_dep *tr__deps_of(struct taskring_store *st, struct tr_slot *s, uint32_t *np);
+
+/* proc.c */
+TR_INTERNAL void tr__proc_fork_init(void);
+TR_INTERNAL int tr__proc_attach(struct taskring_store *st, int src, int own_src);
+TR_INTERNAL void tr__proc_detach(struct taskring_store *st);
+TR_INTERNAL uint32_t tr__proc_token(struct taskring_store *st);
+TR_INTERNAL int tr__proc_alive(struct taskring_store *st, uint32_t token);
+TR_INTERNAL void tr__proc_lease_min(struct taskring_store *st, uint32_t token, int64_t until);
+TR_INTERNAL int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *out);
+/* End the running attempt that @state names in slot @idx, whose owner
+ * @owner is known to be dead (a prefork child the caller killed), as
+ * @outcome with @msg. Returns 1 if this call ended it. */
+TR_INTERNAL int tr__reap_attempt(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t owner, int outcome,
+				 const char *msg, size_t mlen);
+/* worker.c: end a running attempt whose closing the caller holds. */
+TR_INTERNAL void tr__attempt_close_end(struct taskring_store *st, uint32_t idx, uint32_t attempt, uint32_t tag,
+				       int outcome, const char *msg, size_t mlen, int64_t end_real);
 
 /* job.c */
 TR_INTERNAL struct tr_slot *tr__job_slot(const struct taskring_job *job);
@@ -545,6 +673,8 @@ TR_INTERNAL int tr__job_restore(struct taskring_store *st, uint32_t idx, struct 
 				int64_t created_at, const uint8_t *dep_uuids);
 TR_INTERNAL void tr__slot_drop_result(struct taskring_store *st, struct tr_slot *s);
 TR_INTERNAL int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len);
+TR_INTERNAL void tr__slot_attach_result(struct taskring_store *st, struct tr_slot *s, const void *inl, uint64_t off,
+					size_t len);
 struct tr_logrec;
 TR_INTERNAL int tr__job_snapshot(struct taskring_store *st, uint32_t idx, struct tr_logrec *r, uint8_t **scratch,
 				 size_t *scap);

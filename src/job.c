@@ -173,28 +173,40 @@ static void free_error_chain(struct taskring_store *st, uint64_t off)
 }
 
 /* Free the arena blocks of the job in @s (whose generation is odd). */
+/* Take the block @*offp from the slot, then free it: a process killed in
+ * between leaks it, and never leaves a slot naming a freed block (which the
+ * next release, the reaper's or a producer's, would free again). */
+static void drop_block(struct taskring_store *st, uint64_t *offp)
+{
+	uint64_t off = TR_GET(*offp);
+	TR_SET(*offp, 0);
+	if (off)
+		tr__arena_free(st, off);
+}
+
 static void release_blocks(struct taskring_store *st, struct tr_slot *s)
 {
-	if (!(TR_GET(s->s_flags) & TR_SF_PAYLOAD_INLINE) && TR_GET(s->s_payload_off))
-		tr__arena_free(st, s->s_payload_off);
-	if (!(TR_GET(s->s_flags) & TR_SF_RESULT_INLINE) && TR_GET(s->s_result_off))
-		tr__arena_free(st, s->s_result_off);
-	if (TR_GET(s->s_meta_off))
-		tr__arena_free(st, s->s_meta_off);
-	if (TR_GET(s->s_delays_off))
-		tr__arena_free(st, s->s_delays_off);
-	if (TR_GET(s->s_flags) & TR_SF_UNIQUE)
-		tr__arena_free(st, TR_GET(s->s_unique_off));
-	if (TR_GET(s->s_flags) & TR_SF_DEPS)
-		tr__arena_free(st, TR_GET(s->s_deps_off));
+	uint8_t flags = TR_GET(s->s_flags);
+	if (flags & TR_SF_PAYLOAD_INLINE)
+		TR_SET(s->s_payload_off, 0);
+	else
+		drop_block(st, &s->s_payload_off);
+	if (flags & TR_SF_RESULT_INLINE)
+		TR_SET(s->s_result_off, 0);
+	else
+		drop_block(st, &s->s_result_off);
+	drop_block(st, &s->s_meta_off);
+	drop_block(st, &s->s_delays_off);
+	TR_SET(s->s_flags, flags & ~(TR_SF_UNIQUE | TR_SF_DEPS));
+	if (flags & TR_SF_UNIQUE)
+		drop_block(st, &s->s_unique_off);
+	if (flags & TR_SF_DEPS)
+		drop_block(st, &s->s_deps_off);
 	if (atomic_load_explicit(&s->s_state, memory_order_relaxed) & TR_ST_DEPS)
 		tr__dents_free(st, s);
-	free_error_chain(st, TR_GET(s->s_errors_off));
-	TR_SET(s->s_payload_off, 0);
-	TR_SET(s->s_result_off, 0);
-	TR_SET(s->s_meta_off, 0);
-	TR_SET(s->s_delays_off, 0);
+	uint64_t errors = TR_GET(s->s_errors_off);
 	TR_SET(s->s_errors_off, 0);
+	free_error_chain(st, errors);
 	TR_SET(s->s_flags, 0);
 }
 
@@ -288,23 +300,34 @@ void tr__slot_drop_result(struct taskring_store *st, struct tr_slot *s)
 	TR_SET(s->s_flags, TR_GET(s->s_flags) & ~TR_SF_RESULT_INLINE);
 }
 
-/* Set the result of the job in @s (ours: its running attempt, or a replay):
- * inline up to TR_INLINE_RESULT bytes, else an arena block. */
-int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len)
+/* Give the job in @s (held by the caller: the closer of its attempt, or a
+ * replay) the result of @len bytes at @inl (up to TR_INLINE_RESULT bytes,
+ * kept in the slot) or in the arena block @off (filled, now the job's). */
+void tr__slot_attach_result(struct taskring_store *st, struct tr_slot *s, const void *inl, uint64_t off, size_t len)
 {
 	tr__slot_drop_result(st, s);
-	if (len <= TR_INLINE_RESULT) {
-		if (len)
-			tr__copy_shared(s->s_inline_result, data, len);
-		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
+	if (off) {
+		TR_SET(s->s_result_off, off);
 	} else {
-		uint64_t off = tr__arena_alloc_reclaim(st, len);
+		if (len)
+			tr__copy_shared(s->s_inline_result, inl, len);
+		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_RESULT_INLINE);
+	}
+	TR_SET(s->s_result_len, (uint32_t)len);
+}
+
+/* Set the result of the job in @s (held by the caller, as above). */
+int tr__slot_set_result(struct taskring_store *st, struct tr_slot *s, const void *data, size_t len)
+{
+	uint64_t off = 0;
+	tr__slot_drop_result(st, s);
+	if (len > TR_INLINE_RESULT) {
+		off = tr__arena_alloc_reclaim(st, len);
 		if (!off)
 			return -ENOSPC;
 		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
-		TR_SET(s->s_result_off, off);
 	}
-	TR_SET(s->s_result_len, (uint32_t)len);
+	tr__slot_attach_result(st, s, data, off, len);
 	return 0;
 }
 
@@ -867,8 +890,10 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		if (!(flags & TASKRING_ENQ_BLOCK) || tr__ring_count(st) >= n) {
 			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
 				got++;
-			if (got == n)
+			if (got == n) {
+				TR_CRASH(ENQ_POPPED);
 				break;
+			}
 			for (size_t i = 0; i < got; i++)
 				tr__ring_push(st, idx[i]);
 			if (got)
@@ -932,6 +957,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	if (existing)
 		tr__wake_blocked(st);
 	unmade = st->wal ? (size_t)existing : 0;
+	TR_CRASH(ENQ_FILLED);
 	/* The log: each new job's record, staged before it can be claimed. */
 	uint64_t log_end = 0;
 	int log_rc = 0;

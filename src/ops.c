@@ -62,10 +62,18 @@ int taskring_job_cancel(const struct taskring_job *job)
 		if (status == TASKRING_RUNNING) {
 			if (state & TR_ST_CANCEL)
 				return 1;
-			if (atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
-								  memory_order_acq_rel, memory_order_relaxed))
-				return 1;
-			continue;
+			if (!atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
+								   memory_order_acq_rel, memory_order_relaxed))
+				continue;
+			/* Tell the process that runs it: a prefork supervisor
+			 * kills the handler's process (worker.c). */
+			uint32_t owner = TR_OWNER_TOKEN(atomic_load_explicit(&s->s_owner, memory_order_relaxed));
+			if (owner) {
+				_Atomic uint32_t *w = &st->procs[TR_PROC_IDX(owner)].p_cancel;
+				atomic_fetch_add_explicit(w, 1, memory_order_seq_cst);
+				tr__futex_wake(w, INT32_MAX, 0xffffffffu);
+			}
+			return 1;
 		}
 		/* Pending: under the queue lock nobody can claim it, so it
 		 * cannot end and be recycled while we look. */
@@ -85,6 +93,8 @@ int taskring_job_cancel(const struct taskring_job *job)
 			return rc;
 		}
 		TR_SET(s->s_completed_at, tr__now_real());
+		/* Ours to recycle once terminal (see proc.c). */
+		atomic_store_explicit(&s->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 		uint32_t next = TR_MKSTATE(TASKRING_CANCELLED, TR_ATTEMPT(state), tag) | TR_ST_CANCEL;
 		/* Counted first, so it never lags what a woken waiter sees. */
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
@@ -95,10 +105,12 @@ int taskring_job_cancel(const struct taskring_job *job)
 			log_rc = tr__wal_log(st, TR_LOG_CANCEL, s, v, 2, NULL, 0, &log_end);
 		}
 		rc = tr__slot_transition(s, state, next, NULL);
-		if (rc == 0)
+		if (rc == 0) {
 			tr__queue_unlink_locked(st, q, job->slot);
-		else
+			TR_CRASH(CANCEL_TERMINAL);
+		} else {
 			atomic_fetch_sub_explicit(&q->q_cancelled, 1, memory_order_relaxed);
+		}
 		if (deps)
 			tr__deps_unlock(st);
 		tr__unlock(&q->q_lock);
@@ -159,6 +171,7 @@ static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, 
 	tr__queue_unlink_locked(st, q, idx);
 	if (state & TR_ST_DEPS) {
 		TR_SET(s->s_completed_at, tr__now_real());
+		atomic_store_explicit(&s->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		if (st->wal) {
 			int64_t v[2] = {TR_ATTEMPT(state), TR_GET(s->s_completed_at)};

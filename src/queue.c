@@ -405,6 +405,8 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
 	uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 
 	if (TR_STATUS(state) == TASKRING_PENDING) {
+		/* Ours to recycle once terminal (see proc.c). */
+		atomic_store_explicit(&s->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 		tr__error_append_at(st, s, TR_ATTEMPT(state), msg, sizeof(msg) - 1, now_real);
 		TR_SET(s->s_completed_at, now_real);
 		if (st->wal) {
@@ -433,7 +435,14 @@ static void expire_locked(struct taskring_store *st, struct tr_queue *q, uint32_
  * a RUNNING job (the reaper's business), never a pending job in no list.
  * Returns the slot index or TR_NIL. @now_real may be -1 (see below).
  */
-uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real)
+/*
+ * Claim the first ready job of @q for the registration @owner: its owner,
+ * pid and lease (from @start_mono, @lease_ns long, or the job's timeout when
+ * @lease_ns is 0) are written before the CAS that makes it RUNNING, so a
+ * reaper that sees it running sees them too (proc.c).
+ */
+uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int64_t now_real, uint32_t owner,
+			      int64_t start_mono, int64_t lease_ns)
 {
 	/* @now_real < 0: read the clock only if there is a timer at all. */
 	int64_t due = atomic_load_explicit(&q->q_next_due, memory_order_relaxed);
@@ -463,9 +472,15 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 			}
 		}
 		uint32_t old = atomic_load_explicit(&s->s_state, memory_order_relaxed);
+		int64_t len = lease_ns ? lease_ns : TR_GET(s->s_timeout_ns);
+		int64_t lease = start_mono + len;
 		for (;;) {
 			if (TR_STATUS(old) != TASKRING_PENDING)
 				break;
+			atomic_store_explicit(&s->s_owner, owner, memory_order_relaxed);
+			atomic_store_explicit(&s->s_lease, lease, memory_order_relaxed);
+			TR_SET(s->s_lease_ms, (uint32_t)(len / 1000000 > UINT32_MAX ? UINT32_MAX : len / 1000000));
+			TR_SET(s->s_owner_pid, (int32_t)tr__pid());
 			uint32_t next = TR_MKSTATE(TASKRING_RUNNING, TR_ATTEMPT(old), TR_TAG(old)) |
 					(old & (TR_ST_WAITERS | TR_ST_DEPS));
 			/* Acq_rel: acquire the producer's slot writes (also
@@ -474,9 +489,15 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 								  memory_order_relaxed))
 				break;
 		}
-		tr__queue_unlink_locked(st, q, idx);
 		if (TR_STATUS(old) == TASKRING_PENDING)
+			TR_CRASH(CLAIM);
+		tr__queue_unlink_locked(st, q, idx);
+		if (TR_STATUS(old) == TASKRING_PENDING) {
+			/* After the CAS: a reaper's walk that missed the
+			 * claim finds the bound lowered (proc.c). */
+			tr__proc_lease_min(st, owner, lease);
 			return idx;
+		}
 		/* A non-pending slot in a ready list cannot happen through the
 		 * API; drop it and look again. */
 	}

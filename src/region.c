@@ -47,8 +47,7 @@ _Static_assert(sizeof(struct tr_slot) == 320, "slot is five cache lines");
 _Static_assert(offsetof(struct tr_slot, s_unique_off) == 256, "slot line 4");
 _Static_assert(offsetof(struct tr_hdr, h_unique_lock) % TR_CACHELINE == 0, "unique lock on its own line");
 _Static_assert(offsetof(struct tr_hdr, h_deps_lock) % TR_CACHELINE == 0, "deps lock on its own line");
-_Static_assert(offsetof(struct tr_slot, s_deps_off) == 272 && offsetof(struct tr_slot, s_reserved) == 304,
-	       "slot line 4: dependencies");
+_Static_assert(offsetof(struct tr_slot, s_deps_off) == 272, "slot line 4: dependencies");
 _Static_assert(sizeof(struct tr_dep) == 32 && sizeof(struct tr_dent) == 32 && sizeof(struct tr_dents_hdr) == 8,
 	       "dependency entries");
 _Static_assert(offsetof(struct tr_slot, s_uuid) == 64, "slot line 1");
@@ -60,6 +59,9 @@ _Static_assert(offsetof(struct tr_queue, q_lock) == 128, "queue lock on line 2")
 _Static_assert(offsetof(struct tr_queue, q_bands) == 256, "bands on line 4");
 _Static_assert(offsetof(struct tr_queue, q_enqueued) == 512, "counters on line 8");
 _Static_assert(sizeof(struct tr_block) == 16, "block header");
+_Static_assert(sizeof(struct tr_proc) == 64, "process table entry is one cache line");
+_Static_assert(offsetof(struct tr_slot, s_lease) == 304 && offsetof(struct tr_slot, s_owner) == 312,
+	       "slot line 4: lease and owner");
 _Static_assert(TASKRING_MAX_SLOTS <= (1u << 24), "slot index fits the 24 bits an id carries");
 _Static_assert(TASKRING_MAX_QUEUES <= 0xffff && TASKRING_MAX_TASKS <= 0xffff, "u16 indices");
 
@@ -86,7 +88,8 @@ int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, 
 	while (cap < slots)
 		cap <<= 1;
 	l->ring_mask = cap - 1;
-	l->off_queues = TR_PAGE;
+	l->off_procs = TR_PAGE;
+	l->off_queues = l->off_procs + page_up((uint64_t)TR_PROCS * sizeof(struct tr_proc));
 	l->off_tasks = l->off_queues + page_up((uint64_t)queues * sizeof(struct tr_queue));
 	l->off_slots = l->off_tasks + page_up((uint64_t)tasks * 64);
 	l->off_ring = l->off_slots + page_up((uint64_t)slots * sizeof(struct tr_slot));
@@ -108,6 +111,7 @@ uint32_t tr__build_signature(void)
 		offsetof(struct tr_hdr, h_arena_free), offsetof(struct tr_slot, s_state),
 		offsetof(struct tr_slot, s_uuid), offsetof(struct tr_queue, q_lock),
 		sizeof(struct tr_band), sizeof(struct tr_error_entry), TR_BANDS, TR_ARENA_CLASSES,
+		sizeof(struct tr_proc), TR_PROCS, offsetof(struct tr_slot, s_lease),
 		TR_INLINE_PAYLOAD, TR_INLINE_RESULT, sizeof(void *), 0x01020304u,
 	};
 	uint32_t h = 2166136261u;
@@ -238,6 +242,7 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 	h->h_arena_bytes = o->arena_bytes;
 	h->h_region_bytes = l->total;
 	h->h_off_queues = l->off_queues;
+	h->h_off_procs = l->off_procs;
 	h->h_off_tasks = l->off_tasks;
 	h->h_off_slots = l->off_slots;
 	h->h_off_ring = l->off_ring;
@@ -358,7 +363,7 @@ static int validate(const struct tr_hdr *h, uint64_t file_size, const struct tas
 	if (l.ring_mask != h->h_ring_mask || l.total != h->h_region_bytes || l.off_queues != h->h_off_queues ||
 	    l.off_tasks != h->h_off_tasks || l.off_slots != h->h_off_slots || l.off_ring != h->h_off_ring ||
 	    l.off_heaps != h->h_off_heaps || l.off_arena != h->h_off_arena || l.off_unique != h->h_off_unique ||
-	    l.unique_mask != h->h_unique_mask || l.off_logbuf != h->h_off_logbuf)
+	    l.unique_mask != h->h_unique_mask || l.off_logbuf != h->h_off_logbuf || l.off_procs != h->h_off_procs)
 		return TASKRING_ECORRUPT;
 	if (file_size != h->h_region_bytes)
 		return TASKRING_ECORRUPT;
@@ -434,6 +439,12 @@ static int attach(int fd, const struct taskring_store_opts *want, struct taskrin
 		munmap(base, st->size);
 		free(st);
 		return rc ? rc : TASKRING_ELOG;
+	}
+	if ((rc = tr__proc_attach(st, fd, 0)) != 0) {
+		tr__wal_detach(st);
+		munmap(base, st->size);
+		free(st);
+		return rc;
 	}
 	st->fd = fd;
 	*out = st;
@@ -617,6 +628,8 @@ static int create_and_link(const char *path, const char *dir, const struct taskr
 	}
 	if (rc)
 		goto fail_st;
+	if ((rc = tr__proc_attach(st, fd, 0)) != 0)
+		goto fail_st;
 	st->fd = fd;
 	*out = st;
 	return 0;
@@ -655,6 +668,12 @@ static int open_anonymous(const struct taskring_store_opts *o, struct taskring_s
 	rc = init_region(st, o, &l);
 	if (!rc)
 		rc = log_start(st, o);
+	if (!rc) {
+		/* The process table's locks need a file: a memfd, which
+		 * fork()ed children inherit with the mapping. */
+		int mfd = memfd_create("taskring-procs", MFD_CLOEXEC);
+		rc = mfd < 0 ? -errno : tr__proc_attach(st, mfd, 1);
+	}
 	if (rc) {
 		tr__wal_detach(st);
 		munmap(base, l.total);
@@ -738,6 +757,7 @@ int taskring_store_close(struct taskring_store *st)
 	if (atomic_load(&st->nworkers) > 0)
 		return -EBUSY;
 	tr__wal_detach(st);
+	tr__proc_detach(st);
 	munmap(st->base, st->size);
 	if (st->fd >= 0)
 		close(st->fd);

@@ -57,6 +57,8 @@ int tr__ring_push(struct taskring_store *st, uint32_t idx)
 			 * look for blocked producers that follows it (see
 			 * wake_blocked() in job.c); a locked instruction on x86
 			 * either way. */
+			/* Nobody holds it once it is in the ring (proc.c). */
+			atomic_store_explicit(&st->slots[idx].s_owner, 0, memory_order_relaxed);
 			if (atomic_compare_exchange_weak_explicit(tailp, &pos, pos + 1, memory_order_seq_cst,
 								  memory_order_relaxed)) {
 				/* Release: the slot's terminal state and fields are
@@ -92,6 +94,10 @@ int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 						      memory_order_release);
 				if (v >= st->nslots)
 					return -EIO; /* scribbled cell: never index with it */
+				/* Ours until linked or pushed back: if we die
+				 * holding it, the reaper gives it back. */
+				atomic_store_explicit(&st->slots[v].s_owner, tr__proc_token(st) | TR_OWNER_HELD,
+						      memory_order_relaxed);
 				*idx = v;
 				return 0;
 			}

@@ -32,6 +32,15 @@ int64_t tr__now_real(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* CLOCK_MONOTONIC_COARSE: a few ns (no clock read), ticks of 1-4 ms. For
+ * leases, which are milliseconds to hours long. */
+int64_t tr__now_coarse(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /*
  * CLOCK_REALTIME for an instant read on CLOCK_MONOTONIC, without reading the
  * wall clock each time (a clock read costs ~35 ns on a VM; a worker needs
@@ -127,6 +136,7 @@ static void pid_init(void)
 {
 	cached_pid = getpid();
 	pthread_atfork(NULL, NULL, after_fork_child);
+	tr__proc_fork_init();
 }
 
 pid_t tr__pid(void)
@@ -293,4 +303,46 @@ int tr__buf_reserve(uint8_t **bufp, size_t *capp, size_t need, size_t first)
 	*bufp = p;
 	*capp = cap;
 	return 0;
+}
+
+/* ---- crash points (see internal.h) ------------------------------------------ */
+
+int tr__crash_armed;
+static int crash_point = -1;
+static uint32_t crash_left;
+
+static const char *const crash_names[TR_CP_COUNT] = {
+#define TR_CP_NAME(id, name) name,
+	TR_CRASH_POINTS(TR_CP_NAME)
+#undef TR_CP_NAME
+};
+
+const char *tr__crash_name(int point)
+{
+	return point >= 0 && point < TR_CP_COUNT ? crash_names[point] : NULL;
+}
+
+int tr__crash_arm(const char *name, uint32_t nth)
+{
+	if (!name) {
+		tr__crash_armed = 0;
+		crash_point = -1;
+		return 0;
+	}
+	for (int i = 0; i < TR_CP_COUNT; i++)
+		if (!strcmp(name, crash_names[i])) {
+			if (nth < 1)
+				return -EINVAL;
+			crash_point = i;
+			crash_left = nth;
+			tr__crash_armed = 1;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+void tr__crash_hit(enum tr_crash_point point)
+{
+	if ((int)point == crash_point && __atomic_sub_fetch(&crash_left, 1, __ATOMIC_RELAXED) == 0)
+		_exit(TR_CRASH_STATUS);
 }

@@ -19,10 +19,13 @@
  * (ready list or timer heap) under the queue lock in the same step.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -32,6 +35,11 @@
 #define MAX_WORKER_QUEUES 32
 #define MAX_WORKER_THREADS 1024
 #define MAX_PREFETCH 64
+#define MIN_LEASE_NS 1000000ll               /* 1 ms */
+#define MAX_LEASE_NS 86400000000000ll        /* 1 day */
+#define MIN_REAP_NS 1000000ll                /* 1 ms */
+#define MAX_REAP_NS 3600000000000ll          /* 1 hour */
+#define DEFAULT_REAP_NS 100000000ll          /* 100 ms */
 
 struct handler {
 	taskring_handler_fn fn;
@@ -47,6 +55,14 @@ struct taskring_ctx {
 	int64_t start_mono, end_mono, deadline;
 	const void *payload;
 	size_t len;
+	uint32_t me;      /* our registration's token (proc.c) */
+	int64_t lease_ns; /* this attempt's lease length */
+	/* The result, staged until the attempt's closing is ours: inline, or
+	 * in an arena block that nobody else knows yet. */
+	int has_result;
+	uint32_t res_len;
+	uint64_t res_off;
+	uint8_t res_inline[TR_INLINE_RESULT];
 	int has_error;
 	size_t errlen;
 	char err[TASKRING_ERROR_MAX + 1];
@@ -63,6 +79,35 @@ struct thread_slot {
 	/* CLOCK_MONOTONIC at which this thread's last job ended, while it has
 	 * gone straight on to claim and run more (0 after any wait). */
 	int64_t last_end;
+	int64_t claim_start; /* the time its last claim took as the start (0:
+				read the clock) */
+};
+
+/*
+ * Prefork (TASKRING_WORKER_PREFORK). Each child has a control block in a
+ * shared anonymous mapping that fork() gives it: a robust mutex it holds
+ * for its whole life (the kernel marks it FUTEX_OWNER_DIED and wakes a
+ * waiter when the child dies), a word it moves to wake the supervisor, and
+ * what it runs now. The supervisor sleeps with futex_waitv on each child's
+ * mutex word, each child's wake word and each child's p_cancel word in the
+ * process table (moved by taskring_job_cancel()), until the earliest
+ * running job's timeout.
+ */
+struct pf_child {
+	pthread_mutex_t alive;    /* robust, process-shared; held by the child */
+	_Atomic uint32_t seq;     /* moved (and woken) by the child: it started,
+				     or began a job due before sup_until */
+	_Atomic uint32_t token;   /* the child's registration */
+	_Atomic uint32_t stop;    /* supervisor -> child: stop claiming */
+	_Atomic uint32_t running; /* 1 while a job runs (fields below set) */
+	uint32_t slot, gen, attempt;
+	_Atomic int64_t deadline; /* CLOCK_MONOTONIC: the job's hard timeout */
+};
+
+struct pf_pool {
+	_Atomic int64_t sup_until; /* the supervisor sleeps until then (0:
+				      awake) */
+	struct pf_child c[];
 };
 
 struct taskring_worker {
@@ -73,6 +118,21 @@ struct taskring_worker {
 	uint32_t nthreads;
 	uint32_t prefetch;
 	int64_t spin_ns;
+	int64_t lease_ns;        /* 0: each job's timeout */
+	int64_t reap_interval_ns; /* -1: no reaper thread */
+	pthread_t reaper;
+	int reaper_started;
+	_Atomic uint32_t reaper_stop; /* process-private futex word */
+	/* Prefork: the pool (shared with the children), their pids (ours),
+	 * the supervisor thread and its wake word; in a child, its block. */
+	int prefork;
+	struct pf_pool *pf;
+	size_t pf_bytes;
+	pid_t *pf_pid;
+	pthread_t sup;
+	int sup_started;
+	_Atomic uint32_t sup_wake;
+	struct pf_child *pf_self;
 	struct handler *handlers; /* indexed by task */
 	struct thread_slot *threads;
 	_Atomic int stopping;
@@ -84,6 +144,14 @@ struct taskring_worker {
 	_Atomic uint32_t running;
 	_Atomic uint32_t drain_waiting;
 };
+
+/* The worker stops: taskring_worker_stop() in this process, or, in a
+ * prefork child, its supervisor's word. */
+static inline int is_stopping(struct taskring_worker *w)
+{
+	return atomic_load_explicit(&w->stopping, memory_order_seq_cst) ||
+	       (w->pf_self && atomic_load_explicit(&w->pf_self->stop, memory_order_seq_cst));
+}
 
 void taskring_worker_opts_init(struct taskring_worker_opts *o)
 {
@@ -113,6 +181,14 @@ int taskring_worker_create(struct taskring_store *st, const struct taskring_work
 		if (opts->reserved[i])
 			return -EINVAL;
 	if (opts->threads < 1 || opts->threads > MAX_WORKER_THREADS || opts->prefetch > MAX_PREFETCH)
+		return -EINVAL;
+	if (opts->lease_ns && (opts->lease_ns < MIN_LEASE_NS || opts->lease_ns > MAX_LEASE_NS))
+		return -EINVAL;
+	if (opts->reap_interval_ns && opts->reap_interval_ns != -1 &&
+	    (opts->reap_interval_ns < MIN_REAP_NS || opts->reap_interval_ns > MAX_REAP_NS))
+		return -EINVAL;
+	if ((opts->flags & ~TASKRING_WORKER_PREFORK) || opts->reserved32 ||
+	    ((opts->flags & TASKRING_WORKER_PREFORK) && opts->threads > TASKRING_PREFORK_MAX))
 		return -EINVAL;
 	const char *const *names = opts->queues ? opts->queues : default_queue;
 	uint32_t nq = opts->queues ? opts->nqueues : 1;
@@ -145,11 +221,28 @@ int taskring_worker_create(struct taskring_store *st, const struct taskring_work
 		w->qidx[i] = (uint32_t)qi;
 		w->bits |= 1u << (qi % 32);
 	}
+	if (opts->flags & TASKRING_WORKER_PREFORK) {
+		w->prefork = 1;
+		w->pf_bytes = sizeof(struct pf_pool) + opts->threads * sizeof(struct pf_child);
+		w->pf = mmap(NULL, w->pf_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		w->pf_pid = calloc(opts->threads, sizeof(pid_t));
+		if (w->pf == MAP_FAILED || !w->pf_pid) {
+			if (w->pf != MAP_FAILED)
+				munmap(w->pf, w->pf_bytes);
+			free(w->pf_pid);
+			free(w->handlers);
+			free(w->threads);
+			free(w);
+			return -ENOMEM;
+		}
+	}
 	w->st = st;
 	w->nq = nq;
 	w->nthreads = opts->threads;
 	w->prefetch = opts->prefetch ? opts->prefetch : 1;
 	w->spin_ns = atomic_load(&st->spin_ns);
+	w->lease_ns = opts->lease_ns;
+	w->reap_interval_ns = opts->reap_interval_ns ? opts->reap_interval_ns : DEFAULT_REAP_NS;
 	atomic_fetch_add(&st->nworkers, 1);
 	*out = w;
 	return 0;
@@ -213,9 +306,12 @@ int taskring_ctx_cancel_requested(struct taskring_ctx *ctx)
 }
 
 /*
- * The result goes straight into the slot (inline) or an arena block: no
- * copy in between, and nothing for the worker to free if the process dies.
- * A full arena gives up the oldest terminal results first.
+ * The result is staged, not written to the slot: the attempt may stop being
+ * ours at any moment (its lease runs out and a reaper ends it), and then the
+ * slot's fields are the reaper's and the next attempt's. A large result goes
+ * into an arena block that only this context knows until the end of the
+ * attempt attaches it; a full arena gives up the oldest terminal results
+ * first. (A block staged by a process that dies is not reclaimed.)
  */
 int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 {
@@ -224,9 +320,70 @@ int taskring_ctx_result(struct taskring_ctx *ctx, const void *data, size_t len)
 	struct taskring_store *st = ctx->w->st;
 	if (len > st->max_payload)
 		return -EMSGSIZE;
-	/* The slot is ours while the attempt runs: nobody reads the result
-	 * before the terminal transition publishes it. */
-	return tr__slot_set_result(st, ctx->s, data, len);
+	uint64_t off = 0;
+	if (len > TR_INLINE_RESULT) {
+		off = tr__arena_alloc_reclaim(st, len);
+		if (!off)
+			return -ENOSPC;
+		tr__copy_shared((struct tr_block *)(st->arena + off) + 1, data, len);
+	} else if (len) {
+		memcpy(ctx->res_inline, data, len);
+	}
+	if (ctx->res_off)
+		tr__arena_free(st, ctx->res_off);
+	ctx->res_off = off;
+	ctx->res_len = (uint32_t)len;
+	ctx->has_result = 1;
+	return 0;
+}
+
+/*
+ * Wait until the attempt (@expect: RUNNING, attempt and tag, no flags) is
+ * ours again (s_owner == @me): a reaper that holds it only to look hands it
+ * back within microseconds. Returns 1, or 0 when the attempt is no longer
+ * running (it was ended by someone else), or is still held after a second.
+ */
+static int settle_owner(struct tr_slot *s, uint32_t expect, uint32_t me)
+{
+	int64_t give_up = 0;
+	for (uint32_t i = 0;; i++) {
+		uint32_t cur = atomic_load_explicit(&s->s_state, memory_order_seq_cst);
+		if ((cur & ~TR_ST_FLAGS) != expect)
+			return 0;
+		if (atomic_load_explicit(&s->s_owner, memory_order_seq_cst) == me)
+			return 1;
+		if (i < 200) {
+			tr__cpu_relax();
+			continue;
+		}
+		int64_t now = tr__now_mono();
+		if (!give_up)
+			give_up = now + 1000000000ll;
+		else if (now > give_up)
+			return 0;
+		struct timespec ts = {0, 50000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Renew the attempt's lease from @from (coarse mono ns). 0, or -ESTALE. */
+static int touch_at(struct taskring_ctx *c, int64_t from)
+{
+	struct tr_slot *s = c->s;
+	uint32_t expect = TR_MKSTATE(TASKRING_RUNNING, c->attempt, TR_TAG(c->state));
+	if (!settle_owner(s, expect, c->me))
+		return -ESTALE;
+	/* Store, then look (both seq_cst): a reaper whose CAS comes after our
+	 * look sees the new lease and hands the attempt back. */
+	atomic_store_explicit(&s->s_lease, from + c->lease_ns, memory_order_seq_cst);
+	return settle_owner(s, expect, c->me) ? 0 : -ESTALE;
+}
+
+int taskring_ctx_touch(struct taskring_ctx *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	return touch_at(ctx, tr__now_coarse());
 }
 
 int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...)
@@ -251,10 +408,14 @@ int taskring_ctx_error(struct taskring_ctx *ctx, const char *fmt, ...)
  * under one acquisition of its lock. Returns how many (0: none), with the
  * slots in @out and the queue in *@qout.
  */
-static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out, uint32_t *qout, int *waited)
+static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out, uint32_t *qout, int *waited,
+			  int64_t start_hint, int64_t *claim_monop)
 {
 	struct taskring_store *st = w->st;
 	int64_t now = -1;
+	int64_t claim_mono = 0;
+	uint32_t owner = 0;
+	int n_owner_read = 0;
 
 	*waited = 0;
 	for (uint32_t i = 0; i < w->nq; i++) {
@@ -276,7 +437,12 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out
 			continue;
 		*waited |= lw;
 		uint32_t n = 0;
-		while (n < max && (out[n] = tr__queue_pop_locked(st, q, now)) != TR_NIL)
+		if (!n_owner_read) {
+			owner = tr__proc_token(st);
+			claim_mono = start_hint ? start_hint : tr__now_mono();
+			n_owner_read = 1;
+		}
+		while (n < max && (out[n] = tr__queue_pop_locked(st, q, now, owner, claim_mono, w->lease_ns)) != TR_NIL)
 			n++;
 		uint32_t left = atomic_load_explicit(&q->q_ready, memory_order_relaxed);
 		uint32_t sleepers = left ? tr__queue_sleepers_locked(q) : 0;
@@ -286,6 +452,7 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out
 			if (sleepers)
 				tr__queue_wake(st, qi, 1);
 			*qout = qi;
+			*claim_monop = claim_mono;
 			return n;
 		}
 	}
@@ -296,7 +463,7 @@ static uint32_t try_claim(struct taskring_worker *w, uint32_t max, uint32_t *out
 static int ready_or_stopping(void *arg)
 {
 	struct taskring_worker *w = arg;
-	if (atomic_load_explicit(&w->stopping, memory_order_relaxed))
+	if (is_stopping(w))
 		return 1;
 	for (uint32_t k = 0; k < w->nq; k++) {
 		struct tr_queue *q = &w->st->queues[w->qidx[k]];
@@ -318,7 +485,7 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 	/* Spin (unless the spin time is 0) on the queues' words. */
 	int rc = tr__spin(w->spin_ns, deadline, 0, ready_or_stopping, w);
 	if (rc)
-		return rc < 0 ? rc : (atomic_load_explicit(&w->stopping, memory_order_relaxed) ? -ECANCELED : 0);
+		return rc < 0 ? rc : (is_stopping(w) ? -ECANCELED : 0);
 
 	/* Read the wake word first, then register in each queue under its
 	 * lock and look at it there (see the protocol in queue.c). */
@@ -345,7 +512,7 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 		tr__unlock(&q->q_lock);
 	}
 	rc = 0;
-	if (atomic_load_explicit(&w->stopping, memory_order_seq_cst)) {
+	if (is_stopping(w)) {
 		rc = -ECANCELED;
 	} else if (!work) {
 		int64_t now = tr__now_mono();
@@ -367,7 +534,7 @@ static int idle_wait(struct taskring_worker *w, int64_t deadline)
 	}
 	for (uint32_t k = 0; k < registered; k++)
 		atomic_fetch_sub_explicit(&st->queues[w->qidx[k]].q_sleepers, 1, memory_order_relaxed);
-	if (rc == 0 && atomic_load_explicit(&w->stopping, memory_order_relaxed))
+	if (rc == 0 && is_stopping(w))
 		rc = -ECANCELED;
 	return rc;
 }
@@ -406,12 +573,13 @@ static int64_t backoff(struct taskring_store *st, struct tr_slot *s, uint32_t at
  * (and back down if the CAS loses), so a waiter woken by the transition never
  * reads a counter that lags its job. The cancel-requested flag is kept, so
  * the job still says it was asked to stop. Returns 0, or -ESTALE to decide
- * again with a fresh state word.
+ * again with a fresh state word (a cancel request arrived).
  */
-static int end_as(struct taskring_store *st, struct taskring_ctx *c, uint32_t now_state, uint32_t status,
-		  _Atomic uint64_t *counter, const char *msg, size_t mlen)
+static int end_as(struct taskring_store *st, uint32_t idx, uint32_t attempt, uint32_t tag, uint32_t now_state,
+		  uint32_t status, _Atomic uint64_t *counter, const char *msg, size_t mlen)
 {
-	uint32_t next = TR_MKSTATE(status, c->attempt, TR_TAG(c->state)) | (now_state & TR_ST_CANCEL);
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t next = TR_MKSTATE(status, attempt, tag) | (now_state & TR_ST_CANCEL);
 
 	if (st->wal) {
 		/* Logged first and, in a durable store, on disk before anyone
@@ -420,33 +588,148 @@ static int end_as(struct taskring_store *st, struct taskring_ctx *c, uint32_t no
 			[TASKRING_COMPLETE] = TR_LOG_COMPLETE, [TASKRING_FAILED] = TR_LOG_FAILED,
 			[TASKRING_DEAD] = TR_LOG_DEAD, [TASKRING_CANCELLED] = TR_LOG_CANCEL};
 		uint64_t end = 0;
-		if (tr__wal_log_end(st, c->s, type_of[status], c->attempt, TR_GET(c->s->s_completed_at), 0, msg, mlen,
-				    &end) == 0)
+		if (tr__wal_log_end(st, s, type_of[status], attempt, TR_GET(s->s_completed_at), 0, msg, mlen, &end) ==
+		    0)
 			tr__wal_commit(st, end);
 	}
+	TR_CRASH(END_LOGGED);
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-	if (tr__slot_transition(c->s, now_state, next, NULL)) {
+	if (tr__slot_transition(s, now_state, next, NULL)) {
 		atomic_fetch_sub_explicit(counter, 1, memory_order_relaxed);
 		return -ESTALE;
 	}
-	tr__slot_finished(st, c->job.slot);
+	/* Terminal: s_owner still names us as its closer, so if we die here
+	 * the reaper resolves and recycles it (proc.c). */
+	TR_CRASH(END_TERMINAL);
+	tr__slot_finished(st, idx);
 	return 0;
 }
 
 /*
- * Decide how the attempt ends and make it so. The message is fixed first
- * (the handler's, or one saying why: timeout, unknown outcome), then the
- * loop re-reads the state word and takes the one transition that fits it;
- * when the CAS loses to a cancel request it decides again. An attempt that
- * is no longer the running one (reaped and retried elsewhere) changes
- * nothing: exactly one completion per attempt is accepted.
+ * End the running attempt (@attempt, @tag) of the job in slot @idx, whose
+ * closing (s_owner, proc.c) the caller holds: the worker at the end of
+ * its handler, or a reaper. @outcome is a taskring_outcome, with the error
+ * message @msg for any outcome but TASKRING_OK. The loop re-reads the state
+ * word and takes the one transition that fits it; when the CAS loses to a
+ * cancel request it decides again, so a requested cancel is never lost to a
+ * retry. Retries go back to their queue (ready list or timer heap) under the
+ * queue lock in the same step.
  */
-static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int outcome, uint32_t qi)
+void tr__attempt_close_end(struct taskring_store *st, uint32_t idx, uint32_t attempt, uint32_t tag, int outcome,
+			   const char *msg, size_t mlen, int64_t end_real)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t qi = TR_GET(s->s_queue);
+	int error_written = 0;
+
+	if (qi >= st->nqueues)
+		return; /* a scribbled slot: leave it */
+	struct tr_queue *q = &st->queues[qi];
+	if (outcome != TASKRING_OK)
+		tr__slot_drop_result(st, s);
+	for (;;) {
+		uint32_t now_state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		uint32_t expect = TR_MKSTATE(TASKRING_RUNNING, attempt, tag);
+		if ((now_state & ~(TR_ST_WAITERS | TR_ST_CANCEL | TR_ST_DEPS)) != expect)
+			return; /* not ours (only a scribble can do this) */
+		int cancel = !!(now_state & TR_ST_CANCEL);
+		TR_SET(s->s_completed_at, end_real);
+		if (outcome == TASKRING_OK) {
+			if (end_as(st, idx, attempt, tag, now_state, TASKRING_COMPLETE, &q->q_completed, NULL, 0))
+				continue;
+			return;
+		}
+		if (cancel || outcome == TASKRING_CANCEL) {
+			if (end_as(st, idx, attempt, tag, now_state, TASKRING_CANCELLED, &q->q_cancelled, msg, mlen))
+				continue;
+			return;
+		}
+		if (!error_written) {
+			tr__error_append_at(st, s, attempt, msg, mlen, end_real); /* as logged */
+			error_written = 1;
+		}
+		if (outcome == TASKRING_FAIL) {
+			if (end_as(st, idx, attempt, tag, now_state, TASKRING_FAILED, &q->q_failed, msg, mlen))
+				continue;
+			return;
+		}
+		if (attempt >= TR_GET(s->s_max_retries) || attempt + 1 > TR_ATTEMPT_MAX) {
+			if (end_as(st, idx, attempt, tag, now_state, TASKRING_DEAD, &q->q_dead, msg, mlen))
+				continue;
+			return;
+		}
+		/* Retry: back to the queue, due after the backoff. */
+		int64_t now = end_real;
+		TR_SET(s->s_completed_at, 0);
+		TR_SET(s->s_scheduled_at, now + backoff(st, s, attempt));
+		TR_SET(s->s_retry_count, attempt + 1);
+		TR_SET(s->s_owner_pid, 0);
+		if (st->wal)
+			tr__wal_log_end(st, s, TR_LOG_RETRY, attempt, now, TR_GET(s->s_scheduled_at), msg, mlen, NULL);
+		if (tr__lock(&q->q_lock, st, (int)qi))
+			return;
+		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
+		/* Linked first, then PENDING: a process killed in between
+		 * leaves a RUNNING job that a claim drops from the list and
+		 * the reaper ends again, never a pending job in no list. */
+		tr__queue_link_locked(st, q, idx, now);
+		TR_CRASH(RETRY_LINKED);
+		int rc = tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_PENDING, attempt + 1, tag), NULL);
+		if (rc) {
+			tr__queue_unlink_locked(st, q, idx);
+			atomic_fetch_sub_explicit(&q->q_retried, 1, memory_order_relaxed);
+		} else {
+			TR_CRASH(RETRY_PENDING);
+		}
+		uint32_t sleepers = tr__queue_sleepers_locked(q);
+		tr__unlock(&q->q_lock);
+		if (rc)
+			continue;
+		if (sleepers)
+			tr__queue_wake(st, qi, 1);
+		return;
+	}
+}
+
+/*
+ * Take the closing of our attempt (see proc.c): s_owner from our token to
+ * our token | TR_OWNER_CLOSER. A reaper can hold it instead (our lease ran
+ * out): then the attempt is not ours, unless it hands it back because a
+ * touch came in time. Returns 0, or -ESTALE.
+ */
+static int take_closing(struct taskring_ctx *c)
+{
+	struct tr_slot *s = c->s;
+	uint32_t expect = TR_MKSTATE(TASKRING_RUNNING, c->attempt, TR_TAG(c->state));
+	for (;;) {
+		uint32_t owner = c->me;
+		if (atomic_compare_exchange_strong_explicit(&s->s_owner, &owner, c->me | TR_OWNER_CLOSER,
+							    memory_order_seq_cst, memory_order_relaxed))
+			break;
+		if (!settle_owner(s, expect, c->me))
+			return -ESTALE;
+	}
+	/* Ours, unless a reaper ended our attempt and another thread of this
+	 * process (the same token) claimed the job's next one: then the owner
+	 * word is that attempt's, and goes back to it at once. */
+	uint32_t cur = atomic_load_explicit(&s->s_state, memory_order_acquire);
+	if ((cur & ~TR_ST_FLAGS) == expect)
+		return 0;
+	atomic_store_explicit(&s->s_owner, c->me, memory_order_seq_cst);
+	return -ESTALE;
+}
+
+/*
+ * Decide how the handler's attempt ends (the message first: the handler's,
+ * or one saying why: timeout, unknown outcome), take its closing and end it.
+ * An attempt that is no longer ours (its lease ran out and a reaper ended
+ * it) changes nothing, and its staged result is dropped: exactly one end is
+ * accepted per attempt.
+ */
+static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int outcome)
 {
 	struct taskring_store *st = w->st;
 	struct tr_slot *s = c->s;
-	struct tr_queue *q = &st->queues[qi];
-	uint32_t tag = TR_TAG(c->state);
 	int64_t end_mono = c->end_mono = tr__now_mono();
 	int64_t end_real = tr__mono_to_real(end_mono);
 	int timed_out = end_mono > c->deadline;
@@ -470,64 +753,40 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
 	}
 	if (mlen >= sizeof(msg))
 		mlen = sizeof(msg) - 1;
-	if (outcome != TASKRING_OK)
-		tr__slot_drop_result(st, s);
-	int error_written = 0;
-
-	for (;;) {
-		uint32_t now_state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		uint32_t expect = TR_MKSTATE(TASKRING_RUNNING, c->attempt, tag);
-		if ((now_state & ~TR_ST_FLAGS) != expect)
-			return; /* not ours any more (reaped): our completion is void */
-		int cancel = !!(now_state & TR_ST_CANCEL);
-		TR_SET(s->s_completed_at, end_real);
-		if (outcome == TASKRING_OK) {
-			if (end_as(st, c, now_state, TASKRING_COMPLETE, &q->q_completed, NULL, 0))
-				continue;
-			return;
-		}
-		if (cancel || outcome == TASKRING_CANCEL) {
-			if (end_as(st, c, now_state, TASKRING_CANCELLED, &q->q_cancelled, msg, mlen))
-				continue;
-			return;
-		}
-		if (!error_written) {
-			tr__error_append_at(st, s, c->attempt, msg, mlen, end_real); /* as logged */
-			error_written = 1;
-		}
-		if (outcome == TASKRING_FAIL) {
-			if (end_as(st, c, now_state, TASKRING_FAILED, &q->q_failed, msg, mlen))
-				continue;
-			return;
-		}
-		if (c->attempt >= TR_GET(s->s_max_retries) || c->attempt + 1 > TR_ATTEMPT_MAX) {
-			if (end_as(st, c, now_state, TASKRING_DEAD, &q->q_dead, msg, mlen))
-				continue;
-			return;
-		}
-		/* Retry: back to the queue, due after the backoff. */
-		int64_t now = end_real;
-		TR_SET(s->s_completed_at, 0);
-		TR_SET(s->s_scheduled_at, now + backoff(st, s, c->attempt));
-		TR_SET(s->s_retry_count, c->attempt + 1);
-		TR_SET(s->s_owner_pid, 0);
-		if (st->wal)
-			tr__wal_log_end(st, s, TR_LOG_RETRY, c->attempt, now, TR_GET(s->s_scheduled_at), msg, mlen, NULL);
-		if (tr__lock(&q->q_lock, st, (int)qi))
-			return;
-		atomic_fetch_add_explicit(&q->q_retried, 1, memory_order_relaxed);
-		int rc = tr__slot_transition(s, now_state, TR_MKSTATE(TASKRING_PENDING, c->attempt + 1, tag), NULL);
-		if (rc == 0)
-			tr__queue_link_locked(st, q, c->job.slot, now);
-		else
-			atomic_fetch_sub_explicit(&q->q_retried, 1, memory_order_relaxed);
-		uint32_t sleepers = tr__queue_sleepers_locked(q);
-		tr__unlock(&q->q_lock);
-		if (rc)
-			continue;
-		if (sleepers)
-			tr__queue_wake(st, qi, 1);
+	if (take_closing(c)) {
+		if (c->res_off)
+			tr__arena_free(st, c->res_off);
+		c->res_off = 0;
 		return;
+	}
+	TR_CRASH(END_CLOSING);
+	if (outcome == TASKRING_OK && c->has_result) {
+		tr__slot_attach_result(st, s, c->res_inline, c->res_off, c->res_len);
+		c->res_off = 0;
+	} else if (c->res_off) {
+		tr__arena_free(st, c->res_off);
+		c->res_off = 0;
+	}
+	tr__attempt_close_end(st, c->job.slot, c->attempt, TR_TAG(c->state), outcome, msg, mlen, end_real);
+}
+
+/*
+ * A prefork child tells its supervisor what it runs now, and wakes it if
+ * the job's timeout comes before the supervisor means to wake (the store of
+ * running and the load of sup_until are seq_cst, against the supervisor's
+ * store of sup_until and its look at running).
+ */
+static void pf_started(struct pf_pool *pf, struct pf_child *c, const struct taskring_ctx *x)
+{
+	c->slot = x->job.slot;
+	c->gen = x->job.gen;
+	c->attempt = x->attempt;
+	atomic_store_explicit(&c->deadline, x->deadline, memory_order_relaxed);
+	atomic_store_explicit(&c->running, 1, memory_order_seq_cst);
+	if (x->deadline < atomic_load_explicit(&pf->sup_until, memory_order_seq_cst) ||
+	    !atomic_load_explicit(&pf->sup_until, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
+		tr__futex_wake(&c->seq, 1, 0xffffffffu);
 	}
 }
 
@@ -538,9 +797,9 @@ static void end_attempt(struct taskring_worker *w, struct taskring_ctx *c, int o
  * requested before it started, or whose task this worker has no handler for,
  * does not reach a handler.
  */
-static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t idx, uint32_t qi)
+static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t idx, uint32_t qi, int prefetched,
+		    int64_t start_hint)
 {
-	int64_t start_hint = ts ? ts->last_end : 0;
 	struct taskring_store *st = w->st;
 	struct tr_slot *s = &st->slots[idx];
 	struct taskring_ctx c;
@@ -549,6 +808,9 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	/* Not memset: err[] is 1 KiB and written only when used. */
 	c.has_error = 0;
 	c.errlen = 0;
+	c.has_result = 0;
+	c.res_off = 0;
+	c.res_len = 0;
 	c.w = w;
 	c.s = s;
 	c.state = atomic_load_explicit(&s->s_state, memory_order_acquire);
@@ -560,22 +822,31 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	/*
 	 * One clock read per job, not two: a thread that went straight from
 	 * its last job to claiming this one (no wait in between, not even for
-	 * the queue's lock) takes the last job's end as this one's start.
-	 * The error is the claim itself, well under a microsecond, and the
-	 * start is never placed before the job was due. A clock read costs
-	 * ~35-50 ns on a VM's kvm-clock.
+	 * the queue's lock) takes the last job's end as this one's start, and
+	 * otherwise the time the claim read for the lease (@start_hint). The
+	 * error is the claim itself, well under a microsecond, and the start
+	 * is never placed before the job was due. A clock read costs ~35-50
+	 * ns on a VM's kvm-clock.
 	 */
 	c.start_mono = start_hint ? start_hint : tr__now_mono();
+	c.me = tr__proc_token(st);
+	c.lease_ns = w->lease_ns ? w->lease_ns : TR_GET(s->s_timeout_ns);
+	/* A job claimed ahead (prefetch) may have waited past its lease and
+	 * been reaped: it is not ours then. Otherwise its lease starts now. */
+	if (prefetched && touch_at(&c, tr__now_coarse()))
+		return;
 	int64_t started = tr__mono_to_real(c.start_mono);
 	int64_t due = TR_GET(s->s_scheduled_at);
 	TR_SET(s->s_started_at, started < due ? due : started);
-	TR_SET(s->s_owner_pid, (int32_t)tr__pid());
 	if (st->wal) {
 		int64_t v[3] = {c.attempt, tr__pid(), TR_GET(s->s_started_at)};
 		tr__wal_log(st, TR_LOG_START, s, v, 3, NULL, 0, NULL);
 	}
+	TR_CRASH(START);
 	c.deadline = c.start_mono + TR_GET(s->s_timeout_ns);
 	atomic_fetch_add_explicit(&st->queues[qi].q_started, 1, memory_order_relaxed);
+	if (w->pf_self)
+		pf_started(w->pf, w->pf_self, &c);
 	if (ts) {
 		ts->current = c.job;
 		/* Release: current is complete before stop() may read it. */
@@ -607,7 +878,9 @@ static void run_job(struct taskring_worker *w, struct thread_slot *ts, uint32_t 
 	} else {
 		outcome = w->handlers[task].fn(&c, w->handlers[task].arg);
 	}
-	end_attempt(w, &c, outcome, qi);
+	end_attempt(w, &c, outcome);
+	if (w->pf_self)
+		atomic_store_explicit(&w->pf_self->running, 0, memory_order_release);
 	if (ts) {
 		ts->last_end = c.end_mono;
 		atomic_store_explicit(&ts->busy, 0, memory_order_relaxed);
@@ -658,29 +931,32 @@ static int serve(struct taskring_worker *w, struct thread_slot *ts, int64_t dead
 	enter(w);
 	for (;;) {
 		if (ts && ts->next < ts->nclaimed) {
+			uint32_t first = ts->next == 0;
 			uint32_t idx = ts->claimed[ts->next++];
 			if (atomic_load_explicit(&w->drain_expired, memory_order_relaxed))
 				cancel_claimed(w->st, idx);
-			run_job(w, ts, idx, ts->claimed_q);
+			run_job(w, ts, idx, ts->claimed_q, !first, first ? ts->claim_start : ts->last_end);
 			continue;
 		}
 		if (ran && once)
 			break;
-		if (atomic_load_explicit(&w->stopping, memory_order_seq_cst))
+		if (is_stopping(w))
 			break;
 		uint32_t max = ts ? w->prefetch : 1;
 		uint32_t *out = ts ? ts->claimed : &one;
 		int waited;
-		uint32_t n = try_claim(w, max, out, &qi, &waited);
-		if (ts && waited)
-			ts->last_end = 0; /* the claim waited: read the clock afresh */
+		int64_t claim_mono = 0;
+		uint32_t n = try_claim(w, max, out, &qi, &waited, ts ? ts->last_end : 0, &claim_mono);
+		if (waited)
+			claim_mono = 0; /* the claim waited: read the clock afresh */
 		if (n) {
 			if (ts) {
 				ts->claimed_q = qi;
 				ts->nclaimed = n;
 				ts->next = 0;
+				ts->claim_start = claim_mono;
 			} else {
-				run_job(w, NULL, one, qi);
+				run_job(w, NULL, one, qi, 0, claim_mono);
 				ran = 1;
 			}
 			continue;
@@ -714,12 +990,335 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The worker's reaper thread (see "Leases and the reaper" in taskring.h):
+ * every reap_interval_ns it marks this process alive (p_heartbeat) and, if
+ * no process of the store has looked within the interval (h_reap_next, one
+ * CAS), runs the reaper's cheap look. It sleeps on a private futex word that
+ * taskring_worker_stop() moves.
+ */
+static void *reaper_main(void *arg)
+{
+	struct taskring_worker *w = arg;
+	struct taskring_store *st = w->st;
+
+	for (;;) {
+		int64_t now = tr__now_mono();
+		uint32_t tok = tr__proc_token(st);
+		if (tok)
+			atomic_store_explicit(&st->procs[TR_PROC_IDX(tok)].p_heartbeat, tr__now_real(),
+					      memory_order_relaxed);
+		int64_t next = atomic_load_explicit(&st->hdr->h_reap_next, memory_order_relaxed);
+		if (now >= next && atomic_compare_exchange_strong_explicit(&st->hdr->h_reap_next, &next,
+									  now + w->reap_interval_ns,
+									  memory_order_relaxed, memory_order_relaxed))
+			tr__reap(st, 0, NULL);
+		if (atomic_load_explicit(&w->reaper_stop, memory_order_acquire))
+			break;
+		tr__futex_wait_op(&w->reaper_stop, 0, tr__now_mono() + w->reap_interval_ns, 0xffffffffu, 1);
+		if (atomic_load_explicit(&w->reaper_stop, memory_order_acquire))
+			break;
+	}
+	return NULL;
+}
+
+static void reaper_stop(struct taskring_worker *w)
+{
+	if (!w->reaper_started)
+		return;
+	atomic_store_explicit(&w->reaper_stop, 1, memory_order_release);
+	tr__futex_wake_op(&w->reaper_stop, INT32_MAX, 0xffffffffu, 1);
+	pthread_join(w->reaper, NULL);
+	w->reaper_started = 0;
+}
+
+
+/* ---- prefork: children and their supervisor -------------------------------- */
+
+#define FUTEX_TID_BITS 0x3fffffffu
+#define FUTEX_WAITERS_BIT 0x80000000u
+#define FUTEX_OWNER_DIED_BIT 0x40000000u
+#define PF_FALLBACK_NS 50000000ll /* without futex_waitv: look this often */
+#define PF_UNHELD_NS 5000000ll    /* a child that does not hold its mutex
+				     (starting or leaving): look this often */
+
+/* A child's life: hold its mutex, register, serve until told to stop. */
+static void pf_child_main(struct taskring_worker *w, uint32_t k)
+{
+	struct pf_child *c = &w->pf->c[k];
+	w->pf_self = c;
+	w->reaper_started = 0;
+	w->sup_started = 0;
+	if (pthread_mutex_lock(&c->alive) == EOWNERDEAD)
+		pthread_mutex_consistent(&c->alive);
+	atomic_store_explicit(&c->token, tr__proc_token(w->st), memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
+	tr__futex_wake(&c->seq, 1, 0xffffffffu);
+	struct thread_slot *ts = &w->threads[k];
+	memset(ts, 0, sizeof(*ts));
+	ts->w = w;
+	serve(w, ts, -1, 0);
+	pthread_mutex_unlock(&c->alive);
+	_exit(0);
+}
+
+/* Fork child @k (its block made fresh). */
+static int pf_spawn(struct taskring_worker *w, uint32_t k)
+{
+	struct pf_child *c = &w->pf->c[k];
+	pthread_mutexattr_t a;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&c->alive, &a);
+	pthread_mutexattr_destroy(&a);
+	pid_t pid = fork();
+	if (pid == 0)
+		pf_child_main(w, k); /* never returns */
+	if (pid < 0)
+		return -errno;
+	w->pf_pid[k] = pid;
+	return 0;
+}
+
+enum pf_why { PF_DIED, PF_TIMEOUT, PF_CANCEL };
+
+/*
+ * Child @k is gone (@status from waitpid), because it died or because we
+ * killed it (@why): end the attempt it was running, as a failed attempt or
+ * cancelled, then let the reaper put back what else it held (jobs claimed
+ * ahead with prefetch).
+ */
+static void pf_ended(struct taskring_worker *w, uint32_t k, int status, enum pf_why why)
+{
+	struct taskring_store *st = w->st;
+	struct pf_child *c = &w->pf->c[k];
+	pid_t pid = w->pf_pid[k];
+
+	w->pf_pid[k] = 0;
+	if (atomic_load_explicit(&c->running, memory_order_acquire) && c->slot < st->nslots) {
+		struct tr_slot *s = &st->slots[c->slot];
+		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
+		if (TR_STATUS(state) == TASKRING_RUNNING && TR_ATTEMPT(state) == c->attempt &&
+		    TR_TAG(state) == TR_GEN_TAG(c->gen)) {
+			char msg[200];
+			int n, outcome = TASKRING_RETRY;
+			if (why == PF_TIMEOUT)
+				n = snprintf(msg, sizeof(msg),
+					     "attempt %u exceeded its timeout of %lld ms: handler process %d killed",
+					     c->attempt, (long long)(TR_GET(s->s_timeout_ns) / 1000000), (int)pid);
+			else if (why == PF_CANCEL) {
+				n = snprintf(msg, sizeof(msg), "cancelled while running: handler process %d killed",
+					     (int)pid);
+				outcome = TASKRING_CANCEL;
+			} else if (WIFSIGNALED(status)) {
+				const char *sig = sigabbrev_np(WTERMSIG(status));
+				n = snprintf(msg, sizeof(msg), "handler process %d died (SIG%s) while running attempt %u",
+					     (int)pid, sig ? sig : "?", c->attempt);
+			} else {
+				n = snprintf(msg, sizeof(msg), "handler process %d exited (status %d) while running attempt %u",
+					     (int)pid, WEXITSTATUS(status), c->attempt);
+			}
+			uint32_t owner = atomic_load_explicit(&s->s_owner, memory_order_acquire);
+			tr__reap_attempt(st, c->slot, state, owner, outcome, msg, (size_t)n);
+		}
+	}
+	atomic_store_explicit(&c->running, 0, memory_order_relaxed);
+	tr__reap(st, 0, NULL);
+}
+
+/* Kill child @k (if it is still there), wait for it, end its attempt. */
+static void pf_kill(struct taskring_worker *w, uint32_t k, enum pf_why why)
+{
+	int status = 0;
+	kill(w->pf_pid[k], SIGKILL);
+	while (waitpid(w->pf_pid[k], &status, 0) < 0 && errno == EINTR)
+		;
+	pf_ended(w, k, status, why);
+}
+
+/*
+ * The supervisor: one thread of the worker's process. Each round it takes
+ * the futex words' values first, then looks (deaths with waitpid, cancel
+ * requests, timeouts), then sleeps on those values until the earliest
+ * running job's timeout: any change after the look ends the sleep at once.
+ */
+static void *pf_supervise(void *arg)
+{
+	struct taskring_worker *w = arg;
+	struct taskring_store *st = w->st;
+	struct pf_pool *pf = w->pf;
+	_Atomic uint32_t *words[3 * TASKRING_PREFORK_MAX + 1];
+	uint32_t vals[3 * TASKRING_PREFORK_MAX + 1];
+	int told_stop = 0, no_waitv = 0;
+
+	/* (Counted in w->running by taskring_worker_start(), before it ran.) */
+	for (;;) {
+		int stopping = is_stopping(w);
+		if (stopping && !told_stop) {
+			for (uint32_t k = 0; k < w->nthreads; k++)
+				atomic_store_explicit(&pf->c[k].stop, 1, memory_order_seq_cst);
+			atomic_fetch_add_explicit(&st->hdr->h_wake, 1, memory_order_seq_cst);
+			tr__futex_wake(&st->hdr->h_wake, INT32_MAX, w->bits);
+			told_stop = 1;
+		}
+		/* The words first. */
+		atomic_store_explicit(&pf->sup_until, 0, memory_order_seq_cst);
+		unsigned n = 0;
+		int unheld = 0;
+		words[n] = &w->sup_wake;
+		vals[n++] = atomic_load_explicit(&w->sup_wake, memory_order_seq_cst);
+		for (uint32_t k = 0; k < w->nthreads; k++) {
+			struct pf_child *c = &pf->c[k];
+			pid_t pid = w->pf_pid[k];
+			if (!pid)
+				continue;
+			words[n] = &c->seq;
+			vals[n++] = atomic_load_explicit(&c->seq, memory_order_seq_cst);
+			_Atomic uint32_t *aw = (_Atomic uint32_t *)&c->alive; /* glibc: __data.__lock */
+			uint32_t v = atomic_load_explicit(aw, memory_order_seq_cst);
+			if ((v & FUTEX_TID_BITS) == (uint32_t)pid && !(v & FUTEX_OWNER_DIED_BIT)) {
+				/* Ask the kernel to wake us when it dies. */
+				if (!(v & FUTEX_WAITERS_BIT) &&
+				    atomic_compare_exchange_strong_explicit(aw, &v, v | FUTEX_WAITERS_BIT,
+									    memory_order_seq_cst, memory_order_seq_cst))
+					v |= FUTEX_WAITERS_BIT;
+				if (v & FUTEX_WAITERS_BIT) {
+					words[n] = aw;
+					vals[n++] = v;
+				}
+			} else {
+				/* Not holding it: starting (it moves seq once it
+				 * does) or leaving. Look again soon. */
+				unheld = 1;
+			}
+			uint32_t tok = atomic_load_explicit(&c->token, memory_order_relaxed);
+			if (tok) {
+				words[n] = &st->procs[TR_PROC_IDX(tok)].p_cancel;
+				vals[n] = atomic_load_explicit(words[n], memory_order_seq_cst);
+				n++;
+			}
+		}
+		/* Then the look. */
+		int64_t now = tr__now_mono(), until = INT64_MAX;
+		int expired = atomic_load_explicit(&w->drain_expired, memory_order_relaxed);
+		uint32_t alive = 0;
+		for (uint32_t k = 0; k < w->nthreads; k++) {
+			struct pf_child *c = &pf->c[k];
+			pid_t pid = w->pf_pid[k];
+			int status = 0;
+			if (!pid) {
+				if (!stopping && pf_spawn(w, k) == 0)
+					alive++;
+				continue;
+			}
+			if (waitpid(pid, &status, WNOHANG) == pid) {
+				pf_ended(w, k, status, PF_DIED);
+				if (!stopping && pf_spawn(w, k) == 0)
+					alive++;
+				continue;
+			}
+			alive++;
+			if (!atomic_load_explicit(&c->running, memory_order_seq_cst) || c->slot >= st->nslots)
+				continue;
+			uint32_t state = atomic_load_explicit(&st->slots[c->slot].s_state, memory_order_acquire);
+			if (TR_STATUS(state) != TASKRING_RUNNING || TR_ATTEMPT(state) != c->attempt ||
+			    TR_TAG(state) != TR_GEN_TAG(c->gen))
+				continue; /* ending: the child clears running next */
+			int64_t dl = atomic_load_explicit(&c->deadline, memory_order_relaxed);
+			enum pf_why why = PF_DIED;
+			if ((state & TR_ST_CANCEL) || expired)
+				why = PF_CANCEL;
+			else if (now >= dl)
+				why = PF_TIMEOUT;
+			if (why != PF_DIED) {
+				pf_kill(w, k, why);
+				if (!stopping && pf_spawn(w, k) == 0)
+					continue;
+				alive--;
+				continue;
+			}
+			if (dl < until)
+				until = dl;
+		}
+		if (stopping && alive == 0)
+			break;
+		/* Then the sleep. */
+		atomic_store_explicit(&pf->sup_until, until, memory_order_seq_cst);
+		if (unheld && until > now + PF_UNHELD_NS)
+			until = now + PF_UNHELD_NS;
+		int64_t deadline = until == INT64_MAX ? -1 : until;
+		int rc = no_waitv ? -ENOSYS : tr__futex_waitv(words, vals, n, deadline);
+		if (rc == -ENOSYS) {
+			/* Before Linux 5.16: look again within PF_FALLBACK_NS. */
+			no_waitv = 1;
+			int64_t d = tr__now_mono() + PF_FALLBACK_NS;
+			tr__futex_wait(&w->sup_wake, vals[0], deadline >= 0 && deadline < d ? deadline : d, 0xffffffffu);
+		}
+	}
+	leave(w);
+	return NULL;
+}
+
+/* Wake the supervisor (stop, or a drain that ran out). */
+static void pf_poke(struct taskring_worker *w)
+{
+	atomic_fetch_add_explicit(&w->sup_wake, 1, memory_order_seq_cst);
+	tr__futex_wake(&w->sup_wake, INT32_MAX, 0xffffffffu);
+}
+
 int taskring_worker_start(struct taskring_worker *w)
 {
 	if (!w)
 		return -EINVAL;
 	if (w->started)
 		return -EBUSY;
+	/* Whatever died before we came is put back first. */
+	tr__reap(w->st, 0, NULL);
+	if (w->prefork) {
+		/* The children first, while this process may have no thread
+		 * of ours: fork() is simplest then. */
+		for (uint32_t k = 0; k < w->nthreads; k++) {
+			int rc = pf_spawn(w, k);
+			if (rc) {
+				for (uint32_t j = 0; j < k; j++) {
+					kill(w->pf_pid[j], SIGKILL);
+					waitpid(w->pf_pid[j], NULL, 0);
+					w->pf_pid[j] = 0;
+				}
+				return rc;
+			}
+		}
+	}
+	if (w->reap_interval_ns > 0) {
+		int rc = pthread_create(&w->reaper, NULL, reaper_main, w);
+		if (rc)
+			return -rc;
+		/* Named before we return, so that it can be told apart. */
+		pthread_setname_np(w->reaper, "taskring-reap");
+		w->reaper_started = 1;
+	}
+	if (w->prefork) {
+		enter(w); /* the supervisor's; it leaves when its children are gone */
+		int rc = pthread_create(&w->sup, NULL, pf_supervise, w);
+		if (rc) {
+			leave(w);
+			for (uint32_t j = 0; j < w->nthreads; j++) {
+				kill(w->pf_pid[j], SIGKILL);
+				waitpid(w->pf_pid[j], NULL, 0);
+				w->pf_pid[j] = 0;
+			}
+			reaper_stop(w);
+			atomic_store(&w->reaper_stop, 0);
+			return -rc;
+		}
+		pthread_setname_np(w->sup, "taskring-pfork");
+		w->sup_started = 1;
+		w->started = 1;
+		return 0;
+	}
 	for (uint32_t i = 0; i < w->nthreads; i++) {
 		w->threads[i].w = w;
 		int rc = pthread_create(&w->threads[i].tid, NULL, thread_main, &w->threads[i]);
@@ -730,6 +1329,8 @@ int taskring_worker_start(struct taskring_worker *w)
 			for (uint32_t k = 0; k < i; k++)
 				pthread_join(w->threads[k].tid, NULL);
 			atomic_store(&w->stopping, 0);
+			reaper_stop(w);
+			atomic_store(&w->reaper_stop, 0);
 			return -rc;
 		}
 	}
@@ -751,6 +1352,8 @@ int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 	 * queues, in any process; the others find nothing new and sleep again. */
 	atomic_fetch_add_explicit(&w->st->hdr->h_wake, 1, memory_order_seq_cst);
 	tr__futex_wake(&w->st->hdr->h_wake, INT32_MAX, w->bits);
+	if (w->prefork)
+		pf_poke(w); /* it tells the children, and leaves when they are gone */
 
 	int rc = 0;
 	int64_t deadline = drain_timeout_ns < 0 ? -1 : tr__now_mono() + drain_timeout_ns;
@@ -770,15 +1373,21 @@ int taskring_worker_stop(struct taskring_worker *w, int64_t drain_timeout_ns)
 		/* Stopping: no thread claims again, so current is stable; jobs
 		 * claimed and not started are cancelled by their thread. */
 		atomic_store_explicit(&w->drain_expired, 1, memory_order_relaxed);
-		for (uint32_t i = 0; i < w->nthreads; i++)
+		if (w->prefork)
+			pf_poke(w); /* it kills the children that still run a job */
+		for (uint32_t i = 0; i < w->nthreads && !w->prefork; i++)
 			if (atomic_load_explicit(&w->threads[i].busy, memory_order_acquire))
 				taskring_job_cancel(&w->threads[i].current);
 	}
 	if (rc == 0 && w->started && !w->joined) {
-		for (uint32_t i = 0; i < w->nthreads; i++)
+		if (w->prefork)
+			pthread_join(w->sup, NULL);
+		for (uint32_t i = 0; i < w->nthreads && !w->prefork; i++)
 			pthread_join(w->threads[i].tid, NULL);
 		w->joined = 1;
 	}
+	if (rc == 0)
+		reaper_stop(w);
 	return rc;
 }
 
@@ -787,7 +1396,12 @@ int taskring_worker_destroy(struct taskring_worker *w)
 	if (!w)
 		return -EINVAL;
 	taskring_worker_stop(w, -1);
+	reaper_stop(w);
 	atomic_fetch_sub(&w->st->nworkers, 1);
+	if (w->pf) {
+		munmap(w->pf, w->pf_bytes);
+		free(w->pf_pid);
+	}
 	free(w->handlers);
 	free(w->threads);
 	free(w);

@@ -669,7 +669,7 @@ static void test_bad_worker_opts(void **state)
 	memset(n64, 'q', 64);
 	n64[64] = 0;
 	const char *toolong[2] = {"q-two", n64};
-	for (int k = 0; k < 10; k++) {
+	for (int k = 0; k < 19; k++) {
 		struct taskring_worker_opts wo;
 		taskring_worker_opts_init(&wo);
 		int want = -EINVAL;
@@ -682,7 +682,16 @@ static void test_bad_worker_opts(void **state)
 		case 5: wo.queues = toolong; wo.nqueues = 2; want = -ENAMETOOLONG; break;
 		case 6: wo.prefetch = 65; break;
 		case 7: wo.reserved[0] = 1; break;
-		case 8: wo.reserved[5] = 1; break;
+		case 8: wo.reserved[2] = 1; break;
+		case 15: wo.flags = 0x2; break;
+		case 16: wo.reserved32 = 1; break;
+		case 17: wo.flags = TASKRING_WORKER_PREFORK; wo.threads = TASKRING_PREFORK_MAX + 1; break;
+		case 9: wo.lease_ns = -1; break;
+		case 10: wo.lease_ns = 999999; break; /* under 1 ms */
+		case 11: wo.lease_ns = 86400000000001ll; break;
+		case 12: wo.reap_interval_ns = -2; break;
+		case 13: wo.reap_interval_ns = 999999; break;
+		case 14: wo.reap_interval_ns = 3600000000001ll; break;
 		default: wo.threads = UINT32_MAX; break;
 		}
 		struct taskring_worker *w = (struct taskring_worker *)(uintptr_t)0x77;

@@ -559,6 +559,8 @@ struct tu_wspec {
 	const char *tasks[4];
 	taskring_handler_fn fns[4];
 	int ntasks;
+	int64_t reap_ns;  /* the worker's reap_interval_ns (0 = its default) */
+	int64_t lease_ns; /* the worker's lease_ns (0 = each job's timeout) */
 };
 
 static inline void tu_wspec_task(struct tu_wspec *w, const char *task, taskring_handler_fn fn)
@@ -573,7 +575,16 @@ static inline struct taskring_worker *tu_kid_worker_start(struct taskring_store 
 							  void *arg)
 {
 	struct taskring_worker *wk = NULL;
-	CK_RC(tu_worker_create(st, w->nqueues ? w->queues : NULL, w->nqueues, w->threads, &wk), 0);
+	struct taskring_worker_opts wo;
+	taskring_worker_opts_init(&wo);
+	wo.threads = w->threads;
+	if (w->nqueues) {
+		wo.queues = w->queues;
+		wo.nqueues = w->nqueues;
+	}
+	wo.reap_interval_ns = w->reap_ns;
+	wo.lease_ns = w->lease_ns;
+	CK_RC(taskring_worker_create(st, &wo, &wk), 0);
 	for (int i = 0; i < w->ntasks; i++)
 		CK_RC(taskring_worker_register(wk, w->tasks[i], w->fns[i], arg), 0);
 	CK_RC(taskring_worker_start(wk), 0);

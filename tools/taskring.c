@@ -9,6 +9,9 @@
  *       is dropped.
  *   taskring info STORE [--json]
  *       sizing and counts per state of an existing store.
+ *   taskring reap STORE [--json]
+ *       run the reaper now: the running jobs of processes that died, and
+ *       of leases that ran out, go back by their retry rules.
  *   taskring rm STORE
  *       remove a store's name.
  *   taskring log verify DIR
@@ -401,29 +404,41 @@ static int demo(int argc, char **argv)
 
 /* ---- info / rm -------------------------------------------------------------------- */
 
-static int info(int argc, char **argv)
+/*
+ * The arguments of a command "taskring CMD STORE [--json]": opens the
+ * existing store into *@stp. Returns -1 to go on, or the exit code (0 for
+ * --help, 2 for bad usage, 1 when the store cannot be opened).
+ */
+static int open_store_args(int argc, char **argv, const char *usage_line, int *json, struct taskring_store **stp)
 {
-	int json = 0;
 	static const struct option lo[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
+	*json = 0;
 	while ((c = getopt_long(argc, argv, "jh", lo, NULL)) != -1) {
 		if (c == 'j')
-			json = 1;
+			*json = 1;
 		else if (c == 'h') {
-			printf("usage: taskring info STORE [--json]\n");
+			printf("%s", usage_line);
 			return 0;
 		} else
 			return 2;
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: taskring info STORE [--json]\n");
+		fprintf(stderr, "%s", usage_line);
 		return 2;
 	}
 	struct taskring_store_opts so = {.flags = TASKRING_STORE_NOCREATE};
+	int rc = taskring_store_open(argv[optind], &so, stp);
+	return rc ? fail(argv[optind], rc) : -1;
+}
+
+static int info(int argc, char **argv)
+{
+	int json;
 	struct taskring_store *st;
-	int rc = taskring_store_open(argv[optind], &so, &st);
-	if (rc)
-		return fail(argv[optind], rc);
+	int rc = open_store_args(argc, argv, "usage: taskring info STORE [--json]\n", &json, &st);
+	if (rc >= 0)
+		return rc;
 	struct taskring_store_info i;
 	struct taskring_queue_stats qs;
 	taskring_store_info(st, &i);
@@ -445,6 +460,30 @@ static int info(int argc, char **argv)
 			printf("%-10s %" PRIu64 "\n", taskring_status_name(s), qs.by_status[s]);
 	}
 	taskring_store_close(st);
+	return 0;
+}
+
+/* Run the reaper now: dead processes' and expired leases' jobs go back. */
+static int reap(int argc, char **argv)
+{
+	int json;
+	struct taskring_store *st;
+	int rc = open_store_args(argc, argv, "usage: taskring reap STORE [--json]\n", &json, &st);
+	if (rc >= 0)
+		return rc;
+	struct taskring_reap_stats r;
+	rc = taskring_store_reap(st, &r);
+	taskring_store_close(st);
+	if (rc < 0)
+		return fail(argv[optind], rc);
+	/* This tool's own registration is one of the attached. */
+	if (json)
+		printf("{\"procs_gone\":%u,\"owner_died\":%u,\"lease_expired\":%u,\"procs_attached\":%u}\n",
+		       r.procs_gone, r.owner_died, r.lease_expired, r.procs_attached - 1);
+	else
+		printf("%u process(es) found gone, %u other(s) attached; %u job(s) of dead workers and %u with "
+		       "expired leases put back or ended\n",
+		       r.procs_gone, r.procs_attached - 1, r.owner_died, r.lease_expired);
 	return 0;
 }
 
@@ -601,6 +640,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: taskring demo [--jobs N] [--workers N] [--store NAME]\n"
 		   "       taskring info STORE [--json]\n"
+		   "       taskring reap STORE [--json]\n"
 		   "       taskring rm STORE\n"
 		   "       taskring log verify DIR\n"
 		   "       taskring log dump DIR [--json]\n"
@@ -622,6 +662,8 @@ int main(int argc, char **argv)
 		return demo(argc - 1, argv + 1);
 	if (!strcmp(cmd, "info"))
 		return info(argc - 1, argv + 1);
+	if (!strcmp(cmd, "reap"))
+		return reap(argc - 1, argv + 1);
 	if (!strcmp(cmd, "log"))
 		return log_cmd(argc - 1, argv + 1);
 	if (!strcmp(cmd, "rm")) {

@@ -1,0 +1,104 @@
+/*
+ * invariants.h - the region's invariant checker, for tests that kill
+ * processes (test_crashpoints.c, test_killsoak.c). Include after
+ * testutil.h and internal.h.
+ */
+#ifndef TASKRING_INVARIANTS_H
+#define TASKRING_INVARIANTS_H
+
+/* ---- the invariant checker ------------------------------------------------- */
+
+/*
+ * Walk the region (quiescent: nobody else acts) and check the invariants.
+ * Takes every queue lock and the deps lock first, so that a lock left by a
+ * dead holder is repaired as any next holder would. With @lost NULL, a slot
+ * in no place or a ring cell not published fails the test; otherwise they
+ * are counted there (the recycle ring's own windows, see test_killsoak.c).
+ */
+static inline void check_store_lost(struct taskring_store *st, const char *when, uint32_t *lost)
+{
+	uint32_t n = st->nslots;
+	uint8_t *seen = calloc(n, 1);
+	assert_non_null(seen);
+	uint32_t nq = atomic_load(&st->hdr->h_queues_used);
+	for (uint32_t qi = 0; qi < nq; qi++) {
+		assert_rc(tr__lock(&st->queues[qi].q_lock, st, (int)qi), 0);
+		tr__unlock(&st->queues[qi].q_lock);
+	}
+	assert_rc(tr__deps_lock(st), 0);
+	tr__deps_unlock(st);
+
+	/* The ring: every cell between head and tail published, once each. */
+	uint32_t head = atomic_load(&st->hdr->h_ring_head), tail = atomic_load(&st->hdr->h_ring_tail);
+	for (uint32_t p = head; p != tail; p++) {
+		uint64_t cell = atomic_load(&st->ring[p & st->ring_mask]);
+		if ((uint32_t)(cell >> 32) != p + 1) {
+			if (!lost)
+				fail_msg("%s: ring cell %u not published (turn %u)", when, p, (uint32_t)(cell >> 32));
+			(*lost)++;
+			continue;
+		}
+		uint32_t idx = (uint32_t)cell;
+		assert_true(idx < n);
+		if (seen[idx]++)
+			fail_msg("%s: slot %u twice (ring)", when, idx);
+		uint32_t status = TR_STATUS(atomic_load(&st->slots[idx].s_state));
+		if (status != TR_ST_FREE && !TR_TERMINAL(status))
+			fail_msg("%s: slot %u in the ring is %s", when, idx, taskring_status_name((int)status));
+	}
+	/* The queues' bands and heaps. */
+	for (uint32_t qi = 0; qi < nq; qi++) {
+		struct tr_queue *q = &st->queues[qi];
+		uint32_t ready = 0;
+		for (uint32_t b = 0; b < q->q_nbands; b++) {
+			uint32_t k = 0;
+			for (uint32_t idx = q->q_bands[b].b_head; idx != TR_NIL; idx = st->slots[idx].s_next, k++) {
+				assert_true(idx < n && k < n);
+				if (seen[idx]++)
+					fail_msg("%s: slot %u twice (queue %u band %u)", when, idx, qi, b);
+				struct tr_slot *s = &st->slots[idx];
+				if (TR_STATUS(atomic_load(&s->s_state)) != TASKRING_PENDING || s->s_loc != TR_LOC_READY ||
+				    s->s_queue != qi)
+					fail_msg("%s: slot %u in a ready list is %s (loc %u)", when, idx,
+						 taskring_status_name(TR_STATUS(atomic_load(&s->s_state))), s->s_loc);
+			}
+			assert_int_equal(k, q->q_bands[b].b_count);
+			ready += k;
+		}
+		assert_int_equal(ready, atomic_load(&q->q_ready));
+		uint32_t timers = atomic_load(&q->q_timers);
+		for (uint32_t k = 0; k < timers; k++) {
+			uint32_t idx = st->heaps[(size_t)qi * n + k];
+			assert_true(idx < n);
+			if (seen[idx]++)
+				fail_msg("%s: slot %u twice (queue %u heap)", when, idx, qi);
+			struct tr_slot *s = &st->slots[idx];
+			assert_int_equal(TR_STATUS(atomic_load(&s->s_state)), TASKRING_PENDING);
+			assert_int_equal(s->s_loc, TR_LOC_TIMER);
+		}
+	}
+	/* The rest: waiting for dependencies, or nowhere (a defect). */
+	for (uint32_t idx = 0; idx < n; idx++) {
+		if (seen[idx])
+			continue;
+		struct tr_slot *s = &st->slots[idx];
+		uint32_t status = TR_STATUS(atomic_load(&s->s_state));
+		if (status == TASKRING_PENDING && s->s_loc == TR_LOC_WAITING && s->s_deps_left > 0)
+			continue;
+		if (lost) {
+			(*lost)++;
+			continue;
+		}
+		fail_msg("%s: slot %u is %s (loc %u, owner %#x) and in no place", when, idx,
+			 status == TR_ST_FREE ? "free" : taskring_status_name((int)status), s->s_loc,
+			 atomic_load(&s->s_owner));
+	}
+	free(seen);
+}
+
+static inline void check_store(struct taskring_store *st, const char *when)
+{
+	check_store_lost(st, when, NULL);
+}
+
+#endif
