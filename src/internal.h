@@ -268,9 +268,8 @@ struct tr_hdr {
 #define TR_OWNER_CLOSER 0x80000000u /* in s_owner: that token is ending the
 				       running attempt, or ended the job and
 				       has not recycled its slot (proc.c) */
-#define TR_OWNER_HELD 0x40000000u   /* in s_owner: that token popped the slot
-				       from the ring and has not linked or
-				       pushed it back yet (proc.c) */
+#define TR_OWNER_HELD 0x40000000u   /* in s_holder: that token popped the
+				       slot from the ring (proc.c) */
 #define TR_OWNER_TOKEN(o) ((o) & ~(TR_OWNER_CLOSER | TR_OWNER_HELD))
 #define TR_PROC_TOKEN(idx, gen) ((((gen) & TR_PROC_GEN_MASK) << TR_PROC_BITS) | (idx))
 #define TR_PROC_IDX(tok) ((tok) & (TR_PROCS - 1))
@@ -349,7 +348,12 @@ struct tr_slot {
 	/* Line 2: arena references (offsets of block headers; 0 = none). */
 	uint64_t s_payload_off, s_result_off, s_errors_off, s_meta_off, s_delays_off;
 	int64_t s_backoff_base, s_backoff_cap;
-	uint32_t s_pad1[2];
+	/* The producer that took the slot from the ring (token |
+	 * TR_OWNER_HELD), and the slot's generation then: the mark counts only
+	 * while the generation says the producer has not finished writing it
+	 * (proc.c). On this line, which the producer writes anyway. */
+	_Atomic uint32_t s_holder;
+	_Atomic uint32_t s_holder_gen;
 	/* Line 3: small payloads and results live here, not in the arena;
 	 * and the expiry, which only a claim reads. */
 	uint8_t s_inline_payload[TR_INLINE_PAYLOAD];
@@ -365,11 +369,13 @@ struct tr_slot {
 	uint64_t s_dents_tail; /* last block (where the next one is added) */
 	uint32_t s_deps_left;  /* dependencies not yet complete */
 	uint32_t s_pad3;
-	/* While RUNNING: who holds the attempt and until when (proc.c). Set
-	 * by the claim before the state word says RUNNING; the lease is
-	 * moved by the holder's touches, and by a closer. */
+	/* While RUNNING: who holds the attempt (a process token; | closer
+	 * while it is being ended) and until when; after the end, the closer
+	 * until the slot is recycled (proc.c). Set by the claim before the
+	 * state word says RUNNING. Only workers write this line for most
+	 * jobs, so it does not move between producer and worker. */
 	_Atomic int64_t s_lease;   /* CLOCK_MONOTONIC ns */
-	_Atomic uint32_t s_owner;  /* a process token (0: none known) */
+	_Atomic uint32_t s_owner;  /* a process token and TR_OWNER_CLOSER */
 	uint32_t s_lease_ms;       /* the lease's length, for messages */
 };
 
@@ -555,6 +561,7 @@ TR_INTERNAL uint64_t tr__futex_wake_calls(void);
 TR_INTERNAL void tr__ring_init(struct taskring_store *st);
 TR_INTERNAL int tr__ring_push(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__ring_pop(struct taskring_store *st, uint32_t *idx);
+TR_INTERNAL void tr__ring_give_back(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL void tr__ring_rebuild(struct taskring_store *st);
 
 /* arena.c */

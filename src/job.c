@@ -269,7 +269,7 @@ uint32_t tr__reclaim(struct taskring_store *st, uint32_t max, int64_t ended_befo
 			if (tr__free_in_place(st, s, state) == 0)
 				count++;
 		}
-		tr__ring_push(st, idx);
+		tr__ring_give_back(st, idx);
 	}
 	return count;
 }
@@ -895,7 +895,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 				break;
 			}
 			for (size_t i = 0; i < got; i++)
-				tr__ring_push(st, idx[i]);
+				tr__ring_give_back(st, idx[i]);
 			if (got)
 				tr__wake_blocked(st);
 		}
@@ -932,7 +932,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 		tr__deps_abort(st, r, n);
 	if (rc) {
 		for (size_t i = 0; i < n; i++)
-			tr__ring_push(st, idx[i]);
+			tr__ring_give_back(st, idx[i]);
 		tr__wake_blocked(st);
 		free_req_blocks(st, r, n);
 		goto out;
@@ -940,7 +940,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	int64_t now = tr__now_real();
 	for (size_t i = 0; i < n; i++) {
 		if (r[i].ukey && tr__unique_find_locked(st, r[i].ukey, r[i].ukeylen, r[i].uhash, &made[i])) {
-			tr__ring_push(st, idx[i]); /* untouched: back it goes */
+			tr__ring_give_back(st, idx[i]); /* untouched: back it goes */
 			idx[i] = TR_NIL;
 			free_req_blocks(st, &r[i], 1);
 			existing++;

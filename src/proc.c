@@ -384,43 +384,70 @@ static int alive_cached(struct taskring_store *st, uint32_t tok, uint32_t *verdi
  * recycled its slot (s_owner still names the closer; recycling clears it):
  * finish that, once (the s_owner CAS decides who).
  */
-static void finish_ended(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t *verdict,
+static void finish_ended(struct taskring_store *st, uint32_t idx, uint32_t *verdict,
 			 struct taskring_reap_stats *stats)
 {
 	struct tr_slot *s = &st->slots[idx];
 	uint32_t owner = atomic_load_explicit(&s->s_owner, memory_order_acquire);
 	uint32_t tok = TR_OWNER_TOKEN(owner);
-	if (!(owner & (TR_OWNER_CLOSER | TR_OWNER_HELD)) || !tok || alive_cached(st, tok, verdict))
+	if (!(owner & TR_OWNER_CLOSER) || !tok || alive_cached(st, tok, verdict))
 		return;
 	if (!atomic_compare_exchange_strong_explicit(&s->s_owner, &owner, 0, memory_order_seq_cst,
 						     memory_order_relaxed))
 		return;
-	if (owner & TR_OWNER_CLOSER) {
-		tr__slot_finished(st, idx);
-	} else {
-		/* Popped by a producer (or a reclaim) that died before it
-		 * wrote or gave it back: whatever it holds goes. */
-		if (atomic_load_explicit(&s->s_gen, memory_order_acquire) & 1 || TR_TERMINAL(TR_STATUS(state)))
-			tr__free_in_place(st, s, state);
-		tr__ring_push(st, idx);
-		tr__wake_blocked(st);
-	}
+	tr__slot_finished(st, idx);
 	stats->recycled++;
 }
 
 /*
- * A job its producer wrote and died before linking (PENDING, in no list,
- * s_owner still the producer's, held): linked now, unless its dependencies
- * were not registered (then it is dropped; it was never acknowledged).
+ * The producer that took slot @idx from the ring, if it is dead and had not
+ * finished with it: the slot's generation is still the one it took (or one
+ * more: half-written), or two more and the job is pending in no list
+ * (written, not linked). Returns the holder word to CAS from, or 0.
+ */
+static uint32_t dead_holder(struct taskring_store *st, struct tr_slot *s, uint32_t gen_delta_lo,
+			    uint32_t gen_delta_hi, uint32_t *verdict)
+{
+	uint32_t holder = atomic_load_explicit(&s->s_holder, memory_order_acquire);
+	uint32_t tok = TR_OWNER_TOKEN(holder);
+	if (!(holder & TR_OWNER_HELD) || !tok)
+		return 0;
+	uint32_t d = atomic_load_explicit(&s->s_gen, memory_order_acquire) -
+		     atomic_load_explicit(&s->s_holder_gen, memory_order_relaxed);
+	if (d < gen_delta_lo || d > gen_delta_hi || alive_cached(st, tok, verdict))
+		return 0;
+	return holder;
+}
+
+/* A free or ended slot a dead producer took from the ring and had not yet
+ * written (or half wrote): whatever it holds goes, and it goes back. */
+static void give_back_held(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t *verdict,
+			   struct taskring_reap_stats *stats)
+{
+	struct tr_slot *s = &st->slots[idx];
+	uint32_t holder = dead_holder(st, s, 0, 1, verdict);
+	if (!holder || !atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, 0, memory_order_seq_cst,
+								memory_order_relaxed))
+		return;
+	if (atomic_load_explicit(&s->s_gen, memory_order_acquire) & 1 || TR_TERMINAL(TR_STATUS(state)))
+		tr__free_in_place(st, s, state);
+	tr__ring_push(st, idx);
+	tr__wake_blocked(st);
+	stats->recycled++;
+}
+
+/*
+ * A job its producer wrote and died before linking (PENDING, in no list):
+ * linked now, unless its dependencies were not registered (then it is
+ * dropped; it was never acknowledged).
  */
 static void link_unlinked(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t *verdict,
 			  struct taskring_reap_stats *stats)
 {
 	struct tr_slot *s = &st->slots[idx];
-	uint32_t owner = atomic_load_explicit(&s->s_owner, memory_order_acquire);
-	uint32_t tok = TR_OWNER_TOKEN(owner);
 	uint32_t qi = TR_GET(s->s_queue);
-	if (!(owner & TR_OWNER_HELD) || !tok || qi >= st->nqueues || alive_cached(st, tok, verdict))
+	uint32_t holder = dead_holder(st, s, 2, 2, verdict);
+	if (!holder || qi >= st->nqueues)
 		return;
 	struct tr_queue *q = &st->queues[qi];
 	if (tr__lock(&q->q_lock, st, (int)qi))
@@ -428,7 +455,7 @@ static void link_unlinked(struct taskring_store *st, uint32_t idx, uint32_t stat
 	uint32_t now_state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 	int link = 0, drop = 0;
 	if (now_state == state && TR_GET(s->s_loc) == TR_LOC_NONE &&
-	    atomic_compare_exchange_strong_explicit(&s->s_owner, &owner, 0, memory_order_seq_cst,
+	    atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, 0, memory_order_seq_cst,
 						    memory_order_relaxed)) {
 		if ((TR_GET(s->s_flags) & TR_SF_DEPS) && TR_GET(s->s_deps_left))
 			drop = 1;
@@ -500,7 +527,9 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 			uint32_t status = TR_STATUS(state);
 			if (TR_TERMINAL(status) || status == TR_ST_FREE) {
-				finish_ended(st, i, state, verdict, &stats);
+				if (TR_TERMINAL(status))
+					finish_ended(st, i, verdict, &stats);
+				give_back_held(st, i, state, verdict, &stats);
 				continue;
 			}
 			if (status == TASKRING_PENDING) {

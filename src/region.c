@@ -61,7 +61,8 @@ _Static_assert(offsetof(struct tr_queue, q_enqueued) == 512, "counters on line 8
 _Static_assert(sizeof(struct tr_block) == 16, "block header");
 _Static_assert(sizeof(struct tr_proc) == 64, "process table entry is one cache line");
 _Static_assert(offsetof(struct tr_slot, s_lease) == 304 && offsetof(struct tr_slot, s_owner) == 312,
-	       "slot line 4: lease and owner");
+	       "slot line 4: the lease and the owner");
+_Static_assert(offsetof(struct tr_slot, s_holder) == 184, "slot line 2: the holder");
 _Static_assert(TASKRING_MAX_SLOTS <= (1u << 24), "slot index fits the 24 bits an id carries");
 _Static_assert(TASKRING_MAX_QUEUES <= 0xffff && TASKRING_MAX_TASKS <= 0xffff, "u16 indices");
 
@@ -111,7 +112,7 @@ uint32_t tr__build_signature(void)
 		offsetof(struct tr_hdr, h_arena_free), offsetof(struct tr_slot, s_state),
 		offsetof(struct tr_slot, s_uuid), offsetof(struct tr_queue, q_lock),
 		sizeof(struct tr_band), sizeof(struct tr_error_entry), TR_BANDS, TR_ARENA_CLASSES,
-		sizeof(struct tr_proc), TR_PROCS, offsetof(struct tr_slot, s_lease),
+		sizeof(struct tr_proc), TR_PROCS, offsetof(struct tr_slot, s_lease), offsetof(struct tr_slot, s_owner), offsetof(struct tr_slot, s_holder),
 		TR_INLINE_PAYLOAD, TR_INLINE_RESULT, sizeof(void *), 0x01020304u,
 	};
 	uint32_t h = 2166136261u;

@@ -74,6 +74,14 @@ int tr__ring_push(struct taskring_store *st, uint32_t idx)
 	}
 }
 
+/* Push back a slot popped and not used: its holder mark goes first (the
+ * generation it names is still the slot's, so it would count). */
+void tr__ring_give_back(struct taskring_store *st, uint32_t idx)
+{
+	atomic_store_explicit(&st->slots[idx].s_holder, 0, memory_order_relaxed);
+	tr__ring_push(st, idx);
+}
+
 int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 {
 	_Atomic uint32_t *headp = &st->hdr->h_ring_head;
@@ -94,10 +102,14 @@ int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 						      memory_order_release);
 				if (v >= st->nslots)
 					return -EIO; /* scribbled cell: never index with it */
-				/* Ours until linked or pushed back: if we die
-				 * holding it, the reaper gives it back. */
-				atomic_store_explicit(&st->slots[v].s_owner, tr__proc_token(st) | TR_OWNER_HELD,
+				/* Ours until written and linked: if we die
+				 * before, the reaper finishes or undoes it. */
+				struct tr_slot *s = &st->slots[v];
+				atomic_store_explicit(&s->s_holder_gen,
+						      atomic_load_explicit(&s->s_gen, memory_order_relaxed),
 						      memory_order_relaxed);
+				atomic_store_explicit(&s->s_holder, tr__proc_token(st) | TR_OWNER_HELD,
+						      memory_order_release);
 				*idx = v;
 				return 0;
 			}

@@ -7,10 +7,10 @@
  * Checked at the end:
  *   - every job whose enqueue returned (acknowledged) completed, with its
  *     own result, after being run at least once;
- *   - exactly one completion was accepted per job: the queue's completed
- *     counter equals the number of complete jobs, although handlers that
- *     were killed after returning, or whose attempt was taken over, may
- *     have returned "ok" more often;
+ *   - exactly one completion was accepted per job: its result is the one of
+ *     the attempt that completed it (each handler returns its attempt
+ *     number), although handlers that were killed after returning, or
+ *     whose attempt was taken over, may have returned "ok" more often;
  *   - after each kill of a worker that was running a job, this process
  *     waited for that job's result: none waited longer than the lease +
  *     the reap period + 1 s;
@@ -67,7 +67,10 @@ static int h_soak(struct taskring_ctx *ctx, void *arg)
 	atomic_fetch_add(&g_lg->runs[seq], 1);
 	atomic_store(&g_lg->running[wi], (int64_t)seq + 1);
 	tu_sleep_ns(200000 + (int64_t)(tu_now_ns() % 500000)); /* 0.2-0.7 ms of "work" */
-	int rc = taskring_ctx_result(ctx, &seq, sizeof(seq));
+	/* The result names the attempt that made it: only the attempt that
+	 * completed the job may have its result kept. */
+	uint64_t res[2] = {seq, taskring_ctx_attempt(ctx)};
+	int rc = taskring_ctx_result(ctx, res, sizeof(res));
 	atomic_fetch_add(&g_lg->oks[seq], 1);
 	atomic_fetch_add(&g_lg->progress, 1);
 	atomic_store(&g_lg->running[wi], 0);
@@ -128,7 +131,7 @@ static int producer_main(void *arg, int ctl, int ack)
 		CK_RC(taskring_job_id(&j, g_lg->ids[seq]), 0);
 		atomic_store(&g_lg->acked[seq], 1);
 		atomic_fetch_add(&g_lg->progress, 1);
-		tu_sleep_ns(300000); /* a steady rate: the ledger lasts the run */
+		tu_sleep_ns(1500000); /* a steady rate: the ledger lasts the run */
 	}
 	CK_RC(taskring_store_close(st), 0);
 	return 0;
@@ -236,15 +239,15 @@ static void test_kill_soak(void **state)
 			       (unsigned long long)atomic_load(&st->hdr->h_reap_scans));
 		}
 		/* And its result comes within the bound. */
-		uint64_t res = 0;
+		uint64_t res[2] = {0, 0};
 		size_t rlen = 0;
 		int64_t tw = tu_now_ns();
-		int rc = taskring_job_result(&j, WAIT_BOUND, &res, sizeof(res), &rlen);
+		int rc = taskring_job_result(&j, WAIT_BOUND, res, sizeof(res), &rlen);
 		if (rc != 0)
 			fail_msg("kill %d: result of job %s: %s", k, g_lg->ids[running - 1], taskring_strerror(rc));
 		if (tu_now_ns() - tw > longest_wait)
 			longest_wait = tu_now_ns() - tw;
-		assert_int_equal(res, (uint64_t)(running - 1));
+		assert_int_equal(res[0], (uint64_t)(running - 1));
 	}
 	int64_t soak_ns = tu_now_ns() - t0;
 
@@ -261,7 +264,7 @@ static void test_kill_soak(void **state)
 			continue;
 		acked++;
 		struct taskring_job j;
-		uint64_t res = 0;
+		uint64_t res[2] = {0, 0};
 		size_t rlen = 0;
 		int lrc = taskring_job_lookup(st, g_lg->ids[i], &j);
 		if (lrc)
@@ -269,19 +272,30 @@ static void test_kill_soak(void **state)
 				 (unsigned long long)i, g_lg->ids[i], taskring_strerror(lrc),
 				 (unsigned)atomic_load(&g_lg->runs[i]), (unsigned)atomic_load(&g_lg->oks[i]),
 				 (unsigned long long)atomic_load(&st->hdr->h_arena_bump));
-		int rc = taskring_job_result(&j, 60 * SEC, &res, sizeof(res), &rlen);
+		int rc = taskring_job_result(&j, 60 * SEC, res, sizeof(res), &rlen);
 		if (rc != 0)
 			fail_msg("job %llu (%s): %s", (unsigned long long)i, g_lg->ids[i], taskring_strerror(rc));
-		assert_int_equal(res, i);
+		struct taskring_job_info in;
+		assert_rc(taskring_job_info(&j, &in), 0);
+		assert_int_equal(rlen, sizeof(res));
+		assert_int_equal(res[0], i);
+		/* Exactly one completion accepted: the completing attempt's. */
+		if (res[1] != in.retry_count)
+			fail_msg("job %llu completed as attempt %u with the result of attempt %llu", (unsigned long long)i,
+				 in.retry_count, (unsigned long long)res[1]);
 		assert_true(atomic_load(&g_lg->runs[i]) >= 1);
 		extra_oks += atomic_load(&g_lg->oks[i]) - 1;
 	}
 	for (int i = 0; i < WORKERS; i++)
 		assert_int_equal(tu_kid_join(work[i], 20000), 0);
-	/* Exactly one completion accepted per job: every complete job counted
-	 * once (jobs made but not acknowledged complete too). */
+	/* The completed counter agrees with the complete jobs, except that it
+	 * moves just before the transition it counts: a worker killed in
+	 * between counts once too often (jobs made but not acknowledged are
+	 * complete too). */
 	assert_rc(taskring_queue_stats(st, NULL, &after), 0);
-	assert_int_equal(after.completed - before.completed, after.by_status[TASKRING_COMPLETE]);
+	uint64_t counted = after.completed - before.completed;
+	assert_true(counted >= after.by_status[TASKRING_COMPLETE]);
+	assert_true(counted - after.by_status[TASKRING_COMPLETE] <= (uint64_t)worker_kills);
 	assert_true(after.by_status[TASKRING_COMPLETE] >= acked);
 	assert_int_equal(after.by_status[TASKRING_RUNNING] + after.by_status[TASKRING_PENDING], 0);
 	struct taskring_reap_stats r;
