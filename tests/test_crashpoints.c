@@ -85,7 +85,9 @@ static char g_ids[JOBS + 8][TASKRING_ID_LEN + 1];
 static const struct point *g_point;
 static uint32_t g_nth;
 
-static struct taskring_worker *worker(struct taskring_store *st)
+/* A worker without a reaper thread for the scenarios' tasks; "hang" runs
+ * @hang. (CK: in this process too, a failure ends the test.) */
+static struct taskring_worker *worker(struct taskring_store *st, taskring_handler_fn hang)
 {
 	struct taskring_worker_opts wo;
 	struct taskring_worker *w = NULL;
@@ -95,7 +97,7 @@ static struct taskring_worker *worker(struct taskring_store *st)
 	CK_RC(taskring_worker_register(w, "ok", h_ok, NULL), 0);
 	CK_RC(taskring_worker_register(w, "flaky", h_flaky, NULL), 0);
 	CK_RC(taskring_worker_register(w, "fail", h_fail, NULL), 0);
-	CK_RC(taskring_worker_register(w, "hang", h_hang, NULL), 0);
+	CK_RC(taskring_worker_register(w, "hang", hang, NULL), 0);
 	return w;
 }
 
@@ -106,7 +108,7 @@ static int kid_main(void *arg, int ctl, int ack)
 	(void)ctl;
 	(void)ack;
 	struct taskring_store *st = tu_kid_open(g_name);
-	struct taskring_worker *w = worker(st);
+	struct taskring_worker *w = worker(st, h_hang);
 	if (g_point->kind == K_REAP) {
 		/* The worker that held these died already: reaping them is
 		 * what crashes. */
@@ -153,7 +155,7 @@ static int hang_main(void *arg, int ctl, int ack)
 	(void)ctl;
 	(void)ack;
 	struct taskring_store *st = tu_kid_open(g_name);
-	struct taskring_worker *w = worker(st);
+	struct taskring_worker *w = worker(st, h_hang);
 	taskring_worker_run_one(w, 10 * SEC);
 	return 0;
 }
@@ -219,15 +221,7 @@ static void make_jobs(struct taskring_store *st, enum kind kind)
 /* Run or cancel what is left, in this process, and check that all ended. */
 static void finish_jobs(struct taskring_store *st)
 {
-	struct taskring_worker_opts wo;
-	struct taskring_worker *w = NULL;
-	taskring_worker_opts_init(&wo);
-	wo.reap_interval_ns = -1;
-	assert_rc(taskring_worker_create(st, &wo, &w), 0);
-	assert_rc(taskring_worker_register(w, "ok", h_ok, NULL), 0);
-	assert_rc(taskring_worker_register(w, "flaky", h_flaky, NULL), 0);
-	assert_rc(taskring_worker_register(w, "fail", h_fail, NULL), 0);
-	assert_rc(taskring_worker_register(w, "hang", h_fail, NULL), 0); /* no more hanging */
+	struct taskring_worker *w = worker(st, h_fail); /* no more hanging */
 	for (size_t i = 0; i < g_njobs; i++)
 		if (taskring_job_status(&g_jobs[i]) == TASKRING_PENDING) {
 			struct taskring_job_info in;
