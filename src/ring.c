@@ -18,9 +18,13 @@
  * differences, which is safe because the capacity is below 2^31.
  *
  * Crash note: a process killed between its CAS and its cell store leaves that
- * cell's turn behind; the ring then reports empty (or full) at that position
- * until repaired. Only slot reuse stalls, never a job; the repair belongs to
- * the reaper.
+ * cell's turn behind: after a pop, the slot it took is lost and a push
+ * cannot pass that cell once the ring wraps to it; after a push, pops see
+ * the ring empty from that cell on. Only slot reuse stalls, never a job
+ * already made, but enqueue can then fail with -EAGAIN. The reaper does not
+ * repair this yet (a few instructions wide; test_killsoak counts the cases).
+ * Outside that window a slot a dead producer popped carries its mark
+ * (s_holder, set here) and is given back by the reaper (proc.c).
  */
 #include <errno.h>
 #include <stdlib.h>
