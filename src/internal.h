@@ -284,7 +284,8 @@ struct tr_proc {
 	_Atomic int64_t p_lease_min;  /* CLOCK_MONOTONIC ns: no lease of a job
 					 it runs ends before this (a lower
 					 bound; INT64_MAX: none) */
-	_Atomic uint32_t p_workers;   /* worker objects it has */
+	_Atomic uint32_t p_supervised; /* a prefork supervisor watches its
+					  p_cancel (worker.c) */
 	_Atomic uint32_t p_cancel;    /* moved (and woken) when a job it runs
 					 is asked to cancel */
 	char p_comm[16];              /* its name, for the tools */

@@ -65,10 +65,12 @@ int taskring_job_cancel(const struct taskring_job *job)
 			if (!atomic_compare_exchange_weak_explicit(&s->s_state, &state, state | TR_ST_CANCEL,
 								   memory_order_acq_rel, memory_order_relaxed))
 				continue;
-			/* Tell the process that runs it: a prefork supervisor
-			 * kills the handler's process (worker.c). */
+			/* Tell the process that runs it, if a prefork
+			 * supervisor watches it: it kills the handler's process
+			 * (worker.c). Thread-mode workers see the flag alone. */
 			uint32_t owner = TR_OWNER_TOKEN(atomic_load_explicit(&s->s_owner, memory_order_relaxed));
-			if (owner) {
+			if (owner && atomic_load_explicit(&st->procs[TR_PROC_IDX(owner)].p_supervised,
+							  memory_order_acquire)) {
 				_Atomic uint32_t *w = &st->procs[TR_PROC_IDX(owner)].p_cancel;
 				atomic_fetch_add_explicit(w, 1, memory_order_seq_cst);
 				tr__futex_wake(w, INT32_MAX, 0xffffffffu);

@@ -151,7 +151,7 @@ static int proc_register(struct taskring_store *st)
 			p->p_attached_at = tr__now_real();
 			atomic_store_explicit(&p->p_heartbeat, p->p_attached_at, memory_order_relaxed);
 			atomic_store_explicit(&p->p_lease_min, INT64_MAX, memory_order_relaxed);
-			atomic_store_explicit(&p->p_workers, 0, memory_order_relaxed);
+			atomic_store_explicit(&p->p_supervised, 0, memory_order_relaxed);
 			memset(p->p_comm, 0, sizeof(p->p_comm));
 			prctl(PR_GET_NAME, p->p_comm, 0, 0, 0);
 			p->p_comm[sizeof(p->p_comm) - 1] = 0;
@@ -519,7 +519,11 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 		if (mins)
 			for (uint32_t i = 0; i < TR_PROCS; i++) {
 				mins[i] = INT64_MAX;
-				atomic_store_explicit(&st->procs[i].p_lease_min, INT64_MAX, memory_order_seq_cst);
+				/* Only live entries have jobs to bound (a new one
+				 * starts at INT64_MAX): no store to the others. */
+				if (atomic_load_explicit(&st->procs[i].p_word, memory_order_relaxed) & 1)
+					atomic_store_explicit(&st->procs[i].p_lease_min, INT64_MAX,
+							      memory_order_seq_cst);
 			}
 		atomic_fetch_add_explicit(&h->h_reap_scans, 1, memory_order_relaxed);
 		for (uint32_t i = 0; i < st->nslots; i++) {

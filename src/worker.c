@@ -1051,7 +1051,10 @@ static void pf_child_main(struct taskring_worker *w, uint32_t k)
 	w->sup_started = 0;
 	if (pthread_mutex_lock(&c->alive) == EOWNERDEAD)
 		pthread_mutex_consistent(&c->alive);
-	atomic_store_explicit(&c->token, tr__proc_token(w->st), memory_order_relaxed);
+	uint32_t tok = tr__proc_token(w->st);
+	if (tok) /* before it claims: a cancel of its job wakes the supervisor */
+		atomic_store_explicit(&w->st->procs[TR_PROC_IDX(tok)].p_supervised, 1, memory_order_release);
+	atomic_store_explicit(&c->token, tok, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 	tr__futex_wake(&c->seq, 1, 0xffffffffu);
 	struct thread_slot *ts = &w->threads[k];
