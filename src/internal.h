@@ -75,7 +75,14 @@
 #define TR_INTERNAL __attribute__((visibility("hidden")))
 
 #define TR_MAGIC 0x474e49524b534154ull /* "TASKRING" read as a little-endian u64 */
-#define TR_FORMAT_VERSION 7u
+#define TR_FORMAT_VERSION 8u
+
+/* A lock in the region (lock.c): 0 free, else TR_LOCK_HELD | the holder's
+ * process token, | TR_LOCK_WAITERS once someone sleeps on it. */
+typedef _Atomic uint32_t tr_lock_t;
+#define TR_LOCK_WAITERS 0x80000000u
+#define TR_LOCK_HELD 0x40000000u
+#define TR_LOCK_TOKEN_MASK 0x3fffffffu
 #define TR_INIT_READY 0x52454459u /* "YDER" */
 #define TR_CACHELINE 64
 #define TR_PAGE 4096
@@ -167,14 +174,14 @@ struct tr_hdr {
 	uint32_t h_unique_mask;
 
 	/* Structural lock: queue and task tables (rare). Robust, process-shared. */
-	_Alignas(TR_CACHELINE) pthread_mutex_t h_lock;
+	_Alignas(TR_CACHELINE) tr_lock_t h_lock;
 	/* The unique-key index's lock. Robust; rebuilt from the slots on
 	 * EOWNERDEAD. */
-	_Alignas(TR_CACHELINE) pthread_mutex_t h_unique_lock;
+	_Alignas(TR_CACHELINE) tr_lock_t h_unique_lock;
 	/* The dependency lock: registrations and resolutions of dependents.
 	 * Robust; repaired from the slots on EOWNERDEAD (deps.c). Taken after
 	 * a queue lock where both are held, before the unique-key lock. */
-	_Alignas(TR_CACHELINE) pthread_mutex_t h_deps_lock;
+	_Alignas(TR_CACHELINE) tr_lock_t h_deps_lock;
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_queues_used;
 	_Atomic uint32_t h_tasks_used;
 
@@ -188,9 +195,14 @@ struct tr_hdr {
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_done;
 	_Atomic uint32_t h_free_waiters;
 
-	/* Recycle ring positions, one line each (producers vs completers). */
-	_Alignas(TR_CACHELINE) _Atomic uint32_t h_ring_head;
-	_Alignas(TR_CACHELINE) _Atomic uint32_t h_ring_tail;
+	/* Recycle ring (ring.c): each end's lock, position and journal on a
+	 * line of its own (producers pop, completers push). */
+	_Alignas(TR_CACHELINE) tr_lock_t h_ring_pop_lock;
+	_Atomic uint32_t h_ring_head;
+	_Atomic uint64_t h_ring_pop_op;
+	_Alignas(TR_CACHELINE) tr_lock_t h_ring_push_lock;
+	_Atomic uint32_t h_ring_tail;
+	_Atomic uint64_t h_ring_push_op;
 
 	/* Arena: bump pointer and per-class free stacks ((tag << 32) | off >> 6). */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_arena_bump;
@@ -224,7 +236,7 @@ struct tr_hdr {
 					     made: new jobs are refused */
 	/* The flusher's lock and what it alone changes: the current segment
 	 * (every process opens it by name) and the file stream's end. */
-	_Alignas(TR_CACHELINE) pthread_mutex_t h_log_lock;
+	_Alignas(TR_CACHELINE) tr_lock_t h_log_lock;
 	uint64_t h_log_end;          /* the next record's sequence number */
 	uint64_t h_log_seg_base;     /* the current segment, or UINT64_MAX */
 	uint64_t h_log_seg_salt;
@@ -308,11 +320,10 @@ struct tr_queue {
 	/* Line 1: the name; written once under h_lock before h_queues_used. */
 	char q_name[64];
 	/* Lines 2-3: the lock and what it guards besides the bands. */
-	pthread_mutex_t q_lock;
+	tr_lock_t q_lock;
 	uint32_t q_nbands;
-	uint32_t q_pad1;
 	uint64_t q_link_seq;        /* FIFO order of links, for rebuilds */
-	uint8_t q_pad2[TR_CACHELINE * 2 - sizeof(pthread_mutex_t) - 16];
+	uint8_t q_pad2[TR_CACHELINE * 2 - 16];
 	/* Lines 4-7: priority bands, highest first. */
 	struct tr_band q_bands[TR_BANDS];
 	/* Line 8: cumulative counters. */
@@ -464,13 +475,23 @@ struct tr_layout {
 TR_INTERNAL int tr__layout(uint32_t slots, uint32_t queues, uint32_t tasks, uint64_t arena, uint64_t logbuf,
 			   struct tr_layout *out);
 TR_INTERNAL uint32_t tr__build_signature(void);
-/* @queue of tr__lock(): a queue index, or one of these. */
+/* lock.c. @which of tr__lock(): a queue index (its lock), or one of these;
+ * it says what to repair when the lock is taken from a dead holder
+ * (tr__lock_repair(), region.c). */
 #define TR_LOCK_STORE (-1)
 #define TR_LOCK_UNIQUE (-2)
 #define TR_LOCK_DEPS (-3)
-TR_INTERNAL int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue);
-TR_INTERNAL int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited);
-TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
+#define TR_LOCK_LOG (-4)
+#define TR_LOCK_RING_PUSH (-5)
+#define TR_LOCK_RING_POP (-6)
+TR_INTERNAL int tr__lock(tr_lock_t *w, struct taskring_store *st, int which);
+TR_INTERNAL int tr__lock_waited(tr_lock_t *w, struct taskring_store *st, int which, int *waited);
+TR_INTERNAL int tr__trylock(tr_lock_t *w, struct taskring_store *st, int which);
+TR_INTERNAL void tr__unlock(tr_lock_t *w);
+TR_INTERNAL int tr__spin_lock(tr_lock_t *w, struct taskring_store *st, int which);
+TR_INTERNAL void tr__spin_unlock(tr_lock_t *w);
+TR_INTERNAL void tr__lock_repair(struct taskring_store *st, int which, uint32_t dead);
+#define TR_FUTEX_ANY 0xffffffffu
 
 /*
  * Crash points (util.c): named places inside multi-step updates of shared
@@ -491,7 +512,9 @@ TR_INTERNAL void tr__unlock(pthread_mutex_t *m);
 	X(DEPS_RESOLVING, "deps.resolving") /* deps lock held, dependents half resolved */ \
 	X(REAP_CLOSING, "reap.closing")   /* a reaper took an attempt's closing */ \
 	X(ENQ_POPPED, "enqueue.popped")   /* slots taken from the ring, not written */ \
-	X(ENQ_FILLED, "enqueue.filled")   /* jobs written (PENDING), not linked */
+	X(ENQ_FILLED, "enqueue.filled")   /* jobs written (PENDING), not linked */ \
+	X(RING_PUSH, "ring.push")         /* push lock held, journalled, tail not moved */ \
+	X(RING_POP, "ring.pop")           /* pop lock held, head moved, slot not marked */
 enum tr_crash_point {
 #define TR_CP_ENUM(id, name) TR_CP_##id,
 	TR_CRASH_POINTS(TR_CP_ENUM)
@@ -564,6 +587,8 @@ TR_INTERNAL int tr__ring_push(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__ring_pop(struct taskring_store *st, uint32_t *idx);
 TR_INTERNAL void tr__ring_give_back(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL void tr__ring_rebuild(struct taskring_store *st);
+TR_INTERNAL void tr__ring_repair(struct taskring_store *st, int which, uint32_t dead);
+TR_INTERNAL void tr__ring_settle(struct taskring_store *st);
 
 /* arena.c */
 TR_INTERNAL uint64_t tr__arena_alloc(struct taskring_store *st, size_t len);

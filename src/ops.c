@@ -171,9 +171,10 @@ static int remove_pending_locked(struct taskring_store *st, struct tr_queue *q, 
 	if (TR_STATUS(state) != TASKRING_PENDING)
 		return -ESTALE;
 	tr__queue_unlink_locked(st, q, idx);
+	/* Ours to recycle, cancelled or freed (see proc.c and ring.c). */
+	atomic_store_explicit(&s->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 	if (state & TR_ST_DEPS) {
 		TR_SET(s->s_completed_at, tr__now_real());
-		atomic_store_explicit(&s->s_owner, tr__proc_token(st) | TR_OWNER_CLOSER, memory_order_relaxed);
 		atomic_fetch_add_explicit(&q->q_cancelled, 1, memory_order_relaxed);
 		if (st->wal) {
 			int64_t v[2] = {TR_ATTEMPT(state), TR_GET(s->s_completed_at)};

@@ -248,6 +248,10 @@ uint32_t tr__proc_token(struct taskring_store *st)
 	pid_t pid = tr__pid();
 	if (__builtin_expect(atomic_load_explicit(&st->reg_pid, memory_order_acquire) == pid, 1))
 		return atomic_load_explicit(&st->token, memory_order_relaxed);
+	/* Not attached yet (a region being rebuilt from its log, which
+	 * nobody else can see): no token. */
+	if (!st->procs)
+		return 0;
 	/* A child after fork(): register this process. */
 	pthread_mutex_lock(&st->reg_lock);
 	if (atomic_load_explicit(&st->reg_pid, memory_order_relaxed) != pid && proc_register(st) != 0) {
@@ -380,9 +384,9 @@ static int alive_cached(struct taskring_store *st, uint32_t tok, uint32_t *verdi
 }
 
 /*
- * A terminal job whose closer died before it resolved its dependents and
- * recycled its slot (s_owner still names the closer; recycling clears it):
- * finish that, once (the s_owner CAS decides who).
+ * A terminal (or purged, free) job whose closer died before it resolved its
+ * dependents and recycled its slot (s_owner still names the closer;
+ * recycling clears it): finish that, once (the s_owner CAS decides who).
  */
 static void finish_ended(struct taskring_store *st, uint32_t idx, uint32_t *verdict,
 			 struct taskring_reap_stats *stats)
@@ -392,8 +396,9 @@ static void finish_ended(struct taskring_store *st, uint32_t idx, uint32_t *verd
 	uint32_t tok = TR_OWNER_TOKEN(owner);
 	if (!(owner & TR_OWNER_CLOSER) || !tok || alive_cached(st, tok, verdict))
 		return;
-	if (!atomic_compare_exchange_strong_explicit(&s->s_owner, &owner, 0, memory_order_seq_cst,
-						     memory_order_relaxed))
+	/* Ours now as its closer: the push checks that (ring.c). */
+	if (!atomic_compare_exchange_strong_explicit(&s->s_owner, &owner, tr__proc_token(st) | TR_OWNER_CLOSER,
+						     memory_order_seq_cst, memory_order_relaxed))
 		return;
 	tr__slot_finished(st, idx);
 	stats->recycled++;
@@ -426,12 +431,13 @@ static void give_back_held(struct taskring_store *st, uint32_t idx, uint32_t sta
 {
 	struct tr_slot *s = &st->slots[idx];
 	uint32_t holder = dead_holder(st, s, 0, 1, verdict);
-	if (!holder || !atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, 0, memory_order_seq_cst,
-								memory_order_relaxed))
+	/* Ours now as its holder: the give-back checks that (ring.c). */
+	if (!holder || !atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, tr__proc_token(st) | TR_OWNER_HELD,
+								memory_order_seq_cst, memory_order_relaxed))
 		return;
 	if (atomic_load_explicit(&s->s_gen, memory_order_acquire) & 1 || TR_TERMINAL(TR_STATUS(state)))
 		tr__free_in_place(st, s, state);
-	tr__ring_push(st, idx);
+	tr__ring_give_back(st, idx);
 	tr__wake_blocked(st);
 	stats->recycled++;
 }
@@ -453,15 +459,14 @@ static void link_unlinked(struct taskring_store *st, uint32_t idx, uint32_t stat
 	if (tr__lock(&q->q_lock, st, (int)qi))
 		return;
 	uint32_t now_state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-	int link = 0, drop = 0;
+	int link = 0, drop = (TR_GET(s->s_flags) & TR_SF_DEPS) && TR_GET(s->s_deps_left);
+	/* A dropped slot is ours to give back as its holder (ring.c). */
 	if (now_state == state && TR_GET(s->s_loc) == TR_LOC_NONE &&
-	    atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, 0, memory_order_seq_cst,
-						    memory_order_relaxed)) {
-		if ((TR_GET(s->s_flags) & TR_SF_DEPS) && TR_GET(s->s_deps_left))
-			drop = 1;
-		else
-			link = 1;
-	}
+	    atomic_compare_exchange_strong_explicit(&s->s_holder, &holder, drop ? tr__proc_token(st) | TR_OWNER_HELD : 0,
+						    memory_order_seq_cst, memory_order_relaxed))
+		link = !drop;
+	else
+		drop = 0;
 	if (link)
 		tr__queue_link_locked(st, q, idx, tr__now_real());
 	uint32_t sleepers = link ? tr__queue_sleepers_locked(q) : 0;
@@ -469,7 +474,7 @@ static void link_unlinked(struct taskring_store *st, uint32_t idx, uint32_t stat
 	if (sleepers)
 		tr__queue_wake(st, qi, 1);
 	if (drop && tr__free_in_place(st, s, state) == 0) {
-		tr__ring_push(st, idx);
+		tr__ring_give_back(st, idx);
 		tr__wake_blocked(st);
 	}
 	stats->recycled += link | drop;
@@ -484,6 +489,8 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 	int scan = full;
 
 	memset(&stats, 0, sizeof(stats));
+	/* A ring step whose process died inside it is finished first. */
+	tr__ring_settle(st);
 	/* The process table: one probe per live entry. */
 	for (uint32_t i = 0; i < TR_PROCS; i++) {
 		struct tr_proc *p = &st->procs[i];
@@ -531,8 +538,9 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 			uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
 			uint32_t status = TR_STATUS(state);
 			if (TR_TERMINAL(status) || status == TR_ST_FREE) {
-				if (TR_TERMINAL(status))
-					finish_ended(st, i, verdict, &stats);
+				/* (Free too: a purged pending job, freed in
+				 * place by a closer that died before the push.) */
+				finish_ended(st, i, verdict, &stats);
 				give_back_held(st, i, state, verdict, &stats);
 				continue;
 			}

@@ -41,8 +41,8 @@ _Static_assert(offsetof(struct tr_hdr, h_format) == 8, "format word at offset 8"
 _Static_assert(offsetof(struct tr_hdr, h_build) == 12, "build signature at offset 12");
 _Static_assert(offsetof(struct tr_hdr, h_lock) % TR_CACHELINE == 0, "store lock on its own line");
 _Static_assert(offsetof(struct tr_hdr, h_wake) % TR_CACHELINE == 0, "wake word on its own line");
-_Static_assert(offsetof(struct tr_hdr, h_ring_head) % TR_CACHELINE == 0, "ring head on its own line");
-_Static_assert(offsetof(struct tr_hdr, h_ring_tail) % TR_CACHELINE == 0, "ring tail on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_ring_pop_lock) % TR_CACHELINE == 0, "ring pop side on its own line");
+_Static_assert(offsetof(struct tr_hdr, h_ring_push_lock) % TR_CACHELINE == 0, "ring push side on its own line");
 _Static_assert(sizeof(struct tr_slot) == 320, "slot is five cache lines");
 _Static_assert(offsetof(struct tr_slot, s_unique_off) == 256, "slot line 4");
 _Static_assert(offsetof(struct tr_hdr, h_unique_lock) % TR_CACHELINE == 0, "unique lock on its own line");
@@ -108,7 +108,7 @@ uint32_t tr__build_signature(void)
 {
 	const uint64_t v[] = {
 		sizeof(struct tr_hdr), sizeof(struct tr_queue), sizeof(struct tr_slot),
-		sizeof(pthread_mutex_t), offsetof(struct tr_hdr, h_wake),
+		sizeof(tr_lock_t), offsetof(struct tr_hdr, h_wake), offsetof(struct tr_hdr, h_ring_push_op),
 		offsetof(struct tr_hdr, h_arena_free), offsetof(struct tr_slot, s_state),
 		offsetof(struct tr_slot, s_uuid), offsetof(struct tr_queue, q_lock),
 		sizeof(struct tr_band), sizeof(struct tr_error_entry), TR_BANDS, TR_ARENA_CLASSES,
@@ -124,77 +124,22 @@ uint32_t tr__build_signature(void)
 	return h;
 }
 
-static int init_robust(pthread_mutex_t *m)
+/* What to repair when a lock is taken from @dead, its holder, who died
+ * (lock.c). The store lock and the log's need nothing: the store lock's
+ * steps are ordered to be safe, and a dead flusher's bytes are written
+ * again by the next (wal.c). */
+void tr__lock_repair(struct taskring_store *st, int which, uint32_t dead)
 {
-	pthread_mutexattr_t a;
-	int rc = pthread_mutexattr_init(&a);
-	if (rc)
-		return -rc;
-	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (!rc)
-		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	if (!rc)
-		rc = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return -rc;
-}
-
-/*
- * Lock a robust mutex of the store. Spins briefly on trylock first: the
- * critical sections are a few dozen instructions, and sleeping in the kernel
- * costs tens of microseconds on this class of machine. If the previous owner
- * died holding it, the protected structure is repaired before use
- * (@queue >= 0: that queue's lists are rebuilt from the slot table; the store
- * lock guards only append-only tables that are consistent at every step).
- */
-int tr__lock(pthread_mutex_t *m, struct taskring_store *st, int queue)
-{
-	int waited;
-	return tr__lock_waited(m, st, queue, &waited);
-}
-
-/* tr__lock(), also saying (*@waited) whether the first try failed. */
-int tr__lock_waited(pthread_mutex_t *m, struct taskring_store *st, int queue, int *waited)
-{
-	int rc = pthread_mutex_trylock(m);
-	int64_t until = 0;
-
-	*waited = rc == EBUSY;
-	/* Spin up to ~50 us (a holder linking a batch of 64 cold slots needs a
-	 * few), then sleep in the kernel. The time is read every 64 tries. */
-	for (int i = 1; rc == EBUSY; i++) {
-		tr__cpu_relax();
-		if ((i & 63) == 0) {
-			int64_t now = tr__now_mono();
-			if (!until)
-				until = now + 50000;
-			else if (now >= until)
-				break;
-		}
-		/* Test before test-and-set: reading the lock word keeps its cache
-		 * line shared until the holder releases it, instead of pulling
-		 * it away from the holder with a failing CAS on every round.
-		 * (__data.__lock is glibc's futex word: 0 when free.) */
-		if (__atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0)
-			rc = pthread_mutex_trylock(m);
+	if (which >= 0) {
+		if ((uint32_t)which < st->nqueues)
+			tr__queue_repair(st, (uint32_t)which);
+	} else if (which == TR_LOCK_UNIQUE) {
+		tr__unique_rebuild(st);
+	} else if (which == TR_LOCK_DEPS) {
+		tr__deps_repair(st);
+	} else if (which == TR_LOCK_RING_PUSH || which == TR_LOCK_RING_POP) {
+		tr__ring_repair(st, which, dead);
 	}
-	if (rc == EBUSY)
-		rc = pthread_mutex_lock(m);
-	if (rc == EOWNERDEAD) {
-		if (queue >= 0)
-			tr__queue_repair(st, (uint32_t)queue);
-		else if (queue == TR_LOCK_UNIQUE)
-			tr__unique_rebuild(st);
-		else if (queue == TR_LOCK_DEPS)
-			tr__deps_repair(st);
-		rc = pthread_mutex_consistent(m);
-	}
-	return -rc;
-}
-
-void tr__unlock(pthread_mutex_t *m)
-{
-	pthread_mutex_unlock(m);
 }
 
 /* Turn the validated header's offsets into this process's pointers, and copy
@@ -222,7 +167,6 @@ static void set_pointers(struct taskring_store *st)
 static int init_region(struct taskring_store *st, const struct taskring_store_opts *o, const struct tr_layout *l)
 {
 	struct tr_hdr *h = st->hdr;
-	int rc;
 
 	/* Every slot and ring cell is written below: fault their pages in
 	 * with one call rather than one fault each (a fault costs micro-
@@ -262,22 +206,11 @@ static int init_region(struct taskring_store *st, const struct taskring_store_op
 		h->h_segment_bytes = o->segment_bytes;
 		h->h_log_manual_compact = !!(o->flags & TASKRING_STORE_MANUAL_COMPACT);
 		h->h_log_seg_base = UINT64_MAX;
-		if ((rc = init_robust(&h->h_log_lock)) != 0)
-			return rc;
 	}
-	rc = init_robust(&h->h_lock);
-	if (!rc)
-		rc = init_robust(&h->h_unique_lock);
-	if (!rc)
-		rc = init_robust(&h->h_deps_lock);
-	if (rc)
-		return rc;
+	/* Locks are words, free at 0 (lock.c): the region is zero-filled. */
 	atomic_store_explicit(&h->h_arena_bump, TR_CACHELINE, memory_order_relaxed);
 	set_pointers(st);
 	for (uint32_t q = 0; q < st->nqueues; q++) {
-		rc = init_robust(&st->queues[q].q_lock);
-		if (rc)
-			return rc;
 		atomic_store_explicit(&st->queues[q].q_next_due, INT64_MAX, memory_order_relaxed);
 	}
 	for (uint32_t i = 0; i < st->nslots; i++) {

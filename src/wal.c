@@ -26,7 +26,7 @@
  * unwritten slot always has room, since every record is at most a quarter
  * of the ring, so this cannot deadlock.
  *
- * Group commit. One robust mutex, h_log_lock, makes one flusher at a time,
+ * Group commit. One lock, h_log_lock (lock.c), makes one flusher at a time,
  * in whatever process. The flusher takes every published slot from
  * h_log_flushed on (stopping at the first one not yet published), copies
  * the records into one buffer, gives each its sequence number (its position
@@ -38,7 +38,7 @@
  * its slot: it tries the lock and flushes itself, or sleeps on h_log_seq
  * while another flushes, and checks again; so everybody who arrived during
  * one flush is covered by the next, with one fdatasync for all. No daemon:
- * a flusher that dies leaves the lock to the next (EOWNERDEAD), which writes
+ * a flusher that dies leaves the lock to the next (found dead), which writes
  * the same bytes again from h_log_flushed.
  *
  * A failed write or sync sets h_log_failed: the records it covered are never
@@ -152,26 +152,20 @@ static void ring_zero(struct taskring_store *st, uint64_t from, uint64_t to)
 
 /* ---- the flusher ------------------------------------------------------------------------ */
 
-/* Lock the flusher's mutex; a dead flusher needs no repair (see above). */
+/* The flusher's lock; a dead flusher needs no repair (see above). */
 static int log_trylock(struct taskring_store *st)
 {
-	int rc = pthread_mutex_trylock(&st->hdr->h_log_lock);
-	if (rc == EOWNERDEAD)
-		rc = pthread_mutex_consistent(&st->hdr->h_log_lock);
-	return rc;
+	return -tr__trylock(&st->hdr->h_log_lock, st, TR_LOCK_LOG);
 }
 
 static int log_lock(struct taskring_store *st)
 {
-	int rc = pthread_mutex_lock(&st->hdr->h_log_lock);
-	if (rc == EOWNERDEAD)
-		rc = pthread_mutex_consistent(&st->hdr->h_log_lock);
-	return rc;
+	return -tr__lock(&st->hdr->h_log_lock, st, TR_LOCK_LOG);
 }
 
 static void log_unlock(struct taskring_store *st)
 {
-	pthread_mutex_unlock(&st->hdr->h_log_lock);
+	tr__unlock(&st->hdr->h_log_lock);
 }
 
 static int out_reserve(struct tr_wal *w, size_t need)

@@ -10,12 +10,11 @@
 
 /*
  * Walk the region (quiescent: nobody else acts) and check the invariants.
- * Takes every queue lock and the deps lock first, so that a lock left by a
- * dead holder is repaired as any next holder would. With @lost NULL, a slot
- * in no place or a ring cell not published fails the test; otherwise they
- * are counted there (the recycle ring's own windows, see test_killsoak.c).
+ * Takes every queue lock, the deps lock and the ring's locks first, so that
+ * a lock left by a dead holder is repaired as any next holder would. A slot
+ * in no place, or a ring cell not published, fails the test.
  */
-static inline void check_store_lost(struct taskring_store *st, const char *when, uint32_t *lost)
+static inline void check_store(struct taskring_store *st, const char *when)
 {
 	uint32_t n = st->nslots;
 	uint8_t *seen = calloc(n, 1);
@@ -27,17 +26,14 @@ static inline void check_store_lost(struct taskring_store *st, const char *when,
 	}
 	assert_rc(tr__deps_lock(st), 0);
 	tr__deps_unlock(st);
+	tr__ring_settle(st);
 
 	/* The ring: every cell between head and tail published, once each. */
 	uint32_t head = atomic_load(&st->hdr->h_ring_head), tail = atomic_load(&st->hdr->h_ring_tail);
 	for (uint32_t p = head; p != tail; p++) {
 		uint64_t cell = atomic_load(&st->ring[p & st->ring_mask]);
-		if ((uint32_t)(cell >> 32) != p + 1) {
-			if (!lost)
-				fail_msg("%s: ring cell %u not published (turn %u)", when, p, (uint32_t)(cell >> 32));
-			(*lost)++;
-			continue;
-		}
+		if ((uint32_t)(cell >> 32) != p + 1)
+			fail_msg("%s: ring cell %u not published (turn %u)", when, p, (uint32_t)(cell >> 32));
 		uint32_t idx = (uint32_t)cell;
 		assert_true(idx < n);
 		if (seen[idx]++)
@@ -85,20 +81,11 @@ static inline void check_store_lost(struct taskring_store *st, const char *when,
 		uint32_t status = TR_STATUS(atomic_load(&s->s_state));
 		if (status == TASKRING_PENDING && s->s_loc == TR_LOC_WAITING && s->s_deps_left > 0)
 			continue;
-		if (lost) {
-			(*lost)++;
-			continue;
-		}
 		fail_msg("%s: slot %u is %s (loc %u, owner %#x) and in no place", when, idx,
 			 status == TR_ST_FREE ? "free" : taskring_status_name((int)status), s->s_loc,
 			 atomic_load(&s->s_owner));
 	}
 	free(seen);
-}
-
-static inline void check_store(struct taskring_store *st, const char *when)
-{
-	check_store_lost(st, when, NULL);
 }
 
 #endif

@@ -77,6 +77,7 @@ static const struct point g_points[] = {
 	{"end.logged", K_RUN},     {"end.terminal", K_RUN},    {"retry.linked", K_RUN},
 	{"retry.pending", K_RUN},  {"cancel.terminal", K_CANCEL}, {"deps.resolving", K_DEPS},
 	{"reap.closing", K_REAP},  {"enqueue.popped", K_ENQ},   {"enqueue.filled", K_ENQ},
+	{"ring.push", K_RUN},      {"ring.pop", K_ENQ},
 };
 
 static struct taskring_job g_jobs[JOBS + 8];
