@@ -79,10 +79,11 @@ static _Atomic uint32_t *claim_word(struct taskring_store *st, uint32_t idx, uin
 static void publish(struct taskring_store *st, uint32_t tail, uint32_t idx)
 {
 	atomic_store_explicit(&st->slots[idx].s_owner, 0, memory_order_relaxed);
+	/* Release: the slot's terminal state and fields are visible to
+	 * whoever reads this cell and pops this index (a pop looks at the
+	 * cell, not at the tail). */
 	atomic_store_explicit(&st->ring[tail & st->ring_mask], ((uint64_t)(tail + 1) << 32) | idx,
-			      memory_order_relaxed);
-	/* Release: the cell and the slot's terminal state and fields are
-	 * visible to whoever reads the tail and pops this index. */
+			      memory_order_release);
 	atomic_store_explicit(&st->hdr->h_ring_tail, tail + 1, memory_order_release);
 }
 
@@ -95,12 +96,11 @@ static int push(struct taskring_store *st, uint32_t idx, uint32_t kind, uint32_t
 	int rc = tr__spin_lock(&h->h_ring_push_lock, st, TR_LOCK_RING_PUSH);
 	if (rc)
 		return rc;
+	/* (Never full while each slot is in once; the head is not read, so
+	 * the two ends' lines do not travel between producers and workers.) */
 	uint32_t tail = atomic_load_explicit(&h->h_ring_tail, memory_order_relaxed);
-	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_acquire);
 	_Atomic uint32_t *w = claim_word(st, idx, kind);
-	if (tail - head > st->ring_mask) {
-		rc = -ENOSPC; /* cannot happen while each slot is in once */
-	} else if (atomic_load_explicit(w, memory_order_relaxed) != claim) {
+	if (atomic_load_explicit(w, memory_order_relaxed) != claim) {
 		rc = -EALREADY; /* another process is responsible for it now */
 	} else {
 		/* The word is ours: only a reaper moves it, and only once we
@@ -149,45 +149,52 @@ static void give_back_owed(struct taskring_store *st)
 int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 {
 	struct tr_hdr *h = st->hdr;
-	/* Nothing to take: no lock (a snapshot; a racing push is missed as
-	 * a lock-free ring would miss it). */
+	/* A cell holds a slot for this lap when it was written at this
+	 * position (its high half is the position + 1); the tail is not read,
+	 * so the two ends' lines do not travel. Nothing to take: no lock (a
+	 * snapshot; a racing push is missed as a lock-free ring would). */
 	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_relaxed);
-	if (atomic_load_explicit(&h->h_ring_tail, memory_order_relaxed) == head)
+	uint64_t c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_relaxed);
+	if ((uint32_t)(c >> 32) != head + 1 && atomic_load_explicit(&h->h_ring_tail, memory_order_relaxed) == head)
 		return -EAGAIN;
 	int rc = tr__spin_lock(&h->h_ring_pop_lock, st, TR_LOCK_RING_POP);
 	if (rc)
 		return rc;
 	head = atomic_load_explicit(&h->h_ring_head, memory_order_relaxed);
-	/* Acquire: pairs with publish(): the cell below is written. */
-	uint32_t tail = atomic_load_explicit(&h->h_ring_tail, memory_order_acquire);
+	/* Acquire: pairs with publish(): the slot's fields are visible. */
+	c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
 	rc = -EAGAIN;
-	if (tail != head) {
-		uint64_t c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_relaxed);
-		uint32_t v = (uint32_t)c;
-		if ((uint32_t)(c >> 32) != head + 1 || v >= st->nslots || tail - head > st->ring_mask + 1) {
-			/* A scribbled cell: never index with it; step past. */
-			atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
-			rc = -EIO;
-		} else {
-			/* The slot leaves the ring, then is marked ours until
-			 * written and linked: if we die after, the reaper
-			 * finishes or undoes it (proc.c); if we die in
-			 * between, the next popper marks it (repair). A mark
-			 * is never on a slot still in the ring. */
-			struct tr_slot *s = &st->slots[v];
-			atomic_store_explicit(&h->h_ring_pop_op, J_MAKE(head, J_POP, v), memory_order_relaxed);
-			/* Release: our read of the cell precedes the push that
-			 * reuses it a lap later. */
-			atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
-			TR_CRASH(RING_POP);
-			atomic_store_explicit(&s->s_holder_gen, atomic_load_explicit(&s->s_gen, memory_order_relaxed),
-					      memory_order_relaxed);
-			atomic_store_explicit(&s->s_holder, tr__proc_token(st) | TR_OWNER_HELD, memory_order_relaxed);
-			atomic_store_explicit(&h->h_ring_pop_op, 0, memory_order_relaxed);
-			*idx = v;
-			rc = 0;
-		}
+	if ((uint32_t)(c >> 32) != head + 1 &&
+	    atomic_load_explicit(&h->h_ring_tail, memory_order_acquire) - head - 1 <= st->ring_mask)
+		/* The tail is past us: the cell was written before it moved
+		 * (a push racing our first look), or it was scribbled. */
+		c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
+	else if ((uint32_t)(c >> 32) != head + 1)
+		goto out; /* empty */
+	uint32_t v = (uint32_t)c;
+	if ((uint32_t)(c >> 32) != head + 1 || v >= st->nslots) {
+		/* Scribbled: never index with it; step past it. */
+		atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
+		rc = -EIO;
+	} else {
+		/* The slot leaves the ring, then is marked ours until written
+		 * and linked: if we die after, the reaper finishes or undoes
+		 * it (proc.c); if we die in between, the next popper marks it
+		 * (repair). A mark is never on a slot still in the ring. */
+		struct tr_slot *s = &st->slots[v];
+		atomic_store_explicit(&h->h_ring_pop_op, J_MAKE(head, J_POP, v), memory_order_relaxed);
+		/* Release: our read of the cell precedes the push that reuses
+		 * it a lap later. */
+		atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
+		TR_CRASH(RING_POP);
+		atomic_store_explicit(&s->s_holder_gen, atomic_load_explicit(&s->s_gen, memory_order_relaxed),
+				      memory_order_relaxed);
+		atomic_store_explicit(&s->s_holder, tr__proc_token(st) | TR_OWNER_HELD, memory_order_relaxed);
+		atomic_store_explicit(&h->h_ring_pop_op, 0, memory_order_relaxed);
+		*idx = v;
+		rc = 0;
 	}
+out:
 	tr__spin_unlock(&h->h_ring_pop_lock);
 	give_back_owed(st);
 	return rc;
