@@ -43,20 +43,22 @@
  *   - Without a log (taskring_store_opts.log_dir), a store survives the
  *     death of any process, not a reboot. With one, it survives both; see
  *     "The log" below. Delivery is at-least-once per attempt.
- *   - A process that dies holding a queue's lock does not wedge the queue
- *     (the robust mutex hands the next locker EOWNERDEAD and the queue is
- *     rebuilt from the slot table). A job whose worker process dies while
- *     running it, or whose lease runs out, is put back (or ended) by the
- *     reaper; see "Leases and the reaper". So is a slot that a process held
- *     when it died: a job half-written by its producer (dropped, or linked
- *     if it was whole), a job ended and not yet recycled. Two windows of a
- *     few instructions remain, inside the recycle ring's pop and push
- *     (between its compare-and-swap and its store to the cell): a process
- *     killed there leaves one slot unusable (pop), or stops slot reuse at
- *     that cell of the ring (push) until the store is recreated. Arena
+ *   - A process that dies holding one of the store's locks does not wedge
+ *     it: a lock word names its holder's process, and the next locker that
+ *     finds that process gone takes the lock over and repairs what it
+ *     guards (a queue is rebuilt from the slot table). A job whose worker
+ *     process dies while running it, or whose lease runs out, is put back
+ *     (or ended) by the reaper; see "Leases and the reaper". So is a slot
+ *     that a process held when it died: a job half-written by its producer
+ *     (dropped, or linked if it was whole), a job ended and not yet
+ *     recycled, a slot half taken from or put into the recycle ring. Arena
  *     blocks that a producer had allocated and not yet attached to a job
- *     when it died are not reclaimed either.
- *   - Dependencies are registered and resolved under one store-wide robust
+ *     when it died are not reclaimed.
+ *   - A lock held by a live process for more than 5 s (a stopped process)
+ *     makes the call that waits for it fail with -EDEADLK, instead of
+ *     blocking on; except the log's lock, whose holder may wait that long
+ *     on a slow disk.
+ *   - Dependencies are registered and resolved under one store-wide
  *     lock, which only jobs that have dependencies or dependents take. A
  *     process that dies holding it leaves the rest to the next holder, which
  *     repairs the counts from marks in the jobs and finishes the cascade; a
@@ -70,6 +72,14 @@
  *     entry in its history.
  *   - The store is shared memory: every process attached to it can read and
  *     write all of it. Only give access to processes you trust with the jobs.
+ *     One that writes garbage into it (a stray pointer) can lose or damage
+ *     jobs, but cannot make the library read or write outside the mapping
+ *     or hang: every index, offset and length read from the region is
+ *     checked, list walks are bounded, and a lock word that names no live
+ *     process is taken over. Calls on such a store may fail with
+ *     TASKRING_ECORRUPT (shared state no correct process writes), -EIO,
+ *     -ENOENT, -EDEADLK or whatever the damage leads to; tests/test_hostile.c
+ *     checks this for 60 s of random writes.
  *   - The library is not async-signal-safe. Handles (struct taskring_job) are
  *     plain values: copy them freely, across threads and, for stores named by
  *     shm name or path, use taskring_job_id()/taskring_job_lookup() to pass a
@@ -114,7 +124,7 @@ extern "C" {
 	X(EVERSION, 1001, "store has another region format version")           \
 	X(EBUILD, 1002, "store was made by an incompatible build (layout signature differs)") \
 	X(ESIZING, 1003, "store exists with different sizing")                 \
-	X(ECORRUPT, 1004, "store region is corrupt (a header field or offset is out of bounds)") \
+	X(ECORRUPT, 1004, "store region is corrupt (a header field or offset is out of bounds, or shared state was written over)") \
 	X(EOWNER, 1005, "store is owned by another user")                      \
 	X(ENOTASK, 1006, "unknown task name (no worker registered it and it was not declared)") \
 	X(EFAILED, 1007, "job failed permanently (its error message is available)") \

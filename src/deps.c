@@ -60,10 +60,7 @@
 
 #define DENTS_MIN_CAP 14 /* entries of a first list block: 512 bytes */
 
-static struct tr_slot *S(struct taskring_store *st, uint32_t idx)
-{
-	return &st->slots[idx];
-}
+#define S tr__slot
 
 /* D's tr_dep array, checked against s_ndeps, or NULL. */
 static struct tr_dep *deps_of(struct taskring_store *st, struct tr_slot *s, uint32_t *np)

@@ -296,8 +296,10 @@ struct tr_proc {
 	_Atomic int64_t p_lease_min;  /* CLOCK_MONOTONIC ns: no lease of a job
 					 it runs ends before this (a lower
 					 bound; INT64_MAX: none) */
-	_Atomic uint32_t p_supervised; /* a prefork supervisor watches its
-					  p_cancel (worker.c) */
+	_Atomic uint32_t p_supervised; /* TR_OWNER_HELD | the token of the
+					  prefork supervisor that watches
+					  its p_cancel and its death
+					  (worker.c), or 0 */
 	_Atomic uint32_t p_cancel;    /* moved (and woken) when a job it runs
 					 is asked to cancel */
 	char p_comm[16];              /* its name, for the tools */
@@ -465,7 +467,23 @@ struct taskring_store {
 	_Atomic pid_t reg_pid;   /* the process that registered it */
 	pthread_mutex_t reg_lock;
 	struct taskring_store *reg_next, *reg_prev; /* all handles, for fork */
+	/* What tr__slot() gives for an index out of range: a slot of this
+	 * process's own, which nobody reads for anything that matters. */
+	struct tr_slot sink;
 };
+
+/*
+ * Slot @i, where @i was read from the region (a list link, a heap entry):
+ * an index out of range, which only a process writing over the region
+ * makes, gives this handle's sink instead of an access outside the slot
+ * table. What the damaged list or heap held is lost to it (a repair
+ * rebuilds them from the slots), but nothing outside the mapping is read
+ * or written.
+ */
+static inline struct tr_slot *tr__slot(struct taskring_store *st, uint32_t i)
+{
+	return __builtin_expect(i < st->nslots, 1) ? &st->slots[i] : &st->sink;
+}
 
 /* layout.c / region.c */
 struct tr_layout {
@@ -675,6 +693,11 @@ TR_INTERNAL int tr__reap(struct taskring_store *st, int full, struct taskring_re
 /* End the running attempt that @state names in slot @idx, whose owner
  * @owner is known to be dead (a prefork child the caller killed), as
  * @outcome with @msg. Returns 1 if this call ended it. */
+/* The two halves of tr__reap_attempt(): take the closing of the attempt
+ * (@state, @owner as read), and end it once taken. */
+TR_INTERNAL int tr__reap_take(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t owner);
+TR_INTERNAL void tr__reap_end(struct taskring_store *st, uint32_t idx, uint32_t state, int outcome, const char *msg,
+			      size_t mlen);
 TR_INTERNAL int tr__reap_attempt(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t owner, int outcome,
 				 const char *msg, size_t mlen);
 /* worker.c: end a running attempt whose closing the caller holds. */

@@ -19,9 +19,10 @@
  * holder keeps its line), then sleep on the word with the waiters bit set,
  * waking every TR_LOCK_PROBE_NS to look at the holder again (a holder that
  * dies wakes nobody). A wait gives up with -EDEADLK after TR_LOCK_GIVEUP_NS
- * on a live holder that never lets go (stopped, or a scribbled word that
- * happens to name a live process): an error the caller reports, instead of
- * a call that never returns.
+ * (5 s) on a live holder that never lets go (stopped, or a scribbled word
+ * that happens to name a live process): an error the caller reports,
+ * instead of a call that never returns. Except the log's lock, whose holder
+ * may legitimately wait that long for a slow disk's fdatasync.
  *
  * Unlocking exchanges the word with 0 and wakes one sleeper if the bit was
  * set. A woken waiter takes the lock with the bit set again (it cannot know
@@ -39,7 +40,7 @@
 
 #define TR_LOCK_SPIN_NS 50000LL
 #define TR_LOCK_PROBE_NS 20000000LL
-#define TR_LOCK_GIVEUP_NS 10000000000LL
+#define TR_LOCK_GIVEUP_NS 5000000000LL
 
 /* The holder named by word @v is gone: take the lock from it (the waiters
  * bit is kept) and repair what it guards. 1 if we hold it now. */
@@ -98,7 +99,7 @@ int tr__lock_waited(tr_lock_t *w, struct taskring_store *st, int which, int *wai
 					return 0;
 				continue;
 			}
-			if (now - start >= TR_LOCK_GIVEUP_NS)
+			if (now - start >= TR_LOCK_GIVEUP_NS && which != TR_LOCK_LOG)
 				return -EDEADLK;
 			probe = now + TR_LOCK_PROBE_NS;
 		}

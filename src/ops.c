@@ -77,6 +77,8 @@ int taskring_job_cancel(const struct taskring_job *job)
 			}
 			return 1;
 		}
+		if (status != TASKRING_PENDING)
+			return TASKRING_ECORRUPT; /* no such state: written over */
 		/* Pending: under the queue lock nobody can claim it, so it
 		 * cannot end and be recycled while we look. */
 		struct tr_queue *q;

@@ -354,13 +354,23 @@ static int reap_one(struct taskring_store *st, uint32_t idx, uint32_t state, uin
 	return 1;
 }
 
+int tr__reap_take(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t owner)
+{
+	return take_for_reap(st, idx, state, owner, 1, tr__now_coarse(), tr__proc_token(st));
+}
+
+void tr__reap_end(struct taskring_store *st, uint32_t idx, uint32_t state, int outcome, const char *msg, size_t mlen)
+{
+	tr__attempt_close_end(st, idx, TR_ATTEMPT(state), TR_TAG(state), outcome, msg, mlen, tr__now_real());
+	atomic_fetch_add_explicit(&st->hdr->h_reaped_jobs, 1, memory_order_relaxed);
+}
+
 int tr__reap_attempt(struct taskring_store *st, uint32_t idx, uint32_t state, uint32_t owner, int outcome,
 		     const char *msg, size_t mlen)
 {
-	if (!take_for_reap(st, idx, state, owner, 1, tr__now_coarse(), tr__proc_token(st)))
+	if (!tr__reap_take(st, idx, state, owner))
 		return 0;
-	tr__attempt_close_end(st, idx, TR_ATTEMPT(state), TR_TAG(state), outcome, msg, mlen, tr__now_real());
-	atomic_fetch_add_explicit(&st->hdr->h_reaped_jobs, 1, memory_order_relaxed);
+	tr__reap_end(st, idx, state, outcome, msg, mlen);
 	return 1;
 }
 
@@ -561,6 +571,14 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 			int64_t lease = atomic_load_explicit(&s->s_lease, memory_order_relaxed);
 			uint32_t tok = TR_OWNER_TOKEN(owner);
 			int dead = tok && !alive_cached(st, tok, verdict);
+			/* A prefork child's death is its live supervisor's to
+			 * report (it knows the signal, or that it killed it). */
+			uint32_t sup = dead && !(owner & TR_OWNER_CLOSER)
+					       ? atomic_load_explicit(&st->procs[TR_PROC_IDX(tok)].p_supervised,
+								      memory_order_acquire)
+					       : 0;
+			if (sup && TR_OWNER_TOKEN(sup) && alive_cached(st, TR_OWNER_TOKEN(sup), verdict))
+				continue;
 			/* An attempt being closed is taken over only from a
 			 * dead closer; otherwise a dead owner or a lease
 			 * that ran out. */

@@ -143,15 +143,34 @@ int taskring_task_declare(struct taskring_store *st, const char *task)
 
 /* ---- bands ------------------------------------------------------------- */
 
-static inline struct tr_slot *S(struct taskring_store *st, uint32_t i)
+#define S tr__slot
+
+/* The queue's band count, within TR_BANDS (a written-over count is cut). */
+static uint32_t nbands(struct tr_queue *q)
 {
-	return &st->slots[i];
+	if (__builtin_expect(q->q_nbands > TR_BANDS, 0))
+		q->q_nbands = TR_BANDS;
+	return q->q_nbands;
+}
+
+/* The queue's timer count, within the heap's room. */
+static uint32_t ntimers(struct taskring_store *st, struct tr_queue *q)
+{
+	uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
+	if (__builtin_expect(n > st->nslots, 0)) {
+		n = st->nslots;
+		atomic_store_explicit(&q->q_timers, n, memory_order_relaxed);
+	}
+	return n;
 }
 
 static void band_remove_at(struct tr_queue *q, uint32_t b)
 {
-	memmove(&q->q_bands[b], &q->q_bands[b + 1], (q->q_nbands - b - 1) * sizeof(struct tr_band));
-	q->q_nbands--;
+	uint32_t nb = nbands(q);
+	if (b >= nb)
+		return;
+	memmove(&q->q_bands[b], &q->q_bands[b + 1], (nb - b - 1) * sizeof(struct tr_band));
+	q->q_nbands = nb - 1;
 }
 
 static void band_insert_sorted(struct taskring_store *st, struct tr_band *b, uint32_t idx)
@@ -161,9 +180,12 @@ static void band_insert_sorted(struct taskring_store *st, struct tr_band *b, uin
 	uint32_t cur = b->b_tail;
 
 	/* Walk back over lower priorities; stops at once when the tail has the
-	 * same priority (the common case), which keeps FIFO among equals. */
-	while (cur != TR_NIL && S(st, cur)->s_priority < p)
+	 * same priority (the common case), which keeps FIFO among equals.
+	 * (At most a slot table's length: a written-over list may loop.) */
+	for (uint32_t k = 0; cur != TR_NIL && S(st, cur)->s_priority < p && k < st->nslots; k++)
 		cur = S(st, cur)->s_prev;
+	if (cur >= st->nslots)
+		cur = TR_NIL;
 	s->s_prev = cur;
 	if (cur == TR_NIL) {
 		s->s_next = b->b_head;
@@ -183,7 +205,7 @@ static void band_insert_sorted(struct taskring_store *st, struct tr_band *b, uin
 static void ready_insert(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
 {
 	int32_t p = S(st, idx)->s_priority;
-	uint32_t i, nb = q->q_nbands;
+	uint32_t i, nb = nbands(q);
 
 	for (i = 0; i < nb && q->q_bands[i].b_prio > p; i++)
 		;
@@ -207,8 +229,8 @@ static void ready_insert(struct taskring_store *st, struct tr_queue *q, uint32_t
 /* The band holding a linked slot: the last band whose top is >= its priority. */
 static uint32_t band_of(struct tr_queue *q, int32_t p)
 {
-	uint32_t b = 0;
-	for (uint32_t i = 0; i < q->q_nbands; i++)
+	uint32_t b = 0, nb = nbands(q);
+	for (uint32_t i = 0; i < nb; i++)
 		if (q->q_bands[i].b_prio >= p)
 			b = i;
 	return b;
@@ -288,7 +310,7 @@ static void heap_down(struct taskring_store *st, uint32_t *h, uint32_t n, uint32
 static void heap_remove(struct taskring_store *st, struct tr_queue *q, uint32_t idx)
 {
 	uint32_t *h = heap_of(st, q);
-	uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
+	uint32_t n = ntimers(st, q);
 	uint32_t pos = S(st, idx)->s_heap_pos;
 
 	if (pos >= n || h[pos] != idx)
@@ -305,7 +327,7 @@ static void heap_remove(struct taskring_store *st, struct tr_queue *q, uint32_t 
 
 static void update_next_due(struct taskring_store *st, struct tr_queue *q)
 {
-	uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
+	uint32_t n = ntimers(st, q);
 	atomic_store_explicit(&q->q_next_due, n ? due_of(st, heap_of(st, q)[0]) : INT64_MAX, memory_order_relaxed);
 }
 
@@ -317,7 +339,9 @@ void tr__queue_link_locked(struct taskring_store *st, struct tr_queue *q, uint32
 
 	s->s_link_seq = ++q->q_link_seq;
 	if (s->s_scheduled_at > now_real) {
-		uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
+		uint32_t n = ntimers(st, q);
+		if (n >= st->nslots)
+			return; /* a written-over count: the heap has no room */
 		TR_SET(s->s_loc, TR_LOC_TIMER);
 		heap_of(st, q)[n] = idx;
 		atomic_store_explicit(&q->q_timers, n + 1, memory_order_relaxed);
@@ -370,7 +394,7 @@ void tr__queue_set_priority_locked(struct taskring_store *st, struct tr_queue *q
 static void release_due(struct taskring_store *st, struct tr_queue *q, int64_t now_real)
 {
 	uint32_t *h = heap_of(st, q);
-	uint32_t n = atomic_load_explicit(&q->q_timers, memory_order_relaxed);
+	uint32_t n = ntimers(st, q);
 	int moved = 0;
 
 	while (n > 0 && due_of(st, h[0]) <= now_real) {
@@ -454,7 +478,7 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 	}
 	if (atomic_load_explicit(&q->q_paused, memory_order_relaxed))
 		return TR_NIL;
-	while (q->q_nbands > 0) {
+	while (nbands(q) > 0) {
 		uint32_t idx = q->q_bands[0].b_head;
 		if (idx >= st->nslots) {
 			/* Corrupt list head: rebuild rather than follow it. */

@@ -129,6 +129,7 @@ struct taskring_worker {
 	struct pf_pool *pf;
 	size_t pf_bytes;
 	pid_t *pf_pid;
+	uint32_t pf_sup;      /* the supervisor's token, for its children */
 	pthread_t sup;
 	int sup_started;
 	_Atomic uint32_t sup_wake;
@@ -1051,9 +1052,11 @@ static void pf_child_main(struct taskring_worker *w, uint32_t k)
 	w->sup_started = 0;
 	if (pthread_mutex_lock(&c->alive) == EOWNERDEAD)
 		pthread_mutex_consistent(&c->alive);
+	uint32_t sup = w->pf_sup;
 	uint32_t tok = tr__proc_token(w->st);
-	if (tok) /* before it claims: a cancel of its job wakes the supervisor */
-		atomic_store_explicit(&w->st->procs[TR_PROC_IDX(tok)].p_supervised, 1, memory_order_release);
+	if (tok) /* before it claims: a cancel of its job wakes the supervisor,
+		    and a reaper leaves its death to the supervisor */
+		atomic_store_explicit(&w->st->procs[TR_PROC_IDX(tok)].p_supervised, sup, memory_order_release);
 	atomic_store_explicit(&c->token, tok, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 	tr__futex_wake(&c->seq, 1, 0xffffffffu);
@@ -1077,6 +1080,7 @@ static int pf_spawn(struct taskring_worker *w, uint32_t k)
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&c->alive, &a);
 	pthread_mutexattr_destroy(&a);
+	w->pf_sup = TR_OWNER_HELD | tr__proc_token(w->st); /* (the child's copy is 0) */
 	pid_t pid = fork();
 	if (pid == 0)
 		pf_child_main(w, k); /* never returns */
@@ -1094,52 +1098,90 @@ enum pf_why { PF_DIED, PF_TIMEOUT, PF_CANCEL };
  * cancelled, then let the reaper put back what else it held (jobs claimed
  * ahead with prefetch).
  */
-static void pf_ended(struct taskring_worker *w, uint32_t k, int status, enum pf_why why)
+/* The attempt child @k runs, as its state word reads now, or 0. */
+static uint32_t pf_attempt(struct taskring_worker *w, struct pf_child *c)
+{
+	struct taskring_store *st = w->st;
+	if (!atomic_load_explicit(&c->running, memory_order_acquire) || c->slot >= st->nslots)
+		return 0;
+	uint32_t state = atomic_load_explicit(&st->slots[c->slot].s_state, memory_order_acquire);
+	if (TR_STATUS(state) == TASKRING_RUNNING && TR_ATTEMPT(state) == c->attempt &&
+	    TR_TAG(state) == TR_GEN_TAG(c->gen))
+		return state;
+	return 0;
+}
+
+/* @held: the state of the attempt whose closing the supervisor took before
+ * it killed the child (pf_kill()), or 0. */
+static void pf_ended(struct taskring_worker *w, uint32_t k, int status, enum pf_why why, uint32_t held)
 {
 	struct taskring_store *st = w->st;
 	struct pf_child *c = &w->pf->c[k];
 	pid_t pid = w->pf_pid[k];
 
 	w->pf_pid[k] = 0;
-	if (atomic_load_explicit(&c->running, memory_order_acquire) && c->slot < st->nslots) {
+	uint32_t state = held ? held : pf_attempt(w, c);
+	if (state) {
 		struct tr_slot *s = &st->slots[c->slot];
-		uint32_t state = atomic_load_explicit(&s->s_state, memory_order_acquire);
-		if (TR_STATUS(state) == TASKRING_RUNNING && TR_ATTEMPT(state) == c->attempt &&
-		    TR_TAG(state) == TR_GEN_TAG(c->gen)) {
-			char msg[200];
-			int n, outcome = TASKRING_RETRY;
-			if (why == PF_TIMEOUT)
-				n = snprintf(msg, sizeof(msg),
-					     "attempt %u exceeded its timeout of %lld ms: handler process %d killed",
-					     c->attempt, (long long)(TR_GET(s->s_timeout_ns) / 1000000), (int)pid);
-			else if (why == PF_CANCEL) {
-				n = snprintf(msg, sizeof(msg), "cancelled while running: handler process %d killed",
-					     (int)pid);
-				outcome = TASKRING_CANCEL;
-			} else if (WIFSIGNALED(status)) {
-				const char *sig = sigabbrev_np(WTERMSIG(status));
-				n = snprintf(msg, sizeof(msg), "handler process %d died (SIG%s) while running attempt %u",
-					     (int)pid, sig ? sig : "?", c->attempt);
-			} else {
-				n = snprintf(msg, sizeof(msg), "handler process %d exited (status %d) while running attempt %u",
-					     (int)pid, WEXITSTATUS(status), c->attempt);
-			}
+		char msg[200];
+		int n, outcome = TASKRING_RETRY;
+		if (why == PF_TIMEOUT)
+			n = snprintf(msg, sizeof(msg),
+				     "attempt %u exceeded its timeout of %lld ms: handler process %d killed",
+				     c->attempt, (long long)(TR_GET(s->s_timeout_ns) / 1000000), (int)pid);
+		else if (why == PF_CANCEL) {
+			n = snprintf(msg, sizeof(msg), "cancelled while running: handler process %d killed",
+				     (int)pid);
+			outcome = TASKRING_CANCEL;
+		} else if (WIFSIGNALED(status)) {
+			const char *sig = sigabbrev_np(WTERMSIG(status));
+			n = snprintf(msg, sizeof(msg), "handler process %d died (SIG%s) while running attempt %u",
+				     (int)pid, sig ? sig : "?", c->attempt);
+		} else {
+			n = snprintf(msg, sizeof(msg), "handler process %d exited (status %d) while running attempt %u",
+				     (int)pid, WEXITSTATUS(status), c->attempt);
+		}
+		if (held) {
+			tr__reap_end(st, c->slot, state, outcome, msg, (size_t)n);
+		} else {
 			uint32_t owner = atomic_load_explicit(&s->s_owner, memory_order_acquire);
 			tr__reap_attempt(st, c->slot, state, owner, outcome, msg, (size_t)n);
 		}
 	}
 	atomic_store_explicit(&c->running, 0, memory_order_relaxed);
-	tr__reap(st, 0, NULL);
+	/* What else it held (jobs claimed ahead) is the reaper's now: a full
+	 * walk, since the one that found it dead left its jobs to us. */
+	uint32_t tok = atomic_load_explicit(&c->token, memory_order_relaxed);
+	if (tok) {
+		struct tr_proc *p = &st->procs[TR_PROC_IDX(tok)];
+		uint32_t sup = atomic_load_explicit(&p->p_supervised, memory_order_relaxed);
+		if (((atomic_load_explicit(&p->p_word, memory_order_acquire) >> 1) & TR_PROC_GEN_MASK) ==
+		    TR_PROC_GEN(tok))
+			atomic_compare_exchange_strong_explicit(&p->p_supervised, &sup, 0, memory_order_seq_cst,
+								memory_order_relaxed);
+	}
+	tr__reap(st, 1, NULL);
 }
 
 /* Kill child @k (if it is still there), wait for it, end its attempt. */
 static void pf_kill(struct taskring_worker *w, uint32_t k, enum pf_why why)
 {
+	struct taskring_store *st = w->st;
+	struct pf_child *c = &w->pf->c[k];
 	int status = 0;
+	/* The attempt's closing first: a reaper that finds the child dead
+	 * before we have ended the attempt then leaves it to us, and the
+	 * error says why we killed it. */
+	uint32_t held = pf_attempt(w, c);
+	if (held) {
+		uint32_t owner = atomic_load_explicit(&st->slots[c->slot].s_owner, memory_order_acquire);
+		if ((owner & TR_OWNER_CLOSER) || !tr__reap_take(st, c->slot, held, owner))
+			held = 0;
+	}
 	kill(w->pf_pid[k], SIGKILL);
 	while (waitpid(w->pf_pid[k], &status, 0) < 0 && errno == EINTR)
 		;
-	pf_ended(w, k, status, why);
+	pf_ended(w, k, status, why, held);
 }
 
 /*
@@ -1218,7 +1260,7 @@ static void *pf_supervise(void *arg)
 				continue;
 			}
 			if (waitpid(pid, &status, WNOHANG) == pid) {
-				pf_ended(w, k, status, PF_DIED);
+				pf_ended(w, k, status, PF_DIED, 0);
 				if (!stopping && pf_spawn(w, k) == 0)
 					alive++;
 				continue;
