@@ -220,8 +220,9 @@ struct tr_hdr {
 	uint64_t h_log_id;           /* this region's claim on the directory
 					(its STORE file; see wal.c) */
 	/* Staging: writers reserve ring positions here (bytes since the
-	 * store's log began in this region). */
+	 * store's log began in this region), under h_log_stage_lock. */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_log_reserve;
+	tr_lock_t h_log_stage_lock;
 	/* What the flusher has done: the ring up to h_log_flushed is written
 	 * to the file (and zeroed for reuse), and up to h_log_durable synced.
 	 * h_log_seq moves (and wakes the h_log_waiters) at each flush. */
@@ -502,6 +503,7 @@ TR_INTERNAL uint32_t tr__build_signature(void);
 #define TR_LOCK_LOG (-4)
 #define TR_LOCK_RING_PUSH (-5)
 #define TR_LOCK_RING_POP (-6)
+#define TR_LOCK_LOG_STAGE (-7)
 TR_INTERNAL int tr__lock(tr_lock_t *w, struct taskring_store *st, int which);
 TR_INTERNAL int tr__lock_waited(tr_lock_t *w, struct taskring_store *st, int which, int *waited);
 TR_INTERNAL int tr__trylock(tr_lock_t *w, struct taskring_store *st, int which);
@@ -532,7 +534,8 @@ TR_INTERNAL void tr__lock_repair(struct taskring_store *st, int which, uint32_t 
 	X(ENQ_POPPED, "enqueue.popped")   /* slots taken from the ring, not written */ \
 	X(ENQ_FILLED, "enqueue.filled")   /* jobs written (PENDING), not linked */ \
 	X(RING_PUSH, "ring.push")         /* push lock held, journalled, tail not moved */ \
-	X(RING_POP, "ring.pop")           /* pop lock held, head moved, slot not marked */
+	X(RING_POP, "ring.pop")           /* pop lock held, head moved, slot not marked */ \
+	X(LOG_STAGE, "log.stage")         /* staging lock held, a log slot begun, not taken */
 enum tr_crash_point {
 #define TR_CP_ENUM(id, name) TR_CP_##id,
 	TR_CRASH_POINTS(TR_CP_ENUM)

@@ -4,8 +4,9 @@
  *
  * Staging. Any thread of any process that changes a job appends a record
  * to the staging ring in the region (h_off_logbuf, a power of two of
- * bytes): it reserves a slot with one fetch-and-add on h_log_reserve, stores
- * its pid and the slot's length, copies the encoded record in, and publishes
+ * bytes): under a short lock (h_log_stage_lock) it stores its pid and the
+ * slot's length at h_log_reserve and moves h_log_reserve past the slot
+ * (reserve_slot()), then copies the encoded record in, and publishes
  * the slot by setting SLOT_READY in the length (release). A writer that
  * dies in the middle leaves a slot whose length and owner the flusher
  * knows: once the owner is gone, the flusher turns the slot into padding
@@ -578,8 +579,9 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 			 * it run), rather than flush without it. After a
 			 * while, a slot whose writer died (its length and pid
 			 * are there) becomes padding: that record was never
-			 * acknowledged. One whose writer died before even its
-			 * length is the reaper's: give up. */
+			 * acknowledged. (A slot below h_log_reserve always has
+			 * them: reserve_slot(). A zero length is a scribbled
+			 * ring: give up.) */
 			if (pos >= want)
 				break;
 			int64_t now = tr__now_mono();
@@ -745,6 +747,54 @@ static void async_start(struct taskring_store *st)
 /* ---- the writers' side ------------------------------------------------------------------- */
 
 /*
+ * Take the next @sl bytes of the staging ring, once they are free, and begin
+ * the slot there (owner and length): *@posp is its position. Under the
+ * staging lock (lock.c), so the slot is begun before h_log_reserve moves
+ * past it: a writer killed at any point leaves either nothing taken (its
+ * half-begun slot is the next writer's to overwrite) or a slot whose length
+ * and owner the flusher knows (see the top). 0, or -EIO (the log failed;
+ * the ring is stuck anyway), or the lock's error.
+ */
+static int reserve_slot(struct taskring_store *st, uint64_t sl, uint64_t *posp)
+{
+	struct tr_hdr *h = st->hdr;
+	uint32_t me = (uint32_t)tr__pid();
+	for (;;) {
+		uint64_t pos = atomic_load_explicit(&h->h_log_reserve, memory_order_acquire);
+		if (has_room(st, pos + sl)) {
+			int rc = tr__spin_lock(&h->h_log_stage_lock, st, TR_LOCK_LOG_STAGE);
+			if (rc)
+				return rc;
+			pos = atomic_load_explicit(&h->h_log_reserve, memory_order_relaxed);
+			int room = has_room(st, pos + sl);
+			if (room) {
+				/* Owner and length, then the position: a flusher
+				 * reads slots below h_log_reserve only. */
+				memcpy(ring_at(st, pos + 8), &me, 4);
+				atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl,
+						      memory_order_relaxed);
+				TR_CRASH(LOG_STAGE);
+				atomic_store_explicit(&h->h_log_reserve, pos + sl, memory_order_release);
+			}
+			tr__spin_unlock(&h->h_log_stage_lock);
+			if (room) {
+				*posp = pos;
+				return 0;
+			}
+			continue;
+		}
+		/* Room: flush, or wait for the flusher. */
+		if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
+			return -EIO;
+		int rc = try_flush(st, 0);
+		if (rc == 1)
+			wait_flush(st, has_room, pos + sl, tr__now_mono() + FLUSHER_DEAD_NS);
+		else if (rc == 0)
+			sched_yield(); /* a slot before ours is being written: let its writer run */
+	}
+}
+
+/*
  * Stage record @r (seq and checksum are the flusher's). Returns 0 with
  * *@endp the ring position after it (what tr__wal_commit() waits for), or
  * -EIO (the log failed), -ENOMEM, -EINVAL (not a record).
@@ -763,25 +813,11 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
 	/* A record that would wrap around the ring's end is encoded aside
 	 * first (on the stack when small); the others in place, below. */
 	uint8_t small[1024], *aside = NULL;
-	uint64_t size = h->h_logbuf_bytes;
-	uint64_t pos = atomic_fetch_add_explicit(&h->h_log_reserve, sl, memory_order_acq_rel);
+	uint64_t size = h->h_logbuf_bytes, pos;
+	int rc = reserve_slot(st, sl, &pos);
+	if (rc)
+		return rc;
 	int wraps = ((pos + SLOT_HDR) & (size - 1)) + rl > size;
-	/* Room: flush, or wait for the flusher. From here the slot must be
-	 * written, whatever happens, or the ring stalls behind it. */
-	while (!has_room(st, pos + sl)) {
-		if (atomic_load_explicit(&h->h_log_failed, memory_order_acquire))
-			return -EIO; /* the ring is stuck anyway: nothing will be written */
-		int rc = try_flush(st, 0);
-		if (rc == 1)
-			wait_flush(st, has_room, pos + sl, tr__now_mono() + FLUSHER_DEAD_NS);
-		else if (rc == 0)
-			sched_yield(); /* a slot before ours is being written: let its writer run */
-	}
-	/* Owner and length first: a flusher can step over this slot if we
-	 * die before it is ready (see the top). */
-	uint32_t me = (uint32_t)tr__pid();
-	memcpy(ring_at(st, pos + 8), &me, 4);
-	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
 	if (!wraps) {
 		tr__logrec_encode(r, ring_at(st, pos + SLOT_HDR), rl, 0);
 	} else {
@@ -825,14 +861,8 @@ int tr__wal_append(struct taskring_store *st, const struct tr_logrec *r, uint64_
  */
 uint64_t tr__wal_test_stall(struct taskring_store *st)
 {
-	struct tr_hdr *h = st->hdr;
-	uint64_t sl = align8(SLOT_HDR + 64);
-	uint64_t pos = atomic_fetch_add_explicit(&h->h_log_reserve, sl, memory_order_acq_rel);
-	while (!has_room(st, pos + sl))
-		sched_yield();
-	uint32_t me = (uint32_t)tr__pid();
-	memcpy(ring_at(st, pos + 8), &me, 4);
-	atomic_store_explicit((_Atomic uint32_t *)ring_at(st, pos), (uint32_t)sl, memory_order_release);
+	uint64_t sl = align8(SLOT_HDR + 64), pos = 0;
+	reserve_slot(st, sl, &pos);
 	return pos + sl;
 }
 
