@@ -606,6 +606,7 @@ TR_INTERNAL uint64_t tr__futex_wake_calls(void);
 TR_INTERNAL void tr__ring_init(struct taskring_store *st);
 TR_INTERNAL int tr__ring_push(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL int tr__ring_pop(struct taskring_store *st, uint32_t *idx);
+TR_INTERNAL size_t tr__ring_pop_n(struct taskring_store *st, uint32_t *idx, size_t n);
 TR_INTERNAL void tr__ring_give_back(struct taskring_store *st, uint32_t idx);
 TR_INTERNAL void tr__ring_rebuild(struct taskring_store *st);
 TR_INTERNAL void tr__ring_repair(struct taskring_store *st, int which, uint32_t dead);

@@ -888,8 +888,7 @@ static int enqueue_reqs(struct taskring_store *st, struct enq_req *r, size_t n, 
 	for (;;) {
 		size_t got = 0;
 		if (!(flags & TASKRING_ENQ_BLOCK) || tr__ring_count(st) >= n) {
-			while (got < n && tr__ring_pop(st, &idx[got]) == 0)
-				got++;
+			got = tr__ring_pop_n(st, idx, n);
 			if (got == n) {
 				TR_CRASH(ENQ_POPPED);
 				break;

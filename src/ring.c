@@ -146,7 +146,51 @@ static void give_back_owed(struct taskring_store *st)
 	}
 }
 
-int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
+/* Take the slot at the head (pop lock held): 0, -EAGAIN (empty) or -EIO (a
+ * scribbled cell, stepped past). */
+static int pop_locked(struct taskring_store *st, uint32_t *idx)
+{
+	struct tr_hdr *h = st->hdr;
+	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_relaxed);
+	/* Acquire: pairs with publish(): the slot's fields are visible. */
+	uint64_t c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
+	if ((uint32_t)(c >> 32) != head + 1) {
+		if (atomic_load_explicit(&h->h_ring_tail, memory_order_acquire) - head - 1 > st->ring_mask)
+			return -EAGAIN; /* empty */
+		/* The tail is past us: the cell was written before it moved
+		 * (a push racing our first look), or it was scribbled. */
+		c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
+	}
+	uint32_t v = (uint32_t)c;
+	if ((uint32_t)(c >> 32) != head + 1 || v >= st->nslots) {
+		/* Scribbled: never index with it; step past it. */
+		atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
+		return -EIO;
+	}
+	/* The slot leaves the ring, then is marked ours until written and
+	 * linked: if we die after, the reaper finishes or undoes it (proc.c);
+	 * if we die in between, the next popper marks it (repair). A mark is
+	 * never on a slot still in the ring. */
+	struct tr_slot *s = &st->slots[v];
+	atomic_store_explicit(&h->h_ring_pop_op, J_MAKE(head, J_POP, v), memory_order_relaxed);
+	/* Release: our read of the cell precedes the push that reuses it a
+	 * lap later. */
+	atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
+	TR_CRASH(RING_POP);
+	atomic_store_explicit(&s->s_holder_gen, atomic_load_explicit(&s->s_gen, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->s_holder, tr__proc_token(st) | TR_OWNER_HELD, memory_order_relaxed);
+	atomic_store_explicit(&h->h_ring_pop_op, 0, memory_order_relaxed);
+	*idx = v;
+	return 0;
+}
+
+/*
+ * Take up to @n slots from the head, under one hold of the pop lock (a
+ * batch enqueue pays one locked instruction, not one per job). Returns how
+ * many (0: empty, or the lock's error), each marked ours in s_holder.
+ */
+size_t tr__ring_pop_n(struct taskring_store *st, uint32_t *idx, size_t n)
 {
 	struct tr_hdr *h = st->hdr;
 	/* A cell holds a slot for this lap when it was written at this
@@ -155,49 +199,28 @@ int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
 	 * snapshot; a racing push is missed as a lock-free ring would). */
 	uint32_t head = atomic_load_explicit(&h->h_ring_head, memory_order_relaxed);
 	uint64_t c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_relaxed);
-	if ((uint32_t)(c >> 32) != head + 1 && atomic_load_explicit(&h->h_ring_tail, memory_order_relaxed) == head)
-		return -EAGAIN;
-	int rc = tr__spin_lock(&h->h_ring_pop_lock, st, TR_LOCK_RING_POP);
-	if (rc)
-		return rc;
-	head = atomic_load_explicit(&h->h_ring_head, memory_order_relaxed);
-	/* Acquire: pairs with publish(): the slot's fields are visible. */
-	c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
-	rc = -EAGAIN;
-	if ((uint32_t)(c >> 32) != head + 1 &&
-	    atomic_load_explicit(&h->h_ring_tail, memory_order_acquire) - head - 1 <= st->ring_mask)
-		/* The tail is past us: the cell was written before it moved
-		 * (a push racing our first look), or it was scribbled. */
-		c = atomic_load_explicit(&st->ring[head & st->ring_mask], memory_order_acquire);
-	else if ((uint32_t)(c >> 32) != head + 1)
-		goto out; /* empty */
-	uint32_t v = (uint32_t)c;
-	if ((uint32_t)(c >> 32) != head + 1 || v >= st->nslots) {
-		/* Scribbled: never index with it; step past it. */
-		atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
-		rc = -EIO;
-	} else {
-		/* The slot leaves the ring, then is marked ours until written
-		 * and linked: if we die after, the reaper finishes or undoes
-		 * it (proc.c); if we die in between, the next popper marks it
-		 * (repair). A mark is never on a slot still in the ring. */
-		struct tr_slot *s = &st->slots[v];
-		atomic_store_explicit(&h->h_ring_pop_op, J_MAKE(head, J_POP, v), memory_order_relaxed);
-		/* Release: our read of the cell precedes the push that reuses
-		 * it a lap later. */
-		atomic_store_explicit(&h->h_ring_head, head + 1, memory_order_release);
-		TR_CRASH(RING_POP);
-		atomic_store_explicit(&s->s_holder_gen, atomic_load_explicit(&s->s_gen, memory_order_relaxed),
-				      memory_order_relaxed);
-		atomic_store_explicit(&s->s_holder, tr__proc_token(st) | TR_OWNER_HELD, memory_order_relaxed);
-		atomic_store_explicit(&h->h_ring_pop_op, 0, memory_order_relaxed);
-		*idx = v;
-		rc = 0;
+	if (!n || ((uint32_t)(c >> 32) != head + 1 && atomic_load_explicit(&h->h_ring_tail, memory_order_relaxed) == head))
+		return 0;
+	if (tr__spin_lock(&h->h_ring_pop_lock, st, TR_LOCK_RING_POP))
+		return 0;
+	size_t got = 0;
+	for (int bad = 0; got < n && bad < 64;) {
+		int rc = pop_locked(st, &idx[got]);
+		if (rc == -EAGAIN)
+			break;
+		if (rc == 0)
+			got++;
+		else
+			bad++;
 	}
-out:
 	tr__spin_unlock(&h->h_ring_pop_lock);
 	give_back_owed(st);
-	return rc;
+	return got;
+}
+
+int tr__ring_pop(struct taskring_store *st, uint32_t *idx)
+{
+	return tr__ring_pop_n(st, idx, 1) == 1 ? 0 : -EAGAIN;
 }
 
 /*
