@@ -51,9 +51,15 @@
  *     (or ended) by the reaper; see "Leases and the reaper". So is a slot
  *     that a process held when it died: a job half-written by its producer
  *     (dropped, or linked if it was whole), a job ended and not yet
- *     recycled, a slot half taken from or put into the recycle ring. Arena
- *     blocks that a producer had allocated and not yet attached to a job
- *     when it died are not reclaimed.
+ *     recycled, a slot half taken from or put into the recycle ring. So are
+ *     the arena blocks a dead process had taken and not yet attached to a
+ *     job (a payload being enqueued, a result being set): after a death,
+ *     the reaper frees every block whose allocator is gone and that no job
+ *     names (taskring_reap_stats.blocks_freed). Three windows of a few
+ *     instructions still leak a block (space, never data): between taking
+ *     a block from a free list and marking it, between marking it attached
+ *     and storing it in the job, and between unhooking a job's block and
+ *     freeing it.
  *   - A lock held by a live process for more than 5 s (a stopped process)
  *     makes the call that waits for it fail with -EDEADLK, instead of
  *     blocking on; except the log's lock, whose holder may wait that long
@@ -118,6 +124,13 @@ extern "C" {
 /*
  * Library error codes, returned negated like -errno values. The X-macro
  * generates both this enum and the texts of taskring_strerror().
+ *
+ * Besides the errors each call lists: a call that waits for one of the
+ * store's locks may fail with -EDEADLK when a live process has held it for
+ * more than 5 s (a stopped process, or a lock word written over); and on a
+ * store whose shared state was written over by a process outside the
+ * library, any call may fail with TASKRING_ECORRUPT or another of its
+ * errors (see the caveat on shared memory above).
  */
 #define TASKRING_ERRNO_MAP(X)                                                  \
 	X(EFORMAT, 1000, "not a taskring store (bad magic)")                   \
@@ -379,7 +392,9 @@ struct taskring_reap_stats {
 	uint32_t recycled;       /* ended jobs whose closer died before it
 				    resolved their dependents and recycled
 				    their slot: done now */
-	uint32_t reserved32;
+	uint32_t blocks_freed;   /* arena blocks that processes found dead
+				    had taken and not attached to a job
+				    (after a death, or on demand) */
 	uint64_t reserved[1];
 };
 

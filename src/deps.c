@@ -13,7 +13,7 @@
  * Cycles cannot be made: a job can only depend on jobs that already exist
  * (a live handle) or on earlier items of its own batch.
  *
- * The deps lock (h_deps_lock, robust) serialises every registration and
+ * The deps lock (h_deps_lock, lock.c) serialises every registration and
  * every resolution, and is the only lock under which a TR_LOC_WAITING job
  * changes. The protocol:
  *
@@ -46,7 +46,7 @@
  * never made under a queue lock (tr__deps_resolve() tells them apart).
  *
  * Crash safety: the d_done marks make a resolution idempotent, so the repair
- * after a holder died (EOWNERDEAD) recounts every waiting job's s_deps_left
+ * after a holder died (its lock taken over) recounts every waiting job's s_deps_left
  * from its marks and resolves every ended job with TR_ST_DEPS again; jobs
  * that it finds ready are linked after the lock is released.
  */
@@ -202,7 +202,7 @@ void tr__deps_unlock(struct taskring_store *st)
 
 /*
  * Release the deps lock, holding no queue lock; then link the jobs a repair
- * (run inside tr__lock() on EOWNERDEAD, here or by an earlier locker of this
+ * (run inside tr__lock() when it takes the lock from a dead holder, here or by an earlier locker of this
  * process that held a queue lock) found ready.
  */
 static void deps_unlock_relink(struct taskring_store *st)
@@ -473,6 +473,9 @@ static uint64_t dents_alloc(struct taskring_store *st, uint32_t entries)
 	uint32_t cap = entries < DENTS_MIN_CAP ? DENTS_MIN_CAP : entries;
 	uint64_t off = tr__arena_alloc_reclaim(st, sizeof(struct tr_dents_hdr) + (size_t)cap * sizeof(struct tr_dent));
 	if (off) {
+		/* The last block of a list: no link, and no stamp (it is linked
+		 * under the deps lock; a death in between leaks it). */
+		tr__arena_attach(st, off);
 		struct tr_dents_hdr *h = (struct tr_dents_hdr *)(st->arena + off + sizeof(struct tr_block));
 		atomic_store_explicit(&h->t_count, 0, memory_order_relaxed);
 		TR_SET(h->t_cap, cap);

@@ -55,7 +55,7 @@
  *     that names the attempt and the tag, so a late completion of an earlier
  *     attempt, or a call through a stale handle, can never be accepted.
  *   - Ready lists, timer heaps and the per-queue band table are changed only
- *     under the queue's robust mutex; so is a slot's s_state when it moves
+ *     under the queue's lock (lock.c); so is a slot's s_state when it moves
  *     between pending and running or is cancelled while pending.
  */
 #ifndef TASKRING_INTERNAL_H
@@ -173,13 +173,14 @@ struct tr_hdr {
 	uint64_t h_off_unique;
 	uint32_t h_unique_mask;
 
-	/* Structural lock: queue and task tables (rare). Robust, process-shared. */
+	/* Structural lock: queue and task tables (rare). The locks are words
+	 * naming their holder's process, taken over from a dead one (lock.c). */
 	_Alignas(TR_CACHELINE) tr_lock_t h_lock;
-	/* The unique-key index's lock. Robust; rebuilt from the slots on
-	 * EOWNERDEAD. */
+	/* The unique-key index's lock; the index is rebuilt from the slots
+	 * when the lock is taken from a dead holder. */
 	_Alignas(TR_CACHELINE) tr_lock_t h_unique_lock;
 	/* The dependency lock: registrations and resolutions of dependents.
-	 * Robust; repaired from the slots on EOWNERDEAD (deps.c). Taken after
+	 * Repaired from the slots when taken from a dead holder (deps.c). Taken after
 	 * a queue lock where both are held, before the unique-key lock. */
 	_Alignas(TR_CACHELINE) tr_lock_t h_deps_lock;
 	_Alignas(TR_CACHELINE) _Atomic uint32_t h_queues_used;
@@ -207,6 +208,10 @@ struct tr_hdr {
 	/* Arena: bump pointer and per-class free stacks ((tag << 32) | off >> 6). */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_arena_bump;
 	_Atomic uint64_t h_arena_free[TR_ARENA_CLASSES];
+	/* Carving from the bump (arena.c): its lock, and the journal of the
+	 * carve in progress (the block's offset | its class; 0 when none). */
+	tr_lock_t h_arena_lock;
+	_Atomic uint64_t h_arena_carve;
 
 	/* The log (wal.c); all zero for a store without one. Identity and
 	 * settings, written once by the creator: */
@@ -262,6 +267,7 @@ struct tr_hdr {
 	_Atomic uint64_t h_reap_done;     /* ... and covered by a slot scan */
 	_Atomic uint64_t h_reaped_procs;  /* counters, for the tools */
 	_Atomic uint64_t h_reaped_jobs;
+	_Atomic uint64_t h_reaped_blocks; /* arena blocks freed by censuses */
 	_Atomic uint64_t h_reap_scans;
 };
 
@@ -425,6 +431,10 @@ struct tr_block {
 	uint64_t k_next;  /* free-stack link (when free) or list link (errors) */
 };
 #define TR_BLOCK_MAGIC 0x6b6c4200u
+/* In k_next of a block taken and not yet attached: this bit | the
+ * allocator's process token (never a list link: those are offsets). */
+#define TR_BLOCK_STAMP (1ull << 63)
+#define TR_BLOCK_STAMP_TOKEN(t) ((t) & TR_LOCK_TOKEN_MASK)
 
 /* An error-history entry, stored as an arena block's data. */
 struct tr_error_entry {
@@ -504,6 +514,7 @@ TR_INTERNAL uint32_t tr__build_signature(void);
 #define TR_LOCK_RING_PUSH (-5)
 #define TR_LOCK_RING_POP (-6)
 #define TR_LOCK_LOG_STAGE (-7)
+#define TR_LOCK_ARENA (-8)
 TR_INTERNAL int tr__lock(tr_lock_t *w, struct taskring_store *st, int which);
 TR_INTERNAL int tr__lock_waited(tr_lock_t *w, struct taskring_store *st, int which, int *waited);
 TR_INTERNAL int tr__trylock(tr_lock_t *w, struct taskring_store *st, int which);
@@ -518,7 +529,7 @@ TR_INTERNAL void tr__lock_repair(struct taskring_store *st, int which, uint32_t 
  * state. A test arms one with tr__crash_arm() and the process _exit()s with
  * TR_CRASH_STATUS the n-th time it passes there, as if killed at that
  * instruction; the store must then be repairable by the reaper and the
- * robust locks. Unarmed, a point costs one load and a predicted branch.
+ * next holder of its locks. Unarmed, a point costs one load and a predicted branch.
  */
 #define TR_CRASH_POINTS(X)                                                      \
 	X(CLAIM, "claim")                 /* pop: RUNNING, still linked, queue lock held */ \
@@ -535,7 +546,9 @@ TR_INTERNAL void tr__lock_repair(struct taskring_store *st, int which, uint32_t 
 	X(ENQ_FILLED, "enqueue.filled")   /* jobs written (PENDING), not linked */ \
 	X(RING_PUSH, "ring.push")         /* push lock held, journalled, tail not moved */ \
 	X(RING_POP, "ring.pop")           /* pop lock held, head moved, slot not marked */ \
-	X(LOG_STAGE, "log.stage")         /* staging lock held, a log slot begun, not taken */
+	X(LOG_STAGE, "log.stage")         /* staging lock held, a log slot begun, not taken */ \
+	X(ARENA_CARVE, "arena.carve")     /* arena lock held, a block's header written, bump not moved */ \
+	X(ARENA_TAKEN, "arena.taken")     /* a block taken and stamped, not attached */
 enum tr_crash_point {
 #define TR_CP_ENUM(id, name) TR_CP_##id,
 	TR_CRASH_POINTS(TR_CP_ENUM)
@@ -615,6 +628,10 @@ TR_INTERNAL void tr__ring_settle(struct taskring_store *st);
 /* arena.c */
 TR_INTERNAL uint64_t tr__arena_alloc(struct taskring_store *st, size_t len);
 TR_INTERNAL void tr__arena_free(struct taskring_store *st, uint64_t off);
+TR_INTERNAL void tr__arena_attach(struct taskring_store *st, uint64_t off);
+TR_INTERNAL void tr__arena_repair(struct taskring_store *st, uint32_t dead);
+TR_INTERNAL uint64_t tr__arena_census(struct taskring_store *st,
+				      int (*dead)(struct taskring_store *, uint32_t, void *), void *arg);
 TR_INTERNAL void *tr__arena_data(struct taskring_store *st, uint64_t off, uint32_t *lenp);
 TR_INTERNAL uint64_t tr__arena_put(struct taskring_store *st, const void *data, size_t len);
 

@@ -307,6 +307,7 @@ void tr__slot_attach_result(struct taskring_store *st, struct tr_slot *s, const 
 {
 	tr__slot_drop_result(st, s);
 	if (off) {
+		tr__arena_attach(st, off);
 		TR_SET(s->s_result_off, off);
 	} else {
 		if (len)
@@ -693,12 +694,16 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		if (r->len)
 			tr__copy_shared(s->s_inline_payload, r->payload, r->len);
 	} else {
+		tr__arena_attach(st, r->payload_off);
 		TR_SET(s->s_payload_off, r->payload_off);
 	}
+	tr__arena_attach(st, r->meta_off);
 	TR_SET(s->s_meta_off, r->meta_off);
+	tr__arena_attach(st, r->delays_off);
 	TR_SET(s->s_delays_off, r->delays_off);
 	if (r->ukey) {
 		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_UNIQUE);
+		tr__arena_attach(st, r->ukey_off);
 		TR_SET(s->s_unique_off, r->ukey_off);
 		TR_SET(s->s_unique_hash, r->uhash);
 	}
@@ -707,6 +712,7 @@ static void fill_slot(struct taskring_store *st, uint32_t idx, const struct enq_
 		/* Its tr_dep array was written by tr__deps_prepare() (and is
 		 * completed, with s_deps_left, by tr__deps_commit()). */
 		TR_SET(s->s_flags, TR_GET(s->s_flags) | TR_SF_DEPS);
+		tr__arena_attach(st, r->deps_off);
 		TR_SET(s->s_deps_off, r->deps_off);
 		TR_SET(s->s_ndeps, r->ndeps);
 		TR_SET(s->s_deps_left, 0);

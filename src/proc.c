@@ -393,6 +393,13 @@ static int alive_cached(struct taskring_store *st, uint32_t tok, uint32_t *verdi
 	return alive;
 }
 
+/* For the arena census: is @tok a registration that is gone? (0, an
+ * unregistered process, never is.) */
+static int census_dead(struct taskring_store *st, uint32_t tok, void *verdict)
+{
+	return tok && !alive_cached(st, tok, verdict);
+}
+
 /*
  * A terminal (or purged, free) job whose closer died before it resolved its
  * dependents and recycled its slot (s_owner still names the closer;
@@ -525,8 +532,9 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 			scan = 1;
 	}
 	uint64_t marks = atomic_load_explicit(&h->h_reap_marks, memory_order_seq_cst);
+	int census = full || stats.procs_gone;
 	if (marks != atomic_load_explicit(&h->h_reap_done, memory_order_relaxed))
-		scan = 1;
+		scan = census = 1;
 	if (scan) {
 		/* Each live entry's lease bound starts again from "none";
 		 * claims made during the walk lower it themselves, and what
@@ -601,6 +609,12 @@ int tr__reap(struct taskring_store *st, int full, struct taskring_reap_stats *ou
 				if (mins[i] != INT64_MAX)
 					lease_min_at(st, i, mins[i]);
 		free(mins);
+		/* After a death: the arena blocks the dead had taken and not
+		 * attached (arena.c). */
+		if (census) {
+			stats.blocks_freed = (uint32_t)tr__arena_census(st, census_dead, verdict);
+			atomic_fetch_add_explicit(&h->h_reaped_blocks, stats.blocks_freed, memory_order_relaxed);
+		}
 		free(verdict);
 		/* Everything marked before the walk is covered. */
 		uint64_t done = atomic_load_explicit(&h->h_reap_done, memory_order_relaxed);

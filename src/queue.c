@@ -20,7 +20,7 @@
  * the heap's top so sleeping workers know how long to sleep.
  *
  * Locking. Bands, heap and a pending slot's s_loc/s_prev/s_next/s_heap_pos
- * change only under the queue's robust mutex. A slot's s_loc is set before
+ * change only under the queue's lock (lock.c). A slot's s_loc is set before
  * its links and cleared after them, so that if a process dies holding the
  * lock, tr__queue_repair() can rebuild the bands and heap from the slot table
  * (every PENDING slot of the queue that is linked), in link order. A job
@@ -530,8 +530,8 @@ uint32_t tr__queue_pop_locked(struct taskring_store *st, struct tr_queue *q, int
 
 /*
  * Rebuild @qi's bands and heap from the slot table: every PENDING slot of the
- * queue that is linked or ready to be, in link order. Called with the queue lock held after
- * EOWNERDEAD, or when a list is found corrupt. O(slots log slots).
+ * queue that is linked or ready to be, in link order. Called with the queue lock, taken from
+ * a dead holder (lock.c), or when a list is found corrupt. O(slots log slots).
  */
 static struct taskring_store *sort_st;
 static int by_link_seq(const void *a, const void *b)

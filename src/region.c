@@ -139,6 +139,8 @@ void tr__lock_repair(struct taskring_store *st, int which, uint32_t dead)
 		tr__deps_repair(st);
 	} else if (which == TR_LOCK_RING_PUSH || which == TR_LOCK_RING_POP) {
 		tr__ring_repair(st, which, dead);
+	} else if (which == TR_LOCK_ARENA) {
+		tr__arena_repair(st, dead);
 	}
 }
 

@@ -12,9 +12,9 @@
  * reused by later inserts (they are tombstones in the probe chains). When a
  * probe grows long the table is rebuilt from the slots.
  *
- * Every access happens under h_unique_lock, a robust mutex: a process that
+ * Every access happens under h_unique_lock (lock.c): a process that
  * dies holding it leaves a table that the next locker rebuilds from the slot
- * table (tr__lock() calls tr__unique_rebuild() on EOWNERDEAD). Slots are
+ * table (tr__lock() calls tr__unique_rebuild() when it takes the lock from a dead holder). Slots are
  * read with the seqlock rules of job.c, since producers recycle them
  * without this lock.
  */
@@ -112,7 +112,7 @@ void tr__unique_insert_locked(struct taskring_store *st, uint32_t hash, uint32_t
 
 /*
  * Rebuild the table from the slots: every pending or running job with a
- * key. Called with the lock held (after EOWNERDEAD, or when chains grow).
+ * key. Called with the lock held (taken from a dead holder, or when chains grow).
  */
 void tr__unique_rebuild(struct taskring_store *st)
 {

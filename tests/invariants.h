@@ -12,9 +12,67 @@
  * Walk the region (quiescent: nobody else acts) and check the invariants.
  * Takes every queue lock, the deps lock and the ring's locks first, so that
  * a lock left by a dead holder is repaired as any next holder would. A slot
- * in no place, or a ring cell not published, fails the test.
+ * in no place, or a ring cell not published, fails the test; so does an
+ * arena block neither free nor named (unless @leaked counts those).
  */
-static inline void check_store(struct taskring_store *st, const char *when)
+/*
+ * The arena: every block below the bump is on exactly one free stack or
+ * named by exactly one place of a slot (a field, or a list of errors or
+ * dependents), never both, never neither. With @leaked, blocks in neither
+ * are counted there instead of failing (the windows arena.c names);
+ * otherwise they fail the test.
+ */
+static inline void check_arena(struct taskring_store *st, const char *when, uint32_t *leaked)
+{
+	uint64_t nb = st->arena_bytes / 64;
+	uint8_t *mark = calloc((size_t)nb, 1); /* 1 free, 2 named */
+	assert_non_null(mark);
+	for (int k = 0; k < TR_ARENA_CLASSES; k++) {
+		uint64_t h = atomic_load(&st->hdr->h_arena_free[k]);
+		uint64_t off = (h & 0xffffffffu) << TR_ARENA_MIN_SHIFT;
+		for (uint64_t n = 0; off; n++) {
+			assert_true(off < st->arena_bytes && !(off & 63) && n < nb);
+			if (mark[off / 64])
+				fail_msg("%s: arena block %llu twice on the free stacks", when, (unsigned long long)off);
+			mark[off / 64] = 1;
+			off = ((struct tr_block *)(st->arena + off))->k_next;
+		}
+	}
+	for (uint32_t i = 0; i < st->nslots; i++) {
+		struct tr_slot *s = &st->slots[i];
+		uint64_t one[6] = {s->s_payload_off, s->s_result_off, s->s_meta_off, s->s_delays_off, s->s_unique_off,
+				   s->s_deps_off};
+		uint64_t heads[2] = {s->s_errors_off, s->s_dents_head};
+		for (int f = 0; f < 6 + 2; f++) {
+			uint64_t off = f < 6 ? one[f] : heads[f - 6];
+			for (uint64_t n = 0; off; n++) {
+				assert_true(off < st->arena_bytes && !(off & 63) && n < nb);
+				if (mark[off / 64])
+					fail_msg("%s: arena block %llu of slot %u is %s", when, (unsigned long long)off, i,
+						 mark[off / 64] == 1 ? "also free" : "named twice");
+				mark[off / 64] = 2;
+				off = f < 6 ? 0 : ((struct tr_block *)(st->arena + off))->k_next;
+			}
+		}
+	}
+	uint64_t bump = atomic_load(&st->hdr->h_arena_bump);
+	for (uint64_t off = 64; off < bump;) {
+		struct tr_block *b = (struct tr_block *)(st->arena + off);
+		uint32_t k = b->k_magic & 0xff;
+		if ((b->k_magic & ~0xffu) != TR_BLOCK_MAGIC || k >= TR_ARENA_CLASSES)
+			fail_msg("%s: arena block at %llu has no header", when, (unsigned long long)off);
+		if (!mark[off / 64]) {
+			if (!leaked)
+				fail_msg("%s: arena block %llu (k_next %#llx) is neither free nor named", when,
+					 (unsigned long long)off, (unsigned long long)b->k_next);
+			(*leaked)++;
+		}
+		off += 1ull << (TR_ARENA_MIN_SHIFT + k);
+	}
+	free(mark);
+}
+
+static inline void check_store_leaks(struct taskring_store *st, const char *when, uint32_t *leaked)
 {
 	uint32_t n = st->nslots;
 	uint8_t *seen = calloc(n, 1);
@@ -86,6 +144,12 @@ static inline void check_store(struct taskring_store *st, const char *when)
 			 atomic_load(&s->s_owner));
 	}
 	free(seen);
+	check_arena(st, when, leaked);
+}
+
+static inline void check_store(struct taskring_store *st, const char *when)
+{
+	check_store_leaks(st, when, NULL);
 }
 
 #endif

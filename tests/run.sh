@@ -4,6 +4,9 @@
 # never counted as passed. Prints one closing line: "N passed, N failed, N skipped".
 set -u
 timeout_s=${TEST_TIMEOUT:-600}
+# Each suite's stores carry its own run id (tests/testutil.h), so the
+# clean-up below never removes the live stores of another suite.
+export TR_TEST_RUN=$$
 pass=0; fail=0; skip=0; failed=()
 for t in "$@"; do
 	name=$(basename "$t")
@@ -20,7 +23,7 @@ for t in "$@"; do
 	esac
 done
 # Leftover stores of crashed tests would fill /dev/shm over many runs.
-rm -f /dev/shm/taskring-test-* 2>/dev/null
+rm -f /dev/shm/taskring-test-"$$"-* 2>/dev/null
 [ $fail -eq 0 ] || echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -45,13 +45,17 @@
 /* Names, time, waiting                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* A fresh "/taskring-test-<pid>-<n>" name; unlinked first in case it exists. */
+/* A fresh "/taskring-test-<run>-<pid>-<n>" name (<run>: tests/run.sh's
+ * TR_TEST_RUN, so that a suite cleans up only its own stores, never those
+ * of another suite running at the same time); unlinked first in case it
+ * exists. */
 static inline const char *tu_shm_name(void)
 {
-	static char names[64][64];
+	static char names[64][80];
 	static unsigned n;
 	char *s = names[n % 64];
-	snprintf(s, 64, "/taskring-test-%d-%u", (int)getpid(), n++);
+	const char *run = getenv("TR_TEST_RUN");
+	snprintf(s, 80, "/taskring-test-%.12s-%d-%u", run && *run ? run : "x", (int)getpid(), n++);
 	taskring_store_unlink(s);
 	return s;
 }

@@ -478,8 +478,9 @@ static int reap(int argc, char **argv)
 		return fail(argv[optind], rc);
 	/* This tool's own registration is one of the attached. */
 	if (json)
-		printf("{\"procs_gone\":%u,\"owner_died\":%u,\"lease_expired\":%u,\"procs_attached\":%u}\n",
-		       r.procs_gone, r.owner_died, r.lease_expired, r.procs_attached - 1);
+		printf("{\"procs_gone\":%u,\"owner_died\":%u,\"lease_expired\":%u,\"procs_attached\":%u,"
+		       "\"recycled\":%u,\"blocks_freed\":%u}\n",
+		       r.procs_gone, r.owner_died, r.lease_expired, r.procs_attached - 1, r.recycled, r.blocks_freed);
 	else
 		printf("%u process(es) found gone, %u other(s) attached; %u job(s) of dead workers and %u with "
 		       "expired leases put back or ended\n",
