@@ -11,8 +11,8 @@
  * block fails its CAS. When a class and the bump space are exhausted, a larger
  * free block is used whole (it keeps its class, so freeing returns it where
  * it came from). Blocks are never split or merged: the arena trades some
- * space for an allocator with no lock and no step whose interruption could
- * corrupt it.
+ * space for an allocator with no lock on its common path (only carving
+ * takes one) and no step whose interruption could corrupt it.
  *
  * Crash safety. A block taken and not yet attached to a job carries its
  * allocator's process token in k_next (TR_BLOCK_STAMP | token); attaching
@@ -23,10 +23,10 @@
  * names either. Carving from the bump pointer is under a short lock with a
  * journal (h_arena_lock), so every block below the bump has its header and
  * the census can walk the arena block by block; a carver killed between
- * the two is finished by the next (tr__arena_repair()). Two windows of a
+ * the two is finished by the next (tr__arena_repair()). Three windows of a
  * few instructions still leak (space, never data): a block popped from a
- * free stack and not yet stamped, and one unhooked from a job and not yet
- * pushed.
+ * free stack and not yet stamped, one attached and not yet stored in its
+ * slot, and one unhooked from a job and not yet pushed.
  *
  * Offsets are relative to the arena's start and are never 0 for a real block
  * (the first 64 bytes are reserved), so 0 means "none" in a slot. Every
@@ -153,7 +153,6 @@ uint64_t tr__arena_alloc(struct taskring_store *st, size_t len)
 		return 0;
 	/* A carved block has its class; a reused one keeps the class of the
 	 * stack it came from. Ours until attached: the stamp says so. */
-	(void)carved;
 	TR_SET(b->k_len, (uint32_t)len);
 	TR_SET(b->k_next, TR_BLOCK_STAMP | stamp);
 	TR_CRASH(ARENA_TAKEN);

@@ -82,12 +82,12 @@ int tr__lock_waited(tr_lock_t *w, struct taskring_store *st, int which, int *wai
 				return 0;
 			continue;
 		}
-		if (v != last) {
+		if ((v ^ last) & ~TR_LOCK_WAITERS) {
 			last = v; /* a new holder: its own time to give up */
 			start = now;
 			probe = 0;
 		}
-		if (now - start < TR_LOCK_SPIN_NS) {
+		if (now - start < TR_LOCK_SPIN_NS && !slept) {
 			tr__cpu_relax();
 			if ((i & 63) == 0)
 				now = tr__now_mono();
