@@ -106,6 +106,13 @@ static void populate_ahead(struct taskring_store *st, uint64_t from, uint64_t to
 }
 
 /* Returns the block's offset, or 0 when there is no room. */
+/* Is @bump a place to carve a block of @size bytes from? */
+static int bump_ok(struct taskring_store *st, uint64_t bump, uint64_t size)
+{
+	return bump >= TR_CACHELINE && !(bump & (TR_CACHELINE - 1)) && bump <= st->arena_bytes &&
+	       st->arena_bytes - bump >= size;
+}
+
 uint64_t tr__arena_alloc(struct taskring_store *st, size_t len)
 {
 	int k = size_class(len);
@@ -120,11 +127,11 @@ uint64_t tr__arena_alloc(struct taskring_store *st, size_t len)
 	if (!off) {
 		struct tr_hdr *h = st->hdr;
 		uint64_t bump = atomic_load_explicit(&h->h_arena_bump, memory_order_relaxed);
-		/* Blocks are aligned to 64 bytes, not to their size. */
-		if (bump >= TR_CACHELINE && bump <= st->arena_bytes && st->arena_bytes - bump >= size &&
-		    tr__spin_lock(&h->h_arena_lock, st, TR_LOCK_ARENA) == 0) {
+		/* Blocks are aligned to 64 bytes, not to their size (a bump that
+		 * is not was written over: never carve there). */
+		if (bump_ok(st, bump, size) && tr__spin_lock(&h->h_arena_lock, st, TR_LOCK_ARENA) == 0) {
 			bump = atomic_load_explicit(&h->h_arena_bump, memory_order_relaxed);
-			if (bump >= TR_CACHELINE && bump <= st->arena_bytes && st->arena_bytes - bump >= size) {
+			if (bump_ok(st, bump, size)) {
 				/* The header, then the bump: a block below the bump
 				 * always has one (the journal covers a carver
 				 * killed in between). */
