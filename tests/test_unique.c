@@ -94,7 +94,7 @@ static void test_batch_and_bad_keys(void **state)
 	struct taskring_store *st = f->st = tu_open_small(f->name, 64);
 	struct taskring_enqueue_opts o = keyed("dup"), p = keyed("solo");
 	struct taskring_enqueue_item items[3] = {
-		{"t", NULL, 0, &o}, {"t", NULL, 0, &p}, {"t", NULL, 0, &o},
+		{"t", NULL, 0, &o, NULL, 0}, {"t", NULL, 0, &p, NULL, 0}, {"t", NULL, 0, &o, NULL, 0},
 	};
 	struct taskring_job jobs[3];
 
