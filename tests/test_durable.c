@@ -710,6 +710,7 @@ static void test_unusable_region_rebuilt(void **state)
 struct stall_arg {
 	char name[64];
 	char dir[PATH_MAX];
+	int in_lock; /* die holding the staging lock instead (log.stage) */
 };
 
 static int stall_child(void *arg, int ctl, int ack)
@@ -720,23 +721,14 @@ static int stall_child(void *arg, int ctl, int ack)
 	(void)ctl;
 	(void)ack;
 	CK_RC(taskring_store_open(a->name, &o, &st), 0);
+	if (a->in_lock) {
+		/* Killed while it begins its slot, under the staging lock. */
+		CK_RC(tr__crash_arm("log.stage", 1), 0);
+		taskring_enqueue(st, "t", "lost", 4, NULL, NULL);
+		return 0; /* not reached: the crash point exits with TR_CRASH_STATUS */
+	}
 	tr__wal_test_stall(st);
 	_exit(0); /* as if killed right there */
-}
-
-/* A writer killed while it holds the staging lock (its slot begun, the
- * position not yet taken). */
-static int stage_child(void *arg, int ctl, int ack)
-{
-	struct stall_arg *a = arg;
-	struct taskring_store_opts o = log_opts(a->dir, TASKRING_DURABLE);
-	struct taskring_store *st = NULL;
-	(void)ctl;
-	(void)ack;
-	CK_RC(taskring_store_open(a->name, &o, &st), 0);
-	CK_RC(tr__crash_arm("log.stage", 1), 0);
-	taskring_enqueue(st, "t", "lost", 4, NULL, NULL);
-	return 0; /* not reached: the crash point exits with TR_CRASH_STATUS */
 }
 
 /*
@@ -861,7 +853,8 @@ static void test_dead_writer_skipped(void **state)
 	assert_int_equal(tu_kid_join(kid, 30000), 0);
 	/* And one that dies holding the staging lock: the next writer takes
 	 * the lock over from the dead process and writes over its slot. */
-	kid = tu_spawn(stage_child, a);
+	a->in_lock = 1;
+	kid = tu_spawn(stall_child, a);
 	assert_int_equal(tu_kid_join(kid, 30000), TR_CRASH_STATUS);
 	struct taskring_job j;
 	char id[40];
