@@ -753,7 +753,7 @@ static void test_store_open_bad_args(void **state)
 		case 5: o.queues = TASKRING_MAX_QUEUES + 1; break;
 		case 6: o.tasks = TASKRING_MAX_TASKS + 1; break;
 		case 7: o.flags = TASKRING_STORE_MANUAL_COMPACT; break; /* without a log */
-		case 8: o.flags = 0x20; break;                          /* unknown */
+		case 8: o.flags = 0x40; break;                          /* unknown */
 		case 9: o.durability = TASKRING_ASYNC; break; /* without a log */
 		case 10: o.reserved[0] = 1; break;
 		case 11: o.segment_bytes = 1; break;        /* without a log */

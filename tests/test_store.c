@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1240,6 +1241,84 @@ static void test_unlink_then_open_is_fresh(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* TASKRING_STORE_PREFAULT                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The minor faults this process takes reading one byte of every page of
+ * @st's mapping. */
+static long faults_reading(struct taskring_store *st)
+{
+	struct rusage a, b;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	volatile const uint8_t *p = st->base;
+	unsigned sum = 0;
+	getrusage(RUSAGE_SELF, &a);
+	for (size_t off = 0; off < st->size; off += page)
+		sum += p[off];
+	getrusage(RUSAGE_SELF, &b);
+	(void)sum;
+	return b.ru_minflt - a.ru_minflt;
+}
+
+static void test_prefault(void **state)
+{
+	const char *name = tu_shm_name();
+	struct taskring_store_opts o = tu_store_opts(64, 4096, 32u << 20, 4, 8);
+	struct taskring_store *made = open_ok(name, &o);
+	long pages = (long)(made->size / (size_t)sysconf(_SC_PAGESIZE));
+	assert_true(pages > 8000);
+
+	/* A handle of its own is a mapping of its own: without the flag, its
+	 * pages fault in as they are first read (the kernel maps up to 16 at
+	 * a time around a fault)... */
+	struct taskring_store_opts plain;
+	memset(&plain, 0, sizeof(plain));
+	plain.flags = TASKRING_STORE_NOCREATE;
+	struct taskring_store *cold = open_ok(name, &plain);
+	long cold_faults = faults_reading(cold);
+	assert_rc(taskring_store_close(cold), 0);
+
+	/* ...with it, they are all mapped when the open returns. */
+	struct taskring_store_opts pre = plain;
+	pre.flags |= TASKRING_STORE_PREFAULT;
+	struct taskring_store *warm = open_ok(name, &pre);
+	long warm_faults = faults_reading(warm);
+	print_message("# %ld pages: %ld faults reading them without the flag, %ld with it\n", pages, cold_faults,
+		      warm_faults);
+	assert_true(cold_faults >= pages / 32);
+	assert_true(warm_faults <= pages / 100);
+
+	/* The handle works as any other. */
+	assert_rc(taskring_task_declare(warm, "t"), 0);
+	assert_rc(taskring_enqueue(warm, "t", "x", 1, NULL, NULL), 0);
+	struct taskring_queue_stats qs;
+	assert_rc(taskring_queue_stats(made, NULL, &qs), 0);
+	assert_int_equal(qs.enqueued, 1);
+	assert_rc(taskring_store_close(warm), 0);
+
+	/* A creator and an anonymous store may ask for it too. */
+	assert_rc(taskring_store_close(made), 0);
+	assert_rc(taskring_store_unlink(name), 0);
+	o.flags = TASKRING_STORE_PREFAULT;
+	made = open_ok(name, &o);
+	assert_true(faults_reading(made) <= pages / 100);
+	assert_rc(taskring_store_close(made), 0);
+	assert_rc(taskring_store_unlink(name), 0);
+	struct taskring_store *anon = open_ok(NULL, &o);
+	assert_true(faults_reading(anon) <= pages / 100);
+	assert_rc(taskring_store_close(anon), 0);
+
+	/* An unknown flag next to it is still refused, and nothing is made. */
+	o.flags = TASKRING_STORE_PREFAULT | 0x40000000u;
+	struct taskring_store *none = (struct taskring_store *)&o;
+	assert_rc(taskring_store_open(name, &o, &none), -EINVAL);
+	assert_ptr_equal(none, (struct taskring_store *)&o);
+	char path[PATH_MAX];
+	shm_file(name, path, sizeof(path));
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* ------------------------------------------------------------------------ */
 /* strerror / status names                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -1329,6 +1408,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_first_openers_path),
 		cmocka_unit_test(test_concurrent_declare_same_names),
 		cmocka_unit_test(test_unlink_then_open_is_fresh),
+		cmocka_unit_test(test_prefault),
 		cmocka_unit_test(test_strerror),
 	};
 	tu_test_filters();
