@@ -5,6 +5,8 @@
 #   make check SANITIZE=address,undefined   (or SANITIZE=thread): the same, instrumented
 #   make demo       build everything (installing packages if needed) and run the demo
 #   make bench      benchmarks; one JSON object per scenario per line
+#   make bench-peers   taskring beside beanstalkd, redis, SQLite and the transport
+#                   floors (installs and starts the peers; bench/peers/run.sh)
 #   make fuzz / fuzz-seeds   libFuzzer runs / rewrite the region target's seed
 #   make deps       install the Debian packages the build and the tests need
 #   make install / uninstall   honour PREFIX and DESTDIR
@@ -24,6 +26,9 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config python3 strace
+# What `make bench-peers` needs besides: the real peers, their client
+# libraries, and gnuplot for the latency plot.
+PEER_PACKAGES := beanstalkd redis-server redis-tools libhiredis-dev libsqlite3-dev gnuplot-nox
 
 ifeq ($(V),1)
 Q :=
@@ -83,7 +88,7 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
-.PHONY: all lib tools tests benches check demo bench deps install uninstall clean fuzz fuzz-seeds FORCE
+.PHONY: all lib tools tests benches check demo bench bench-peers peers deps deps-peers install uninstall clean fuzz fuzz-seeds FORCE
 FORCE:
 .DEFAULT_GOAL := all
 
@@ -168,6 +173,22 @@ $(BUILD)/bench/%: bench/%.c bench/common.h $(STATIC) include/taskring.h
 bench: benches
 	$(Q)BUILD=$(BUILD) bench/run.sh
 
+# bench/peers links hiredis and SQLite, which only `make deps-peers`
+# installs: it is built by its own target, never by `make benches`, and its
+# flags are read when the recipe runs (after the install).
+PEERS_SRCS := $(wildcard bench/peers/*.c)
+peers: $(BUILD)/bench/peers
+
+$(BUILD)/bench/peers: $(PEERS_SRCS) bench/peers/peer.h bench/common.h $(STATIC) include/taskring.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags hiredis sqlite3) -O2 -o $@ $(PEERS_SRCS) $(STATIC) \
+		$(ALL_LDFLAGS) $(LIBS) $$($(PKG_CONFIG) --libs hiredis sqlite3) -lm
+
+bench-peers: deps-peers
+	$(Q)$(MAKE) --no-print-directory peers
+	$(Q)BUILD=$(BUILD) bench/peers/run.sh
+
 demo:
 	$(Q)$(MAKE) --no-print-directory deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -176,7 +197,13 @@ demo:
 # Installs the Debian packages only when one is missing, so it is quick and
 # needs no root on a machine that has them.
 deps:
-	$(Q)missing=""; for p in $(DEB_PACKAGES); do \
+	$(Q)$(call install_debs,$(DEB_PACKAGES))
+
+deps-peers: deps
+	$(Q)$(call install_debs,$(PEER_PACKAGES))
+
+define install_debs
+	missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -184,6 +211,7 @@ deps:
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)

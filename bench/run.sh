@@ -34,21 +34,7 @@ done
 command -v python3 >/dev/null || { echo "bench/run.sh: python3 is needed for the summary" >&2; exit 2; }
 
 : >"$out" || exit 2
-python3 - "${BENCH_SCALE:-1}" "${BENCH_STORE:-anon}" >>"$out" <<'EOF'
-import json, os, platform, sys, time
-cpu = ""
-try:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-except OSError:
-    pass
-print(json.dumps({"scenario": "meta", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-                  "cpu": cpu, "loadavg_1m": os.getloadavg()[0],
-                  "bench_scale": sys.argv[1], "bench_store": sys.argv[2]}, separators=(",", ":")))
-EOF
+python3 "$(dirname "$0")/meta.py" bench_scale="${BENCH_SCALE:-1}" bench_store="${BENCH_STORE:-anon}" >>"$out" || exit 2
 cat "$out"
 
 failed=()
