@@ -230,7 +230,9 @@ struct tr_hdr {
 	tr_lock_t h_log_stage_lock;
 	/* What the flusher has done: the ring up to h_log_flushed is written
 	 * to the file (and zeroed for reuse), and up to h_log_durable synced.
-	 * h_log_seq moves (and wakes the h_log_waiters) at each flush. */
+	 * h_log_seq moves (and wakes the h_log_waiters) at each flush:
+	 * those whose records that flush covers (the futex bit of the new
+	 * h_log_seq), and everyone when the flusher gives the lock back. */
 	_Alignas(TR_CACHELINE) _Atomic uint64_t h_log_flushed;
 	_Atomic uint64_t h_log_durable;
 	_Atomic uint32_t h_log_seq;
@@ -240,6 +242,8 @@ struct tr_hdr {
 	_Atomic uint32_t h_log_flushing; /* a flusher holds h_log_lock */
 	_Atomic uint32_t h_log_low_space; /* the spares needed could not be
 					     made: new jobs are refused */
+	_Atomic uint64_t h_log_flush_to; /* the staging position the flush in
+					    progress reads up to, at most */
 	/* The flusher's lock and what it alone changes: the current segment
 	 * (every process opens it by name) and the file stream's end. */
 	_Alignas(TR_CACHELINE) tr_lock_t h_log_lock;

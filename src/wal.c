@@ -74,6 +74,7 @@
 #define SLOT_HDR 16u
 #define SLOT_READY 0x80000000u /* in the slot length word: record in place */
 #define FLUSH_MAX (8u << 20) /* bytes of records one flush takes at most */
+#define FLUSH_ROUNDS 4       /* flushes one holder of the log lock makes in a row */
 /* A waiter sleeps at most this long before it looks at the lock again: a
  * flusher that died (its robust lock free for the taking) wakes nobody. A
  * live flusher always does, long before. */
@@ -531,12 +532,20 @@ static int writer_gone(uint32_t pid)
 	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
 }
 
-static void publish(struct taskring_store *st)
+/* The futex bit of the flush that moves h_log_seq to @seq. */
+static uint32_t seq_bit(uint32_t seq)
+{
+	return 1u << (seq & 31);
+}
+
+/* A flush is done: move h_log_seq and wake the writers waiting for it,
+ * those of this flush only (@bits: seq_bit()), or everyone. */
+static void publish(struct taskring_store *st, int all)
 {
 	struct tr_hdr *h = st->hdr;
-	atomic_fetch_add_explicit(&h->h_log_seq, 1, memory_order_seq_cst);
+	uint32_t seq = atomic_fetch_add_explicit(&h->h_log_seq, 1, memory_order_seq_cst) + 1;
 	if (atomic_load_explicit(&h->h_log_waiters, memory_order_seq_cst))
-		tr__futex_wake(&h->h_log_seq, INT32_MAX, 0xffffffffu);
+		tr__futex_wake(&h->h_log_seq, INT32_MAX, all ? 0xffffffffu : seq_bit(seq));
 }
 
 /*
@@ -567,6 +576,8 @@ static int flush_locked(struct taskring_store *st, uint64_t want)
 		n = store_record(st, w->out, w->outcap);
 		room = h->h_segment_bytes - n;
 	}
+	/* Waiters whose records lie beyond this do not wake for this flush. */
+	atomic_store_explicit(&h->h_log_flush_to, reserved, memory_order_seq_cst);
 	int64_t give_up = 0;
 	while (pos < reserved && n < FLUSH_MAX) {
 		/* Acquire: the slot's bytes were written before its length. */
@@ -663,12 +674,31 @@ fail:
  * reads the flag), and one that finds it clear tries the lock itself; so no
  * waiter sleeps with nobody to wake it.
  */
+/*
+ * Flush as the lock's holder. While writers wait for records staged after
+ * the flush began, the flusher goes on with the next flush at once, up to
+ * FLUSH_ROUNDS in all, waking after each only the writers whose records it
+ * covered (publish()): with dozens of writers, the rest used to wake with
+ * them, find their records not yet durable, and sleep again, or spin in
+ * sched_yield() while the lock changed hands. At the end everyone wakes,
+ * so that a writer left waiting takes the lock over.
+ */
 static int flush_as_flusher(struct taskring_store *st, uint64_t want)
 {
-	atomic_store_explicit(&st->hdr->h_log_flushing, 1, memory_order_seq_cst);
-	int rc = flush_locked(st, want);
-	atomic_store_explicit(&st->hdr->h_log_flushing, 0, memory_order_seq_cst);
-	publish(st);
+	struct tr_hdr *h = st->hdr;
+	int rc;
+	atomic_store_explicit(&h->h_log_flushing, 1, memory_order_seq_cst);
+	for (int round = 1;; round++) {
+		rc = flush_locked(st, want);
+		if (rc || round == FLUSH_ROUNDS || !atomic_load_explicit(&h->h_log_waiters, memory_order_seq_cst) ||
+		    atomic_load_explicit(&h->h_log_reserve, memory_order_acquire) <=
+			    atomic_load_explicit(&h->h_log_durable, memory_order_acquire))
+			break;
+		publish(st, 0);
+		want = 0; /* later rounds take what is ready */
+	}
+	atomic_store_explicit(&h->h_log_flushing, 0, memory_order_seq_cst);
+	publish(st, 1);
 	return rc;
 }
 
@@ -682,19 +712,29 @@ static int try_flush(struct taskring_store *st, uint64_t want)
 	return rc;
 }
 
-/* Sleep until the flusher publishes again (or @until, mono ns, -1 none),
- * unless @done already holds. */
+/*
+ * Sleep until the flusher publishes again (or @until, mono ns, -1 none),
+ * unless @done already holds. A writer waiting for its record to end at
+ * @end (0: not such a wait) beyond what the flush in progress reads sleeps
+ * until the flush after it (or the flusher's last, which wakes everyone).
+ * A stale look only costs a wake-up too many or one flush of delay: a
+ * flush moves h_log_seq, so nobody sleeps through one it missed.
+ */
 static void wait_flush(struct taskring_store *st, int (*done)(struct taskring_store *, uint64_t), uint64_t arg,
-		       int64_t until)
+		       uint64_t end, int64_t until)
 {
 	struct tr_hdr *h = st->hdr;
 	uint32_t seq = atomic_load_explicit(&h->h_log_seq, memory_order_seq_cst);
 	atomic_fetch_add_explicit(&h->h_log_waiters, 1, memory_order_seq_cst);
 	if (!done(st, arg) && !atomic_load_explicit(&h->h_log_failed, memory_order_seq_cst)) {
-		if (atomic_load_explicit(&h->h_log_flushing, memory_order_seq_cst))
-			tr__futex_wait(&h->h_log_seq, seq, until, 0xffffffffu);
-		else
+		if (atomic_load_explicit(&h->h_log_flushing, memory_order_seq_cst)) {
+			uint32_t next = seq + 1;
+			if (end && end > atomic_load_explicit(&h->h_log_flush_to, memory_order_seq_cst))
+				next++;
+			tr__futex_wait(&h->h_log_seq, seq, until, seq_bit(next));
+		} else {
 			sched_yield(); /* the lock is being taken or given back */
+		}
 	}
 	atomic_fetch_sub_explicit(&h->h_log_waiters, 1, memory_order_seq_cst);
 }
@@ -788,7 +828,7 @@ static int reserve_slot(struct taskring_store *st, uint64_t sl, uint64_t *posp)
 			return -EIO;
 		int rc = try_flush(st, 0);
 		if (rc == 1)
-			wait_flush(st, has_room, pos + sl, tr__now_mono() + FLUSHER_DEAD_NS);
+			wait_flush(st, has_room, pos + sl, 0, tr__now_mono() + FLUSHER_DEAD_NS);
 		else if (rc == 0)
 			sched_yield(); /* a slot before ours is being written: let its writer run */
 	}
@@ -884,7 +924,7 @@ int tr__wal_commit(struct taskring_store *st, uint64_t end)
 			return -EIO;
 		int rc = try_flush(st, end);
 		if (rc == 1)
-			wait_flush(st, is_durable, end, tr__now_mono() + FLUSHER_DEAD_NS);
+			wait_flush(st, is_durable, end, end, tr__now_mono() + FLUSHER_DEAD_NS);
 		else if (rc < 0)
 			return rc;
 		else
