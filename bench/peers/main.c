@@ -34,8 +34,9 @@
  * The floors run rtt only.
  *
  * Placement: this process (the producers) on the first CPU, worker
- * processes on the second (common.h; BENCH_PIN=0 turns it off). Servers
- * are not pinned.
+ * processes on the second (common.h; BENCH_PIN=0 turns it off), except in
+ * dur_N, whose producer threads (the whole load there) may run on every
+ * CPU. Servers are not pinned.
  *
  * Exit status: 0; 1 when a scenario failed (its JSON line has "error");
  * 2 on bad usage.
@@ -474,11 +475,19 @@ struct dur_thread {
 	uint64_t lat[LAT_CAP];
 };
 
+/* Every CPU this process was allowed before common.h pinned it. */
+static cpu_set_t all_cpus;
+
 static void *dur_producer(void *arg)
 {
 	struct dur_thread *t = arg;
 	struct tput_shared *sh = t->sh;
 	char err[PEER_ERRLEN] = "";
+	/* The producers are the whole load here: on every CPU, as a server's
+	 * own thread is (pinned to the harness's one CPU, taskring's 64
+	 * producers, its flusher among them, had half the machine a server
+	 * and its clients have). */
+	sched_setaffinity(0, sizeof(all_cpus), &all_cpus);
 	void *c = producer_start(sh, t->id);
 	if (!c)
 		return NULL;
@@ -696,6 +705,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (sched_getaffinity(0, sizeof(all_cpus), &all_cpus) < 0)
+		CPU_ZERO(&all_cpus);
 	bench_init();
 	ctl = bench_shared_alloc(sizeof(*ctl));
 	for (int i = 1; i < argc; i++)
