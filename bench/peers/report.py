@@ -8,7 +8,7 @@ Reads the JSON lines of bench/peers (one per system and scenario, and a
 4 KiB) and the ratios the issue set as targets, writes the same to
 TABLES.md, and draws the round-trip latencies (p50, p99, p99.9 per system,
 log scale) with gnuplot into PLOT_BASENAME.png. Exit status 1 when a line
-reports an error or a figure a target needs is missing.
+reports an error or gnuplot fails; a missed target is not one.
 """
 import json
 import os
@@ -101,17 +101,15 @@ TARGETS = [
 
 def ratios(res, suffix):
     lines = ["| ratio%s | value | target | |" % (" (4 KiB)" if suffix else " (64 B)"), "|---|---|---|---|"]
-    missing = []
     for label, num, den, target in TARGETS:
         a = fig(res, num[0], num[1] + suffix, num[2])
         b = fig(res, den[0], den[1] + suffix, den[2])
         if a is None or b is None or b == 0:
             lines.append("| %s | n/a | >= %g | no figure |" % (label, target))
-            missing.append(label)
             continue
         r = a / b
         lines.append("| %s | %.1f | >= %g | %s |" % (label, r, target, "met" if r >= target else "**missed**"))
-    return lines, missing
+    return lines
 
 
 def plot(res, base, meta):
@@ -119,7 +117,7 @@ def plot(res, base, meta):
             for s in SYSTEMS]
     rows = [r for r in rows if r[1] is not None]
     if not rows:
-        return "no rtt figures to plot"
+        return None  # a partial run without rtt: nothing to draw
     dat = base + ".dat"
     with open(dat, "w") as f:
         f.write("# system p50_us p99_us p999_us (rtt, 64-byte payload)\n")
@@ -149,21 +147,18 @@ def main():
                     meta.get("loadavg_1m"), meta.get("beanstalkd"), meta.get("redis"), meta.get("sqlite"),
                     meta.get("data_fs"), meta.get("bench_scale"), meta.get("commit")))
         out.append("")
-    missing = []
     for suffix, title in (("", "64-byte payloads"), ("_4k", "4 KiB payloads")):
         out.append("%s (rtt: one job's round trip; tput: jobs/s, batches of 64; dur_N: acknowledged "
                    "enqueues/s with N producers, each waiting for its own):" % title)
         out.append("")
         out += table(res, suffix)
         out.append("")
-        lines, miss = ratios(res, suffix)
-        out += lines
+        out += ratios(res, suffix)
         out.append("")
-        missing += miss if suffix == "" else []
     err = plot(res, sys.argv[3], meta)
     if err:
         out.append("plot: " + err)
-    else:
+    elif os.path.exists(sys.argv[3] + ".png"):
         out.append("plot: %s.png" % sys.argv[3])
     if errors:
         out.append("")
@@ -173,7 +168,9 @@ def main():
     sys.stdout.write(text)
     with open(sys.argv[2], "w") as f:
         f.write(text)
-    return 1 if errors or missing or err else 0
+    # A missed target, or one a partial run has no figures for, is a
+    # figure, not a failure.
+    return 1 if errors or err else 0
 
 
 if __name__ == "__main__":
