@@ -105,7 +105,6 @@ static void populate_ahead(struct taskring_store *st, uint64_t from, uint64_t to
 		madvise((void *)page, (size_t)((uintptr_t)st->arena + end - page), MADV_POPULATE_WRITE);
 }
 
-/* Returns the block's offset, or 0 when there is no room. */
 /* Is @bump a place to carve a block of @size bytes from? */
 static int bump_ok(struct taskring_store *st, uint64_t bump, uint64_t size)
 {
@@ -113,6 +112,7 @@ static int bump_ok(struct taskring_store *st, uint64_t bump, uint64_t size)
 	       st->arena_bytes - bump >= size;
 }
 
+/* Returns the block's offset, or 0 when there is no room. */
 uint64_t tr__arena_alloc(struct taskring_store *st, size_t len)
 {
 	int k = size_class(len);

@@ -539,7 +539,8 @@ static uint32_t seq_bit(uint32_t seq)
 }
 
 /* A flush is done: move h_log_seq and wake the writers waiting for it,
- * those of this flush only (@bits: seq_bit()), or everyone. */
+ * those whose wait this flush ends (seq_bit() of the new value), or with
+ * @all everyone. */
 static void publish(struct taskring_store *st, int all)
 {
 	struct tr_hdr *h = st->hdr;
@@ -669,19 +670,19 @@ fail:
 /*
  * Flush with the log lock held, as the one flusher. h_log_flushing tells
  * waiters that a flush is under way: one that registered while it was set
- * is woken by the publish after it (seq_cst on both sides: the flag is
- * cleared before h_log_seq moves, and a waiter reads h_log_seq before it
- * reads the flag), and one that finds it clear tries the lock itself; so no
- * waiter sleeps with nobody to wake it.
- */
-/*
- * Flush as the lock's holder. While writers wait for records staged after
- * the flush began, the flusher goes on with the next flush at once, up to
- * FLUSH_ROUNDS in all, waking after each only the writers whose records it
- * covered (publish()): with dozens of writers, the rest used to wake with
- * them, find their records not yet durable, and sleep again, or spin in
- * sched_yield() while the lock changed hands. At the end everyone wakes,
- * so that a writer left waiting takes the lock over.
+ * is woken by a publish after it (seq_cst on both sides: the flag is
+ * cleared before the last publish moves h_log_seq, and a waiter reads
+ * h_log_seq before it reads the flag), and one that finds it clear tries
+ * the lock itself; so no waiter sleeps with nobody to wake it.
+ *
+ * While writers wait for records staged after a flush began, the flusher
+ * goes on with the next flush at once, up to FLUSH_ROUNDS in all, waking
+ * after each only the writers whose records it covered (publish(), and
+ * wait_flush() for the writers' side): with dozens of writers, the rest
+ * used to wake with them, find their records not yet durable, and sleep
+ * again, or spin in sched_yield() while the lock changed hands. The last
+ * publish wakes everyone, so that a writer left waiting takes the lock
+ * over.
  */
 static int flush_as_flusher(struct taskring_store *st, uint64_t want)
 {
@@ -714,22 +715,24 @@ static int try_flush(struct taskring_store *st, uint64_t want)
 
 /*
  * Sleep until the flusher publishes again (or @until, mono ns, -1 none),
- * unless @done already holds. A writer waiting for its record to end at
- * @end (0: not such a wait) beyond what the flush in progress reads sleeps
- * until the flush after it (or the flusher's last, which wakes everyone).
- * A stale look only costs a wake-up too many or one flush of delay: a
- * flush moves h_log_seq, so nobody sleeps through one it missed.
+ * unless @done(@need) already holds: a wait for the ring to be flushed up to
+ * staging position @need (synced: is_durable; written: is_flushed). When
+ * @need lies beyond what the flush in progress reads, no publish before the
+ * next flush's can end the wait: sleep until then (or the flusher's last
+ * publish, which wakes everyone). A stale look only costs a wake-up too
+ * many or one flush of delay: a flush moves h_log_seq, so nobody sleeps
+ * through one it missed.
  */
-static void wait_flush(struct taskring_store *st, int (*done)(struct taskring_store *, uint64_t), uint64_t arg,
-		       uint64_t end, int64_t until)
+static void wait_flush(struct taskring_store *st, int (*done)(struct taskring_store *, uint64_t), uint64_t need,
+		       int64_t until)
 {
 	struct tr_hdr *h = st->hdr;
 	uint32_t seq = atomic_load_explicit(&h->h_log_seq, memory_order_seq_cst);
 	atomic_fetch_add_explicit(&h->h_log_waiters, 1, memory_order_seq_cst);
-	if (!done(st, arg) && !atomic_load_explicit(&h->h_log_failed, memory_order_seq_cst)) {
+	if (!done(st, need) && !atomic_load_explicit(&h->h_log_failed, memory_order_seq_cst)) {
 		if (atomic_load_explicit(&h->h_log_flushing, memory_order_seq_cst)) {
 			uint32_t next = seq + 1;
-			if (end && end > atomic_load_explicit(&h->h_log_flush_to, memory_order_seq_cst))
+			if (need > atomic_load_explicit(&h->h_log_flush_to, memory_order_seq_cst))
 				next++;
 			tr__futex_wait(&h->h_log_seq, seq, until, seq_bit(next));
 		} else {
@@ -744,9 +747,21 @@ static int is_durable(struct taskring_store *st, uint64_t end)
 	return atomic_load_explicit(&st->hdr->h_log_durable, memory_order_acquire) >= end;
 }
 
+static int is_flushed(struct taskring_store *st, uint64_t need)
+{
+	return atomic_load_explicit(&st->hdr->h_log_flushed, memory_order_acquire) >= need;
+}
+
+/* Up to where the ring must be flushed for a slot ending at @end to fit. */
+static uint64_t room_needs(struct taskring_store *st, uint64_t end)
+{
+	uint64_t cap = st->hdr->h_logbuf_bytes;
+	return end > cap ? end - cap : 0;
+}
+
 static int has_room(struct taskring_store *st, uint64_t end)
 {
-	return end - atomic_load_explicit(&st->hdr->h_log_flushed, memory_order_acquire) <= st->hdr->h_logbuf_bytes;
+	return is_flushed(st, room_needs(st, end));
 }
 
 /* ---- ASYNC: the interval flusher ---------------------------------------------------------- */
@@ -828,7 +843,7 @@ static int reserve_slot(struct taskring_store *st, uint64_t sl, uint64_t *posp)
 			return -EIO;
 		int rc = try_flush(st, 0);
 		if (rc == 1)
-			wait_flush(st, has_room, pos + sl, 0, tr__now_mono() + FLUSHER_DEAD_NS);
+			wait_flush(st, is_flushed, room_needs(st, pos + sl), tr__now_mono() + FLUSHER_DEAD_NS);
 		else if (rc == 0)
 			sched_yield(); /* a slot before ours is being written: let its writer run */
 	}
@@ -924,7 +939,7 @@ int tr__wal_commit(struct taskring_store *st, uint64_t end)
 			return -EIO;
 		int rc = try_flush(st, end);
 		if (rc == 1)
-			wait_flush(st, is_durable, end, end, tr__now_mono() + FLUSHER_DEAD_NS);
+			wait_flush(st, is_durable, end, tr__now_mono() + FLUSHER_DEAD_NS);
 		else if (rc < 0)
 			return rc;
 		else
