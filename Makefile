@@ -165,7 +165,7 @@ fuzz-seeds: $(STATIC)
 
 benches: $(BENCHES)
 
-$(BUILD)/bench/%: bench/%.c bench/common.h $(STATIC) include/taskring.h
+$(BUILD)/bench/%: bench/%.c bench/common.h bench/clock.h $(STATIC) include/taskring.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(LIBS) -lm
@@ -179,7 +179,7 @@ bench: benches
 PEERS_SRCS := $(wildcard bench/peers/*.c)
 peers: $(BUILD)/bench/peers
 
-$(BUILD)/bench/peers: $(PEERS_SRCS) bench/peers/peer.h bench/common.h $(STATIC) include/taskring.h
+$(BUILD)/bench/peers: $(PEERS_SRCS) bench/peers/peer.h bench/common.h bench/clock.h $(STATIC) include/taskring.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $$($(PKG_CONFIG) --cflags hiredis sqlite3) -O2 -o $@ $(PEERS_SRCS) $(STATIC) \

@@ -57,37 +57,7 @@
  * that different processes write. */
 #define BENCH_LINE 128
 
-/* ------------------------------------------------------------------------ */
-/* Time                                                                      */
-/* ------------------------------------------------------------------------ */
-
-/* Nanoseconds on CLOCK_MONOTONIC; the same clock in every process. */
-static inline int64_t bench_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static inline void bench_sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* The spin-wait hint: lets the sibling hyper-thread (or the hypervisor, on a
- * VM with pause-loop exiting) have the core while we wait. */
-static inline void bench_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
+#include "clock.h"
 
 /* ------------------------------------------------------------------------ */
 /* Scale                                                                     */
@@ -215,6 +185,23 @@ static inline void bench_json_escape(const char *s)
 }
 
 /*
+ * Prints the members "iters":n,"p50_ns":...,"mean_ns":... of the @n > 0
+ * samples @s (sorted here), without braces or a leading comma.
+ */
+static inline void bench_print_pcts(uint64_t *s, size_t n)
+{
+	long double sum = 0;
+	qsort(s, n, sizeof(*s), bench_cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		sum += s[i];
+	printf("\"iters\":%zu,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,\"min_ns\":%llu,"
+	       "\"max_ns\":%llu,\"mean_ns\":%.0Lf",
+	       n, (unsigned long long)bench_pct(s, n, 0.50), (unsigned long long)bench_pct(s, n, 0.90),
+	       (unsigned long long)bench_pct(s, n, 0.99), (unsigned long long)bench_pct(s, n, 0.999),
+	       (unsigned long long)s[0], (unsigned long long)s[n - 1], sum / n);
+}
+
+/*
  * Prints {"scenario":..., "iters":n, "p50_ns":... "max_ns":..., <extra>}.
  * Sorts @s in place. @extra_fmt (may be NULL) formats more members, without
  * a leading comma, e.g. "\"spin_ns\":%d". Flushed at once so a tee sees
@@ -223,20 +210,13 @@ static inline void bench_json_escape(const char *s)
 BENCH_PRINTF(4, 5)
 static inline void bench_print_latency(const char *scenario, uint64_t *s, size_t n, const char *extra_fmt, ...)
 {
-	long double sum = 0;
 	if (n == 0) {
 		printf("{\"scenario\":\"%s\",\"iters\":0,\"error\":\"no samples\"}\n", scenario);
 		fflush(stdout);
 		return;
 	}
-	qsort(s, n, sizeof(*s), bench_cmp_u64);
-	for (size_t i = 0; i < n; i++)
-		sum += s[i];
-	printf("{\"scenario\":\"%s\",\"iters\":%zu,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,"
-	       "\"p999_ns\":%llu,\"min_ns\":%llu,\"max_ns\":%llu,\"mean_ns\":%.0Lf",
-	       scenario, n, (unsigned long long)bench_pct(s, n, 0.50), (unsigned long long)bench_pct(s, n, 0.90),
-	       (unsigned long long)bench_pct(s, n, 0.99), (unsigned long long)bench_pct(s, n, 0.999),
-	       (unsigned long long)s[0], (unsigned long long)s[n - 1], sum / n);
+	printf("{\"scenario\":\"%s\",", scenario);
+	bench_print_pcts(s, n);
 	printf(",\"pin\":\"%s\"", bench_pin_text);
 	if (extra_fmt && *extra_fmt) {
 		va_list ap;

@@ -83,6 +83,7 @@
 #include <sqlite3.h>
 
 #include "peer.h"
+#include "../clock.h"
 
 #define WAIT_SPIN_NS 50000LL	   /* poll data_version flat out this long */
 #define WAIT_YIELD_NS 200000LL	   /* then with a sched_yield() between polls */
@@ -165,37 +166,12 @@ struct sq_client {
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Wall-clock milliseconds: the timestamps in a row, as taskito keeps them. */
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
 }
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
@@ -333,7 +309,7 @@ static int commit(struct sq_client *c)
 static int busy(void *arg, int count)
 {
 	struct sq_client *c = arg;
-	int64_t now = mono_ns();
+	int64_t now = bench_now_ns();
 
 	if (count == 0) {
 		c->busy_since = now;
@@ -358,7 +334,7 @@ static int busy(void *arg, int count)
 	} else {
 		/* A reader: WAL recovery, or a read mark being moved. Rare and
 		 * short, and nobody wakes it. */
-		sleep_ns(BUSY_READ_SLEEP_NS);
+		bench_sleep_ns(BUSY_READ_SLEEP_NS);
 	}
 	return 1;
 }
@@ -405,7 +381,7 @@ static int data_version(struct sq_client *c, int64_t *v, char *err)
  */
 static int wait_commit(struct sq_client *c, int64_t *dv, char *err)
 {
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_now_ns();
 
 	for (;;) {
 		int64_t v = 0;
@@ -415,14 +391,14 @@ static int wait_commit(struct sq_client *c, int64_t *dv, char *err)
 			*dv = v;
 			return 0;
 		}
-		int64_t waited = mono_ns() - t0;
+		int64_t waited = bench_now_ns() - t0;
 		if (waited < WAIT_SPIN_NS) {
 			for (int i = 0; i < 32; i++)
-				cpu_relax();
+				bench_cpu_relax();
 		} else if (waited < WAIT_YIELD_NS) {
 			sched_yield();
 		} else {
-			sleep_ns(WAIT_SLEEP_NS);
+			bench_sleep_ns(WAIT_SLEEP_NS);
 		}
 	}
 }

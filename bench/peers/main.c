@@ -146,18 +146,11 @@ static void print_error(const struct system *sys, const char *scen, const struct
 	bench_failures++;
 }
 
-/* p50/p99/p99.9 of @s[0..n) (sorted here). */
+/* ,"iters":...,"p50_ns":... of @s[0..n), n > 0 (sorted here). */
 static void print_latency(uint64_t *s, size_t n)
 {
-	long double sum = 0;
-	qsort(s, n, sizeof(*s), bench_cmp_u64);
-	for (size_t i = 0; i < n; i++)
-		sum += s[i];
-	printf(",\"iters\":%zu,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,\"min_ns\":%llu,"
-	       "\"max_ns\":%llu,\"mean_ns\":%.0Lf",
-	       n, (unsigned long long)bench_pct(s, n, 0.50), (unsigned long long)bench_pct(s, n, 0.90),
-	       (unsigned long long)bench_pct(s, n, 0.99), (unsigned long long)bench_pct(s, n, 0.999),
-	       (unsigned long long)s[0], (unsigned long long)s[n - 1], sum / n);
+	putchar(',');
+	bench_print_pcts(s, n);
 }
 
 /* ------------------------------------------------------------------------ */
