@@ -15,12 +15,10 @@ import os
 import subprocess
 import sys
 
-SYSTEMS = ["taskring", "taskring-durable", "beanstalkd", "beanstalkd-f0", "redis", "redis-always",
-           "sqlite-normal", "sqlite-full", "pipe", "unix", "mq"]
 
 
 def load(path):
-    res, meta, errors = {}, {}, []
+    res, meta, errors, systems = {}, {}, [], []
     for line in open(path):
         line = line.strip()
         if not line.startswith("{"):
@@ -29,11 +27,13 @@ def load(path):
         if o.get("scenario") == "meta":
             meta = o
             continue
+        if o["system"] not in systems:
+            systems.append(o["system"])  # rows in the order the run made them
         key = (o["system"], o["scenario"])
         res[key] = o
         if "error" in o:
             errors.append("%s %s: %s" % (o["system"], o["scenario"], o["error"]))
-    return meta, res, errors
+    return meta, res, errors, systems
 
 
 def us(ns):
@@ -61,7 +61,7 @@ def fig(res, system, scenario, field):
     return o.get(field)
 
 
-def table(res, suffix):
+def table(res, systems, suffix):
     cols = [("rtt p50", "rtt", "p50_ns", us), ("rtt p99", "rtt", "p99_ns", us),
             ("rtt p99.9", "rtt", "p999_ns", us), ("tput 1p1w", "tput_1p1w", "ops_per_s", rate),
             ("tput 4p2w", "tput_4p2w", "ops_per_s", rate), ("dur_1", "dur_1", "ops_per_s", rate),
@@ -69,7 +69,7 @@ def table(res, suffix):
             ("dur_64", "dur_64", "ops_per_s", rate)]
     lines = ["| system | durable | " + " | ".join(c[0] for c in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
-    for s in SYSTEMS:
+    for s in systems:
         row = [fig(res, s, c[1] + suffix, c[2]) for c in cols]
         if all(v is None for v in row) and not any((s, c[1] + suffix) in res for c in cols):
             continue
@@ -112,9 +112,9 @@ def ratios(res, suffix):
     return lines
 
 
-def plot(res, base, meta):
+def plot(res, systems, base, meta):
     rows = [(s, fig(res, s, "rtt", "p50_ns"), fig(res, s, "rtt", "p99_ns"), fig(res, s, "rtt", "p999_ns"))
-            for s in SYSTEMS]
+            for s in systems]
     rows = [r for r in rows if r[1] is not None]
     if not rows:
         return None  # a partial run without rtt: nothing to draw
@@ -138,7 +138,7 @@ def main():
     if len(sys.argv) != 4:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    meta, res, errors = load(sys.argv[1])
+    meta, res, errors, systems = load(sys.argv[1])
     out = []
     if meta:
         out.append("Run %s on %s: %s CPUs (%s), kernel %s, load %s at the start; %s, %s, SQLite %s; "
@@ -151,11 +151,11 @@ def main():
         out.append("%s (rtt: one job's round trip; tput: jobs/s, batches of 64; dur_N: acknowledged "
                    "enqueues/s with N producers, each waiting for its own):" % title)
         out.append("")
-        out += table(res, suffix)
+        out += table(res, systems, suffix)
         out.append("")
         out += ratios(res, suffix)
         out.append("")
-    err = plot(res, sys.argv[3], meta)
+    err = plot(res, systems, sys.argv[3], meta)
     if err:
         out.append("plot: " + err)
     elif os.path.exists(sys.argv[3] + ".png"):

@@ -27,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin="$BUILD/bench/peers"
 out="$BUILD/bench/peers.jsonl"
 data="$(pwd)/$BUILD/bench/peers-data"
-systems=${PEERS_SYSTEMS:-"pipe unix mq taskring taskring-durable beanstalkd beanstalkd-f0 redis redis-always sqlite-normal sqlite-full"}
+systems=${PEERS_SYSTEMS:-"taskring taskring-durable beanstalkd beanstalkd-f0 redis redis-always sqlite-normal sqlite-full pipe unix mq"}
 timeout_s=${BENCH_TIMEOUT:-900}
 
 for tool in "$bin" beanstalkd redis-server redis-cli python3 gnuplot; do
