@@ -368,6 +368,13 @@ void tr__queue_unlink_locked(struct taskring_store *st, struct tr_queue *q, uint
 		update_next_due(st, q);
 	}
 	TR_SET(s->s_loc, TR_LOC_NONE);
+	/* The callers take the head again (claims, purges): a written-over
+	 * s_loc, priority, link or heap position can leave the slot where it
+	 * was, and they would find it forever. Rebuild instead; the slot is no
+	 * longer marked linked, so the rebuild leaves it out. */
+	if (__builtin_expect((nbands(q) > 0 && q->q_bands[0].b_head == idx) ||
+			     (ntimers(st, q) > 0 && heap_of(st, q)[0] == idx), 0))
+		tr__queue_repair(st, (uint32_t)(q - st->queues));
 }
 
 /*

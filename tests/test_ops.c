@@ -207,6 +207,53 @@ static void test_queue_purge(void **state)
 	assert_rc(taskring_queue_purge(NULL, "q1", &n), -EINVAL);
 }
 
+/*
+ * Written-over links (any attached process can write the region): a head
+ * whose s_loc, priority or heap position no longer matches the list it is
+ * in is not removed by an unlink. Purges and claims take the head again, so
+ * they must rebuild the queue rather than find the same slot forever. A
+ * hang is caught by the alarm.
+ */
+static void test_written_over_head(void **state)
+{
+	struct tu_fx *f = *state;
+	struct taskring_store *st = setup(f, 64);
+	struct taskring_enqueue_opts o = tu_eopts();
+	struct taskring_job j[4];
+	uint64_t n = 99;
+	unsigned left = alarm(30);
+	int v = 3;
+
+	o.queue = "q1";
+	for (int i = 0; i < 3; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, &j[i]), 0);
+	o.delay_ns = 60 * 1000000000LL;
+	assert_rc(taskring_enqueue(st, "rec", &v, sizeof(v), &o, &j[3]), 0);
+	/* The ready head is marked unlinked; the timer's heap position is
+	 * wrong. Both stay where they are when unlinked. */
+	TR_SET(st->slots[j[0].slot].s_loc, TR_LOC_NONE);
+	st->slots[j[3].slot].s_heap_pos = 5;
+	assert_rc(taskring_queue_purge(st, "q1", &n), 0);
+	assert_int_equal(n, 4);
+	for (int i = 0; i < 4; i++)
+		assert_rc(taskring_job_status(&j[i]), -ENOENT);
+
+	/* A claim: the head is a running job (not pending) marked unlinked;
+	 * the worker drops it and runs the next. */
+	o.delay_ns = 0;
+	o.queue = NULL; /* the one the worker serves */
+	for (int i = 0; i < 2; i++)
+		assert_rc(taskring_enqueue(st, "rec", &i, sizeof(i), &o, &j[i]), 0);
+	struct tr_slot *s = &st->slots[j[0].slot];
+	uint32_t old = atomic_load(&s->s_state);
+	atomic_store(&s->s_state, TR_MKSTATE(TASKRING_RUNNING, TR_ATTEMPT(old), TR_TAG(old)));
+	TR_SET(s->s_loc, TR_LOC_NONE);
+	assert_rc(taskring_worker_run_one(f->w, 0), 1);
+	assert_rc(taskring_job_status(&j[1]), TASKRING_COMPLETE);
+	atomic_store(&s->s_state, old);
+	alarm(left);
+}
+
 static void test_purge_terminal(void **state)
 {
 	struct tu_fx *f = *state;
@@ -457,6 +504,7 @@ int main(void)
 		T(test_replay),
 		T(test_set_priority),
 		T(test_queue_purge),
+		T(test_written_over_head),
 		T(test_purge_terminal),
 		T(test_expires),
 		T(test_wait_any_all),
