@@ -9,7 +9,8 @@
 #                   floors (installs and starts the peers; bench/peers/run.sh)
 #   make fuzz / fuzz-seeds   libFuzzer runs / rewrite the region target's seed
 #   make deps       install the Debian packages the build and the tests need
-#   make install / uninstall   honour PREFIX and DESTDIR
+#   make install / uninstall   honour PREFIX and DESTDIR (the library, the header,
+#                   taskring.pc, the tool and the manual pages)
 #   V=1             show the commands
 
 MAJOR := 0
@@ -22,10 +23,15 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config python3 strace
+# libncurses-dev: `taskring top`. The CLI's test drives the tool with
+# python3, parses its metrics with python3-prometheus-client, runs `top`
+# under tmux, and lints the manual pages with mandoc and groff.
+DEB_PACKAGES := liburing-dev libxxhash-dev libcmocka-dev pkg-config python3 strace libncurses-dev \
+	python3-prometheus-client tmux mandoc groff-base
 # What `make bench-peers` needs besides: the real peers, their client
 # libraries, and gnuplot for the latency plot.
 PEER_PACKAGES := beanstalkd redis-server redis-tools libhiredis-dev libsqlite3-dev gnuplot-nox
@@ -73,6 +79,14 @@ SHARED := $(BUILD)/libtaskring.so.$(VERSION)
 SONAME := libtaskring.so.$(MAJOR)
 
 TOOLS := $(BUILD)/taskring
+TOOL_SRCS := $(wildcard tools/*.c)
+NCURSES_CFLAGS = $(shell $(PKG_CONFIG) --cflags ncursesw 2>/dev/null)
+NCURSES_LIBS = $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo)
+# Manual pages: taskring(1), taskring(7), one taskring_*(3) per public function.
+MAN_PAGES := $(wildcard man/man1/*.1 man/man3/*.3 man/man7/*.7)
+# Test programs that are not cmocka programs: the CLI's (Python, driving
+# $(BUILD)/taskring with $(BUILD)/tests/cli_worker) and the manual pages'.
+SCRIPT_TESTS := tests/test_cli.py tests/test_man.sh
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 # Fuzz targets (tests/fuzz/fuzz_NAME.c): `make check` replays each one's
@@ -121,9 +135,9 @@ $(BUILD)/taskring.pc: taskring.pc.in Makefile FORCE
 
 tools: $(TOOLS)
 
-$(BUILD)/taskring: tools/taskring.c $(STATIC) include/taskring.h
+$(BUILD)/taskring: $(TOOL_SRCS) tools/cli.h $(STATIC) include/taskring.h
 	@$(if $(Q),echo "  CCLD    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(ALL_LDFLAGS) $(LIBS) -lm
+	$(Q)$(CC) $(ALL_CFLAGS) $(NCURSES_CFLAGS) -o $@ $(TOOL_SRCS) $(STATIC) $(ALL_LDFLAGS) $(LIBS) $(NCURSES_LIBS) -lm
 
 # Tests link the static library (so internal symbols are reachable through
 # src/*.h) and cmocka.
@@ -140,8 +154,8 @@ $(BUILD)/tests/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/fuzz -DFUZZ_CORPUS='"tests/fuzz/corpus/$*"' -o $@ $< tests/fuzz/replay.c \
 		$(STATIC) $(ALL_LDFLAGS) $(LIBS)
 
-check: all tests $(FUZZ_REPLAYS)
-	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh $(TESTS) $(FUZZ_REPLAYS)
+check: all tests $(FUZZ_REPLAYS) $(BUILD)/tests/cli_worker
+	$(Q)BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run.sh $(TESTS) $(FUZZ_REPLAYS) $(SCRIPT_TESTS)
 
 # Each target under libFuzzer (clang, with ASan and UBSan) for FUZZ_SECONDS;
 # new inputs go to $(FUZZ_BUILD)/corpus-NAME (copy the useful ones into
@@ -222,12 +236,16 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtaskring.so
 	install -m 644 $(BUILD)/taskring.pc $(DESTDIR)$(PKGCONFIGDIR)/taskring.pc
 	install -m 755 $(BUILD)/taskring $(DESTDIR)$(BINDIR)/taskring
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 $(filter man/man1/%,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(filter man/man3/%,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(filter man/man7/%,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man7
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/taskring.h $(DESTDIR)$(LIBDIR)/libtaskring.a \
 		$(DESTDIR)$(LIBDIR)/libtaskring.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libtaskring.so $(DESTDIR)$(PKGCONFIGDIR)/taskring.pc \
-		$(DESTDIR)$(BINDIR)/taskring
+		$(DESTDIR)$(BINDIR)/taskring $(addprefix $(DESTDIR)$(MANDIR)/,$(MAN_PAGES:man/%=%))
 
 clean:
 	rm -rf build build-*
