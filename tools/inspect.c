@@ -567,7 +567,7 @@ int cmd_jobs(int argc, char **argv)
 	uint64_t cursor = 0;
 	struct taskring_job job;
 	long long n = 0;
-	int rc;
+	int rc = 0;
 	if (json)
 		printf("[");
 	else

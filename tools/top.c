@@ -470,7 +470,7 @@ int cmd_top(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error("top", argc - optind ? "one STORE only" : "a STORE is needed");
+		return cli_usage_error("top", "one STORE is needed");
 
 	static struct top t; /* the snapshots are large */
 	memset(&t, 0, sizeof(t));
