@@ -171,14 +171,18 @@ const char *cli_usage_of(const char *cmd)
 }
 
 /* The usage's synopsis: its lines up to the first that is not "usage:" or
- * a continuation. */
-static void print_synopsis(FILE *f, const char *usage)
+ * a continuation; with @indent, "usage:" becomes spaces. */
+static void print_synopsis(FILE *f, const char *usage, int indent)
 {
 	const char *p = usage;
 	while (*p && (!strncmp(p, "usage:", 6) || *p == ' ')) {
 		const char *e = strchr(p, '\n');
 		if (!e)
 			break;
+		if (indent && !strncmp(p, "usage:", 6)) {
+			fputs("      ", f);
+			p += 6;
+		}
 		fwrite(p, 1, (size_t)(e - p + 1), f);
 		p = e + 1;
 	}
@@ -198,7 +202,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	print_synopsis(stderr, cli_usage_of(cmd));
+	print_synopsis(stderr, cli_usage_of(cmd), 0);
 	return EXIT_USAGE;
 }
 
@@ -402,7 +406,7 @@ static void usage(FILE *f)
 		   "The log:  log verify | dump | compact\n"
 		   "Try it:   demo\n\n");
 	for (size_t i = 0; i < NCMDS; i++)
-		print_synopsis(f, cmds[i].usage);
+		print_synopsis(f, cmds[i].usage, 1);
 	fprintf(f, "\nExit codes: 0 success, 1 a taskring call failed, 2 bad usage,\n"
 		   "3 (wait) the job ended failed, dead or cancelled, 4 (wait) timed out.\n"
 		   "See taskring(1) and taskring(7).\n");
