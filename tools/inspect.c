@@ -331,6 +331,7 @@ int cmd_info(int argc, char **argv)
 		case 'c':
 			if ((ex = cli_long("info", "--count", optarg, 1, 1000000000, &count)))
 				return ex;
+			watch = 1;
 			break;
 		}
 	}

@@ -282,8 +282,8 @@ int cmd_enqueue(int argc, char **argv)
 	int rc = 0;
 	if (!dj)
 		ex = cli_fail("enqueue", -ENOMEM);
-	else if (pfile)
-		ex = read_file(pfile, &data, &len);
+	else if (pfile && read_file(pfile, &data, &len))
+		ex = EXIT_FAIL;
 	if (ex < 0 && !(ex = cli_open(name, &st)))
 		ex = -1;
 	for (uint32_t i = 0; ex < 0 && i < ndeps; i++)
@@ -536,10 +536,13 @@ int cmd_replay(int argc, char **argv)
 		int rc = taskring_job_replay(&job, &nj);
 		if (rc) {
 			ex = cli_fail(id, rc);
-		} else {
+		} else if (json) {
 			print_pair(id, &nj, json, 1);
-			if (json)
-				printf("\n");
+			printf("\n");
+		} else {
+			char nid[TASKRING_ID_LEN + 1];
+			taskring_job_id(&nj, nid);
+			printf("%s\n", nid);
 		}
 	}
 	taskring_store_close(st);

@@ -54,7 +54,7 @@ static const struct cli_cmd cmds[] = {
 	 "the log (mode, size on disk, positions staged, written and durable); the reaper.\n"
 	 "  --interval D   measure rates over D (default 1s; 0: no rates)\n"
 	 "  --watch        print again every interval until interrupted\n"
-	 "  --count N      with --watch: stop after N reports\n"
+	 "  --count N      print N reports (implies --watch)\n"
 	 "  --json         one JSON object (with --watch: one per line)\n" STORE_NOTE DUR_NOTE},
 	{"jobs", cmd_jobs,
 	 "usage: taskring jobs STORE [--state S[,S...]] [--queue Q] [--task T] [--limit N] [--json]\n"
@@ -95,7 +95,7 @@ static const struct cli_cmd cmds[] = {
 	{"wait", cmd_wait,
 	 "usage: taskring wait STORE ID [--timeout D] [--result] [--json]\n"
 	 "Wait until the job ends and print its state (and error). Exit 0: complete;\n"
-	 "3: failed, dead or cancelled; 4: still running when the timeout passed.\n"
+	 "3: failed, dead or cancelled; 4: not ended when the timeout passed.\n"
 	 "  --timeout D   wait at most D (default: forever)\n"
 	 "  --result      write the result's bytes to stdout instead\n"
 	 "  --json        the ended job as a JSON object\n" STORE_NOTE DUR_NOTE},
@@ -208,20 +208,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_getopt(const char *cmd, int argc, char **argv, const struct option *lo, int *exitp)
 {
-	/* The short options: each long option's letter, with ':' when it takes
-	 * an argument. */
-	char shortopts[128] = ":";
-	size_t n = 1;
-	for (const struct option *o = lo; o->name && n + 3 < sizeof(shortopts); o++) {
-		if (o->flag || o->val <= 0 || o->val > 127)
-			continue;
-		shortopts[n++] = (char)o->val;
-		if (o->has_arg)
-			shortopts[n++] = ':';
-	}
-	shortopts[n] = 0;
-	/* Permuted: options may follow the positional arguments. */
-	int c = getopt_long(argc, argv, shortopts, lo, NULL);
+	/* Only -h is short; the others are long options alone. Permuted:
+	 * options may follow the positional arguments. */
+	int c = getopt_long(argc, argv, ":h", lo, NULL);
 	if (c == 'h') {
 		printf("%s", cli_usage_of(cmd));
 		*exitp = EXIT_OK;
