@@ -113,6 +113,8 @@ struct cli_snap {
 /* Fill @s from @st (walks the slot table once per queue). 0 or an error. */
 int cli_snapshot(struct taskring_store *st, const char *name, struct cli_snap *s);
 void cli_snap_free(struct cli_snap *s);
+/* The store's object of `info --json` and `create --json` (no newline). */
+void cli_json_store(const struct cli_snap *s);
 /* Jobs that ended (complete, failed, dead, cancelled) as counted. */
 uint64_t cli_ended(const struct taskring_queue_stats *q);
 /* Rate per second of a counter between two snapshots; < 0 when there is

@@ -159,16 +159,25 @@ static void json_stats(const struct taskring_queue_stats *q, const struct taskri
 	json_rate(was ? cli_rate(cli_ended(q), cli_ended(was), s, prev) : -1);
 }
 
-static void info_json(const struct cli_snap *s, const struct cli_snap *prev, int64_t interval)
+void cli_json_store(const struct cli_snap *s)
 {
 	const struct taskring_store_info *i = &s->info;
-	printf("{\"store\":{\"name\":");
+	printf("{\"name\":");
 	cli_json_str(stdout, s->name);
 	printf(",\"slots\":%u,\"max_payload\":%u,\"queues\":%u,\"tasks\":%u,\"arena_bytes\":%" PRIu64
 	       ",\"arena_used\":%" PRIu64 ",\"region_bytes\":%" PRIu64 ",\"created_at\":",
 	       i->slots, i->max_payload, i->queues, i->tasks, i->arena_bytes, i->arena_used, i->region_bytes);
 	cli_json_ms(stdout, s->created_at);
-	printf("},\"queues\":[");
+	printf(",\"log_dir\":");
+	cli_json_str(stdout, s->log.on ? s->log.dir : NULL);
+	printf(",\"durability\":\"%s\"}", !s->log.on ? "none" : s->log.durable ? "durable" : "async");
+}
+
+static void info_json(const struct cli_snap *s, const struct cli_snap *prev, int64_t interval)
+{
+	printf("{\"store\":");
+	cli_json_store(s);
+	printf(",\"queues\":[");
 	for (uint32_t k = 0; k < s->nq; k++) {
 		const struct cli_queue *q = &s->q[k];
 		printf("%s{\"name\":", k ? "," : "");

@@ -112,17 +112,17 @@ int cmd_create(int argc, char **argv)
 	if (rc)
 		return cli_fail(name, rc);
 	struct taskring_store_info i;
+	struct cli_snap s;
 	taskring_store_info(st, &i);
+	if (json && (rc = cli_snapshot(st, name, &s)) == 0) {
+		cli_json_store(&s);
+		printf("\n");
+		cli_snap_free(&s);
+	}
 	taskring_store_close(st);
-	if (json) {
-		printf("{\"name\":");
-		cli_json_str(stdout, name);
-		printf(",\"slots\":%u,\"max_payload\":%u,\"queues\":%u,\"tasks\":%u,\"arena_bytes\":%" PRIu64
-		       ",\"region_bytes\":%" PRIu64 ",\"log_dir\":",
-		       i.slots, i.max_payload, i.queues, i.tasks, i.arena_bytes, i.region_bytes);
-		cli_json_str(stdout, so.log_dir);
-		printf(",\"durability\":\"%s\"}\n", !so.log_dir ? "none" : async ? "async" : "durable");
-	} else {
+	if (rc)
+		return cli_fail(name, rc);
+	if (!json) {
 		printf("created %s: %u slots, max payload %u, arena %" PRIu64 " bytes, %u queues, %u tasks, region %" PRIu64
 		       " bytes%s%s%s\n",
 		       name, i.slots, i.max_payload, i.arena_bytes, i.queues, i.tasks, i.region_bytes,
