@@ -792,7 +792,11 @@ static void test_tool(void **state)
 	assert_int_equal(lines, 300);
 	assert_int_equal(run_tool("dump", t.dir, out, 4096), 0);
 	assert_true(out[0] == '0' && strstr(out, " enqueue ") != NULL);
-	assert_int_equal(run_tool("dump --json", t.dir, out, sizeof(out)), 2); /* DIR after the verb */
+	/* Options go anywhere (getopt_long permutes); --json goes with dump. */
+	assert_int_equal(run_tool("dump --json", t.dir, out, 4096), 0);
+	assert_true(out[0] == '{' && strstr(out, "\"type\":\"enqueue\"") != NULL);
+	assert_int_equal(run_tool("verify --json", t.dir, out, sizeof(out)), 2);
+	assert_int_equal(run_tool("verify --frob", t.dir, out, sizeof(out)), 2);
 	assert_int_equal(run_tool("frobnicate", t.dir, out, sizeof(out)), 2);
 	assert_int_equal(run_tool("verify", "/nonexistent-taskring-log", out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "cannot open the log directory"));
