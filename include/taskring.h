@@ -274,8 +274,8 @@ struct taskring_store_opts {
  * later enqueue, cancel or priority change, until the store is recreated
  * from its log (unlink it and open it again). The log is written with
  * io_uring (a write linked to its fdatasync) where the kernel allows it,
- * else, or with TASKRING_STORE_NO_IOURING or TASKRING_NO_IOURING=1 in the
- * environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
+ * else, or with TASKRING_STORE_NO_IOURING or TASKRING_NO_IOURING=1 (any
+ * value but empty or 0) in the environment, with pwrite and fdatasync. `taskring log verify DIR` checks a
  * log; `taskring log dump DIR` prints it; `taskring log compact DIR`
  * compacts it.
  *
@@ -825,7 +825,8 @@ struct io_uring_sqe; /* from <liburing.h> */
 /*
  * taskring_async_supported - 0 when taskring_job_prep_wait() can be used
  * here, else -EOPNOTSUPP (the kernel lacks IORING_OP_FUTEX_WAIT, io_uring is
- * blocked, or TASKRING_NO_IOURING=1 is set in the environment). Probed once
+ * blocked, or TASKRING_NO_IOURING is set in the environment to any value but
+ * empty or 0, e.g. 1). Probed once
  * per process. Fallback: a taskring_waiter (below).
  */
 TASKRING_API int taskring_async_supported(void);

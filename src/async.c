@@ -47,8 +47,7 @@ static int probe_rc;
 
 static void probe(void)
 {
-	const char *off = getenv("TASKRING_NO_IOURING");
-	if (off && *off && strcmp(off, "0") != 0) {
+	if (tr__no_iouring_env()) {
 		probe_rc = -EOPNOTSUPP;
 		return;
 	}

@@ -577,6 +577,7 @@ TR_INTERNAL pid_t tr__pid(void);
 TR_INTERNAL int64_t tr__now_mono(void);
 TR_INTERNAL int64_t tr__now_real(void);
 TR_INTERNAL int64_t tr__now_coarse(void);
+TR_INTERNAL int tr__no_iouring_env(void);
 TR_INTERNAL int64_t tr__mono_to_real(int64_t mono);
 TR_INTERNAL int tr__name_check(const char *name);
 TR_INTERNAL uint64_t tr__rand64(void);

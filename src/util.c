@@ -32,6 +32,15 @@ int64_t tr__now_real(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* TASKRING_NO_IOURING in the environment: set to anything but "" or "0",
+ * io_uring is not used (the log's writes and job waits take their
+ * fallbacks). One rule for both users (async.c, wal.c). */
+int tr__no_iouring_env(void)
+{
+	const char *v = getenv("TASKRING_NO_IOURING");
+	return v && *v && strcmp(v, "0") != 0;
+}
+
 /* CLOCK_MONOTONIC_COARSE: a few ns (no clock read), ticks of 1-4 ms. For
  * leases, which are milliseconds to hours long. */
 int64_t tr__now_coarse(void)

@@ -1042,7 +1042,7 @@ int tr__wal_attach(struct taskring_store *st, const struct tr_log_io *io, int no
 	w->fd = -1;
 	w->lockfd = -1;
 	w->pid = tr__pid();
-	w->no_iouring = no_iouring || (getenv("TASKRING_NO_IOURING") && !strcmp(getenv("TASKRING_NO_IOURING"), "1"));
+	w->no_iouring = no_iouring || tr__no_iouring_env();
 	pthread_mutex_init(&w->start_lock, NULL);
 	w->dirfd = w->io->open(w->io->ctx, AT_FDCWD, st->hdr->h_log_dir, O_RDONLY | O_DIRECTORY, 0);
 	int rc = w->dirfd < 0 ? w->dirfd : claim_dir(st, w, create);
