@@ -496,7 +496,8 @@ int cmd_ls(int argc, char **argv)
 			n++;
 		}
 		closedir(d);
-		qsort(names, n, sizeof(*names), by_name);
+		if (n)
+			qsort(names, n, sizeof(*names), by_name);
 		int shm = !strcmp(dirs[i], "/dev/shm") || !strcmp(dirs[i], "/dev/shm/");
 		for (size_t k = 0; k < n; k++) {
 			char *path = NULL, *name = NULL;
