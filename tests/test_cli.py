@@ -471,6 +471,15 @@ class TestJobs(CliTest):
         self.assertEqual(j["scheduled_at"], eta * 1000)
         self.assertIsNone(j["started_at"])
         self.assertIsNone(j["completed_at"])
+        # The text form: one "name value" line per field.
+        text = dict(re.split(r"\s{2,}", line, maxsplit=1) if "  " in line else (line, "")
+                    for line in self.ok("show", s, a).out.splitlines() if not line.startswith(" "))
+        self.assertEqual(text.get("id"), a, text)
+        self.assertEqual(text.get("task"), "later", text)
+        self.assertEqual(text.get("queue"), "q9", text)
+        self.assertEqual(text.get("status"), "pending", text)
+        self.assertEqual(text.get("metadata"), '{"a": 1}', text)
+        self.assertEqual(text.get("unique key"), "-", text)
 
         b = self.enqueue(s, "later", "--queue", "q9", "--eta", str(eta), "--timeout", "200ms")
         j = self.show(s, b)

@@ -642,6 +642,45 @@ static void print_job_list(const char *label, const struct taskring_job *jobs, i
 	printf("\n");
 }
 
+/*
+ * The text of the top-level string member @key of the job's JSON (the
+ * unique key and the metadata, which taskring_job_info() does not carry),
+ * unescaped, or "-" when it is null. A quote in a JSON string is always
+ * escaped, so "\"key\":" can only be a member's name.
+ */
+static void print_json_member(const char *json, const char *label, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = json ? strstr(json, pat) : NULL;
+	printf("%-12s ", label);
+	if (!p || p[strlen(pat)] != '"') {
+		printf("-\n");
+		return;
+	}
+	for (p += strlen(pat) + 1; *p && *p != '"'; p++) {
+		if (*p != '\\') {
+			putchar(*p);
+			continue;
+		}
+		unsigned v;
+		switch (*++p) {
+		case 'n': putchar('\n'); break;
+		case 't': putchar('\t'); break;
+		case 'u':
+			/* Only \u00XX is written (bytes outside printable ASCII). */
+			if (sscanf(p + 1, "%4x", &v) == 1 && v < 0x100) {
+				putchar(v >= 0x20 && v < 0x7f ? (int)v : '?');
+				p += 4;
+			}
+			break;
+		case 0: p--; break;
+		default: putchar(*p); break;
+		}
+	}
+	printf("\n");
+}
+
 static void show_text(const struct taskring_job *job, const struct taskring_job_info *ji)
 {
 	char t[32];
@@ -664,6 +703,13 @@ static void show_text(const struct taskring_job *job, const struct taskring_job_
 	if (ji->result_ttl_ns)
 		printf("%-12s %.3f s\n", "result ttl", (double)ji->result_ttl_ns / 1e9);
 	printf("%-12s %u bytes\n%-12s %u bytes\n", "payload", ji->payload_len, "result", ji->result_len);
+	char *json = NULL;
+	int need = taskring_job_to_json(job, NULL, 0);
+	if (need >= 0 && (json = malloc((size_t)need + 1)) != NULL && taskring_job_to_json(job, json, (size_t)need + 1) > need)
+		json[0] = 0; /* grew in between: leave the two out */
+	print_json_member(json, "unique key", "unique_key");
+	print_json_member(json, "metadata", "metadata");
+	free(json);
 	struct taskring_job deps[16];
 	int n = taskring_job_dependencies(job, deps, 16);
 	if (n >= 0)
