@@ -45,6 +45,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * in argv[optind..argc).
  */
 int cli_getopt(const char *cmd, int argc, char **argv, const struct option *lo, int *exitp);
+/* A command whose only options are --json (when @json is not NULL) and
+ * --help, with @lo..@hi positional arguments (@what names them in the
+ * message, as in "a STORE and a job ID are"). Returns -1 to go on, or the
+ * exit code. */
+int cli_plain_args(const char *cmd, int argc, char **argv, int lo, int hi, const char *what, int *json);
 /* The usage text of @cmd. */
 const char *cli_usage_of(const char *cmd);
 

@@ -459,13 +459,9 @@ static void ls_one(const char *name, const char *path, int json, int first)
 
 int cmd_ls(int argc, char **argv)
 {
-	static const struct option lo[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	int c, ex, json = 0, bad = 0, first = 1;
-	while ((c = cli_getopt("ls", argc, argv, lo, &ex)) != -1) {
-		if (c == -2)
-			return ex;
-		json = 1;
-	}
+	int json, bad = 0, first = 1, ex = cli_plain_args("ls", argc, argv, 0, argc, "", &json);
+	if (ex >= 0)
+		return ex;
 	static char *dflt[] = {"/dev/shm"};
 	char **dirs = optind < argc ? argv + optind : dflt;
 	int ndirs = optind < argc ? argc - optind : 1;
@@ -732,15 +728,9 @@ static void show_text(const struct taskring_job *job, const struct taskring_job_
 
 int cmd_show(int argc, char **argv)
 {
-	static const struct option lo[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	int c, ex, json = 0;
-	while ((c = cli_getopt("show", argc, argv, lo, &ex)) != -1) {
-		if (c == -2)
-			return ex;
-		json = 1;
-	}
-	if (argc - optind != 2)
-		return cli_usage_error("show", "a STORE and a job ID are needed");
+	int json, ex = cli_plain_args("show", argc, argv, 2, 2, "a STORE and a job ID are", &json);
+	if (ex >= 0)
+		return ex;
 	struct taskring_store *st;
 	struct taskring_job job;
 	struct taskring_job_info ji;

@@ -106,15 +106,9 @@ static int log_compact(const char *dir)
 
 int cmd_log(int argc, char **argv)
 {
-	static const struct option lo[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	int c, ex, json = 0;
-	while ((c = cli_getopt("log", argc, argv, lo, &ex)) != -1) {
-		if (c == -2)
-			return ex;
-		json = 1;
-	}
-	if (argc - optind != 2)
-		return cli_usage_error("log", "a subcommand and a directory are needed");
+	int json, ex = cli_plain_args("log", argc, argv, 2, 2, "a subcommand and a directory are", &json);
+	if (ex >= 0)
+		return ex;
 	const char *sub = argv[optind], *dir = argv[optind + 1];
 	int dump = !strcmp(sub, "dump");
 	if (!dump && strcmp(sub, "verify") && strcmp(sub, "compact"))

@@ -11,27 +11,14 @@
 
 #include "cli.h"
 
-/* `taskring CMD STORE` with only --json and --help: parses @argv, leaves
- * the positional arguments from argv[optind], checks there are @lo..@hi
- * of them (@what names them) and opens the store (the first). Returns -1 to
- * go on, or the exit code. */
+/* cli_plain_args(), then open the store (the first argument). Returns -1
+ * to go on, or the exit code. */
 static int simple_args(const char *cmd, int argc, char **argv, int lo, int hi, const char *what, int *json,
 		       struct taskring_store **stp)
 {
-	static const struct option opts[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	int c, ex;
-	if (json)
-		*json = 0;
-	while ((c = cli_getopt(cmd, argc, argv, opts, &ex)) != -1) {
-		if (c == -2)
-			return ex;
-		if (!json)
-			return cli_usage_error(cmd, "--json is not an option of %s", cmd);
-		*json = 1;
-	}
-	int n = argc - optind;
-	if (n < lo || n > hi)
-		return cli_usage_error(cmd, "%s needed", what);
+	int ex = cli_plain_args(cmd, argc, argv, lo, hi, what, json);
+	if (ex >= 0)
+		return ex;
 	return cli_open(argv[optind], stp) ? EXIT_FAIL : -1;
 }
 
@@ -134,13 +121,9 @@ int cmd_create(int argc, char **argv)
 
 int cmd_rm(int argc, char **argv)
 {
-	static const struct option lo[] = {{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	int c, ex;
-	while ((c = cli_getopt("rm", argc, argv, lo, &ex)) != -1)
-		if (c == -2)
-			return ex;
-	if (argc - optind != 1)
-		return cli_usage_error("rm", "one STORE is needed");
+	int ex = cli_plain_args("rm", argc, argv, 1, 1, "one STORE is", NULL);
+	if (ex >= 0)
+		return ex;
 	int rc = taskring_store_unlink(argv[optind]);
 	return rc ? cli_fail(argv[optind], rc) : EXIT_OK;
 }

@@ -228,6 +228,24 @@ int cli_getopt(const char *cmd, int argc, char **argv, const struct option *lo, 
 	return c;
 }
 
+int cli_plain_args(const char *cmd, int argc, char **argv, int lo, int hi, const char *what, int *json)
+{
+	static const struct option with_json[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	static const struct option help_only[] = {{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	int c, ex;
+	if (json)
+		*json = 0;
+	while ((c = cli_getopt(cmd, argc, argv, json ? with_json : help_only, &ex)) != -1) {
+		if (c == -2)
+			return ex;
+		*json = 1;
+	}
+	int n = argc - optind;
+	if (n < lo || n > hi)
+		return cli_usage_error(cmd, "%s needed", what);
+	return -1;
+}
+
 int cli_duration(const char *cmd, const char *opt, const char *s, int64_t *ns)
 {
 	static const struct {
