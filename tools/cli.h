@@ -68,7 +68,9 @@ int cli_lookup(struct taskring_store *st, const char *id, struct taskring_job *j
 void cli_json_str(FILE *f, const char *s);
 void cli_json_strn(FILE *f, const char *s, size_t n);
 void cli_json_ms(FILE *f, int64_t ns);
-/* A job's JSON (taskring_job_to_json) to @f; 0 or a taskring error. */
+/* A job's JSON (taskring_job_to_json) in a malloc'd string, or to @f; 0
+ * or a taskring error. */
+int cli_job_text(const struct taskring_job *job, char **textp);
 int cli_job_json(FILE *f, const struct taskring_job *job);
 /* "2026-11-29 12:00:00" (UTC) or "-" for 0. */
 void cli_time(int64_t ns, char *buf, size_t cap);

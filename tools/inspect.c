@@ -583,14 +583,12 @@ int cmd_jobs(int argc, char **argv)
 	while ((limit == 0 || n < limit) && (rc = taskring_job_next(st, mask, queue, task, &cursor, &job)) == 1) {
 		if (json) {
 			/* A job that ended and went since the walk found it is
-			 * left out; so is one whose text fails. */
-			char probe[1];
-			if (taskring_job_to_json(&job, probe, 0) < 0)
+			 * left out. */
+			char *t;
+			if (cli_job_text(&job, &t))
 				continue;
-			if (n)
-				printf(",");
-			if (cli_job_json(stdout, &job) < 0)
-				printf("null");
+			printf("%s%s", n ? "," : "", t);
+			free(t);
 			n++;
 			continue;
 		}
@@ -700,9 +698,7 @@ static void show_text(const struct taskring_job *job, const struct taskring_job_
 		printf("%-12s %.3f s\n", "result ttl", (double)ji->result_ttl_ns / 1e9);
 	printf("%-12s %u bytes\n%-12s %u bytes\n", "payload", ji->payload_len, "result", ji->result_len);
 	char *json = NULL;
-	int need = taskring_job_to_json(job, NULL, 0);
-	if (need >= 0 && (json = malloc((size_t)need + 1)) != NULL && taskring_job_to_json(job, json, (size_t)need + 1) > need)
-		json[0] = 0; /* grew in between: leave the two out */
+	cli_job_text(job, &json); /* on failure the two read "-" */
 	print_json_member(json, "unique key", "unique_key");
 	print_json_member(json, "metadata", "metadata");
 	free(json);

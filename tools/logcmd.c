@@ -23,20 +23,6 @@ static int text_blob(const char *name)
 	return 0;
 }
 
-static void json_text(const uint8_t *p, uint32_t n)
-{
-	putchar('"');
-	for (uint32_t i = 0; i < n; i++) {
-		if (p[i] == '"' || p[i] == '\\')
-			printf("\\%c", p[i]);
-		else if (p[i] < 0x20 || p[i] > 0x7e)
-			printf("\\u%04x", p[i]);
-		else
-			putchar(p[i]);
-	}
-	putchar('"');
-}
-
 struct dump_ctx {
 	int json;
 };
@@ -62,7 +48,7 @@ static int dump_record(void *arg, const struct tr_logrec *r, const char *seg, ui
 		if (d->json) {
 			printf(",\"%s\":", sp->blob[i]);
 			if (text_blob(sp->blob[i])) {
-				json_text(p, n);
+				cli_json_strn(stdout, (const char *)p, n);
 				continue;
 			}
 			printf("{\"len\":%u,\"hex\":\"", n);
@@ -71,7 +57,7 @@ static int dump_record(void *arg, const struct tr_logrec *r, const char *seg, ui
 			printf("\"%s}", show < n ? ",\"truncated\":true" : "");
 		} else if (text_blob(sp->blob[i])) {
 			printf(" %s=", sp->blob[i]);
-			json_text(p, n);
+			cli_json_strn(stdout, (const char *)p, n);
 		} else {
 			printf(" %s=%u bytes", sp->blob[i], n);
 		}

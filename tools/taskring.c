@@ -354,25 +354,36 @@ void cli_json_ms(FILE *f, int64_t ns)
 		fputs("null", f);
 }
 
+int cli_job_text(const struct taskring_job *job, char **textp)
+{
+	for (;;) {
+		int n = taskring_job_to_json(job, NULL, 0);
+		if (n < 0)
+			return n;
+		char *t = malloc((size_t)n + 1);
+		if (!t)
+			return -ENOMEM;
+		int m = taskring_job_to_json(job, t, (size_t)n + 1);
+		if (m >= 0 && m <= n) {
+			*textp = t;
+			return 0;
+		}
+		free(t);
+		if (m < 0)
+			return m;
+		/* It grew in between (an error appended): ask again. */
+	}
+}
+
 int cli_job_json(FILE *f, const struct taskring_job *job)
 {
-	char small[4096];
-	int n = taskring_job_to_json(job, small, sizeof(small));
-	if (n < 0)
-		return n;
-	if ((size_t)n < sizeof(small)) {
-		fputs(small, f);
-		return 0;
+	char *t;
+	int rc = cli_job_text(job, &t);
+	if (rc == 0) {
+		fputs(t, f);
+		free(t);
 	}
-	char *big = malloc((size_t)n + 1);
-	if (!big)
-		return -ENOMEM;
-	/* It may have grown in between (an error appended): ask again. */
-	int m = taskring_job_to_json(job, big, (size_t)n + 1);
-	if (m >= 0 && m <= n)
-		fputs(big, f);
-	free(big);
-	return m < 0 ? m : (m > n ? cli_job_json(f, job) : 0);
+	return rc;
 }
 
 void cli_time(int64_t ns, char *buf, size_t cap)
